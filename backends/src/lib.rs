@@ -1,0 +1,14 @@
+//! # egret-backends
+//!
+//! Not yet filled. This crate will own the lowering of an optimized graph into a
+//! `Program` (a scheduled list of kernel calls and fused loops over one planned
+//! memory arena, buffer offsets from liveness analysis) and the two emitters
+//! that consume it:
+//!
+//! * `jit`: Cranelift builds the fused loops (SIMD, FMA) and calls runtime
+//!   kernels for GEMM, quantized GEMV/GEMM and attention;
+//! * `c`: standalone C99 with const weights, one static arena and no malloc,
+//!   cross-compiled for aarch64, armv7, riscv64 and Cortex-M.
+//!
+//! It sits at the top of the library ladder: ir ← frontends/runtime ← passes ←
+//! backends ← egret.

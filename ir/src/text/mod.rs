@@ -1,0 +1,1 @@
+//! The deterministic text form of a graph: printing and parsing.

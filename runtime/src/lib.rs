@@ -1,0 +1,22 @@
+//! # egret-runtime
+//!
+//! What executes: the reference [`Interpreter`], the kernels behind it, and (as
+//! later issues land) KV-cache policies, generation and evaluation.
+//!
+//! The interpreter is the oracle every pass and backend is checked against, so
+//! each op kernel in [`ops`] follows the ONNX specification literally. Heavy
+//! linear algebra goes through [`kernels::gemm`] (the `gemm` crate).
+//!
+//! Depends only on `egret-ir`. Start reading at [`interpreter`], then
+//! [`registry`] for how kernels plug in.
+
+pub mod error;
+pub mod interpreter;
+pub mod kernels;
+pub mod ops;
+pub mod registry;
+
+pub use error::{Result, RuntimeError};
+pub use interpreter::{unsupported_ops, Interpreter};
+pub use registry::{registry, Kernel, KernelCtx, Registry};
+pub use egret_ir::Value;

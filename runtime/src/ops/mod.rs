@@ -1,0 +1,37 @@
+//! Op kernels, one file per op family. Each file exposes `register`.
+pub mod elementwise;
+pub mod activation;
+pub mod cast;
+pub mod shape;
+pub mod gather;
+pub mod reduce;
+pub mod sequence;
+pub mod linalg;
+pub mod conv;
+pub mod pool;
+pub mod norm;
+pub mod resize;
+pub mod quant;
+pub mod rnn;
+pub mod control;
+pub mod attention;
+
+/// Register every family's kernels.
+pub fn register_all(r: &mut crate::registry::Registry) {
+    elementwise::register(r);
+    activation::register(r);
+    cast::register(r);
+    shape::register(r);
+    gather::register(r);
+    reduce::register(r);
+    sequence::register(r);
+    linalg::register(r);
+    conv::register(r);
+    pool::register(r);
+    norm::register(r);
+    resize::register(r);
+    quant::register(r);
+    rnn::register(r);
+    control::register(r);
+    attention::register(r);
+}

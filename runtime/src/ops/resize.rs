@@ -1,0 +1,6 @@
+//! Kernels: Resize and spatial resampling.
+
+use crate::registry::Registry;
+
+/// Register this family's kernels.
+pub fn register(_r: &mut Registry) {}

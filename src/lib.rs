@@ -1,0 +1,12 @@
+//! # egret
+//!
+//! The facade: the stable public API of egret, re-exported from its crates.
+//! Library users depend on this crate only; the internal crates may change.
+//!
+//! * [`ir`]: the graph IR (types, tensors, graphs, inference, text form).
+//! * [`frontends`]: importers (ONNX today).
+//! * [`runtime`]: the reference interpreter.
+
+pub use egret_frontends as frontends;
+pub use egret_ir as ir;
+pub use egret_runtime as runtime;

@@ -1,0 +1,5 @@
+//! The `egret` command-line tool.
+
+fn main() {
+    println!("egret");
+}
