@@ -154,3 +154,16 @@ pub fn one(t: Tensor) -> Result<Vec<Value>> {
 pub fn is_native_float(dt: DType) -> bool {
     dt.is_float()
 }
+
+/// Largest element count any kernel will allocate for one output (2^31). A model
+/// can declare any size; this turns a hostile size into an error, not an OOM.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Element count of `shape`, refusing overflow and sizes above [`MAX_ELEMENTS`].
+pub fn checked_len(shape: &[usize]) -> Result<usize> {
+    let n = egret_ir::tensor::checked_numel(shape)?;
+    if n > MAX_ELEMENTS {
+        return Err(RuntimeError::msg(format!("output shape {shape:?} has {n} elements, above the limit of {MAX_ELEMENTS}")));
+    }
+    Ok(n)
+}
