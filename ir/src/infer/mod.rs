@@ -26,6 +26,7 @@ mod quant;
 mod rnn;
 mod control;
 mod attention;
+mod strings;
 
 use crate::error::IrError;
 use crate::graph::{Graph, Op, OpCall};
@@ -74,7 +75,9 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| rnn::rule(op_type))
             .or_else(|| control::rule(op_type))
             .or_else(|| attention::rule(op_type))
+            .or_else(|| strings::rule(op_type))
         ,
+        "ai.onnx.ml" => strings::ml_rule(op_type),
         _ => None,
     }
 }

@@ -3,6 +3,10 @@
 //! use these instead of re-deriving them.
 
 pub mod gemm;
+pub mod window;
+pub mod convert;
+pub mod workprec;
+pub mod strided;
 
 use crate::error::{Result, RuntimeError};
 use egret_ir::Value;

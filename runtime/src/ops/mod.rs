@@ -15,6 +15,7 @@ pub mod quant;
 pub mod rnn;
 pub mod control;
 pub mod attention;
+pub mod strings;
 
 /// Register every family's kernels.
 pub fn register_all(r: &mut crate::registry::Registry) {
@@ -34,4 +35,5 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     rnn::register(r);
     control::register(r);
     attention::register(r);
+    strings::register(r);
 }

@@ -1,0 +1,142 @@
+//! The `egret` subcommands and what they share: model loading and table output.
+
+pub mod inspect;
+pub mod run;
+
+use anyhow::{bail, Context, Result};
+use egret_ir::Model;
+use std::path::Path;
+
+/// Load a model, choosing the frontend by file extension. This is the one place
+/// a new format (`.gguf`, `.safetensors`, `.egret`) gets wired in.
+pub fn load_model(path: &Path) -> Result<Model> {
+    if !path.is_file() {
+        bail!(
+            "model file {} does not exist (or is not a file)",
+            path.display()
+        );
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "onnx" => egret_frontends::onnx::load(path)
+            .with_context(|| format!("loading ONNX model {}", path.display())),
+        "gguf" | "safetensors" | "egret" => {
+            bail!(
+                "{}: .{ext} models are not supported yet (only .onnx for now)",
+                path.display()
+            )
+        }
+        _ => bail!(
+            "{}: unknown model format `.{ext}` (expected .onnx)",
+            path.display()
+        ),
+    }
+}
+
+/// Format rows as a left-aligned table with a header row, two spaces between
+/// columns and every line indented by two spaces. Numeric-looking columns are
+/// right-aligned.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let numeric: Vec<bool> = (0..cols)
+        .map(|i| {
+            !rows.is_empty()
+                && rows
+                    .iter()
+                    .all(|r| r.get(i).is_some_and(|c| c.parse::<f64>().is_ok()))
+        })
+        .collect();
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::from(" ");
+        for (i, w) in width.iter().enumerate() {
+            let c = r.get(i).map_or("", |s| s.as_str());
+            let pad = " ".repeat(w - c.chars().count());
+            line.push(' ');
+            if numeric[i] {
+                line.push_str(&pad);
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                line.push_str(&pad);
+            }
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A byte count in human units (`1.5 MiB`).
+pub fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["op", "count"],
+            &[
+                vec!["Conv".into(), "12".into()],
+                vec!["Relu".into(), "3".into()],
+            ],
+        );
+        assert_eq!(t, "  op    count\n  Conv     12\n  Relu      3\n");
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn unknown_formats_are_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("egret-cli-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.gguf");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(load_model(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported yet"));
+        let p = dir.join("m.bin");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(load_model(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown model format"));
+        assert!(load_model(&dir.join("none.onnx"))
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

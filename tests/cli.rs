@@ -1,0 +1,258 @@
+//! The `egret` binary end to end, on the tiny model of `tests/fixtures/tiny/`
+//! (built by `make_tiny.py`): y = Relu(x @ w + b), "stats/y:0" = Identity(y).
+
+use egret_frontends::npy;
+use egret_ir::Tensor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const W: [[f32; 2]; 3] = [[1.0, -1.0], [2.0, 0.5], [-3.0, 1.0]];
+const B: [f32; 2] = [0.5, -0.25];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+/// Run `egret` in the fixtures directory (so paths in the output are relative).
+fn egret(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_egret"))
+        .args(args)
+        .current_dir(fixtures())
+        .output()
+        .expect("spawn egret")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "egret failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// Expect a failure whose stderr mentions `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let o = egret(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{args:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("egret-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn expected(x: &[f32], batch: usize) -> Vec<f32> {
+    let mut y = Vec::new();
+    for r in 0..batch {
+        for (c, b) in B.iter().enumerate() {
+            let v: f32 = (0..3).map(|k| x[r * 3 + k] * W[k][c]).sum::<f32>() + b;
+            y.push(v.max(0.0));
+        }
+    }
+    y
+}
+
+#[test]
+fn inspect_tables() {
+    insta::assert_snapshot!("inspect", stdout(&egret(&["inspect", "tiny.onnx"])));
+}
+
+#[test]
+fn inspect_json() {
+    let out = stdout(&egret(&["inspect", "tiny.onnx", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(v["nodes"], 4);
+    assert_eq!(v["parameters"], 8);
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!(["batch", 3]));
+    insta::assert_snapshot!("inspect_json", out);
+}
+
+#[test]
+fn run_writes_npy_outputs() {
+    let dir = scratch("run");
+    let x = [1f32, 2.0, 3.0, -1.0, 0.5, 0.25];
+    let xp = dir.join("x.npy");
+    npy::write(&xp, &Tensor::from_vec(vec![2, 3], x.to_vec()).unwrap()).unwrap();
+    let out_dir = dir.join("out");
+    let arg = format!("x={}", xp.display());
+    let text = stdout(&egret(&[
+        "run",
+        "tiny.onnx",
+        "--input",
+        &arg,
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("stats/y:0") && text.contains("run "),
+        "{text}"
+    );
+    let want = expected(&x, 2);
+    for file in ["y.npy", "stats_y_0.npy"] {
+        let t = npy::read(&out_dir.join(file)).unwrap();
+        assert_eq!(t.shape(), &[2, 2]);
+        let got = t.as_slice::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-6, "{file}: {got:?} vs {want:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_random_is_deterministic() {
+    let dir = scratch("random");
+    let mut files = Vec::new();
+    for run in ["a", "b"] {
+        let out = dir.join(run);
+        let text = stdout(&egret(&[
+            "run",
+            "tiny.onnx",
+            "--random",
+            "--seed",
+            "3",
+            "--dim",
+            "batch=5",
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(v["outputs"][0]["name"], "y");
+        assert_eq!(v["outputs"][0]["shape"], serde_json::json!([5, 2]));
+        assert!(
+            v["outputs"][0]["min"].as_f64().unwrap() >= 0.0,
+            "relu output"
+        );
+        assert!(v["run_ms"].is_number());
+        files.push(std::fs::read(out.join("y.npy")).unwrap());
+    }
+    assert_eq!(files[0], files[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failures_are_clear_errors() {
+    let dir = scratch("errors");
+    fails(&["inspect", "no-such-model.onnx"], "does not exist");
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xfe this is not a protobuf \x00\x01\x02").unwrap();
+    fails(
+        &["inspect", garbage.to_str().unwrap()],
+        "loading ONNX model",
+    );
+    fails(
+        &["run", garbage.to_str().unwrap(), "--random"],
+        "loading ONNX model",
+    );
+    fails(&["run", "tiny.onnx"], "give --input NAME=FILE or --random");
+    fails(
+        &["run", "tiny.onnx", "--input", "nope=x.npy"],
+        "the model has no input `nope`",
+    );
+    fails(
+        &["run", "tiny.onnx", "--input", "x=missing.npy"],
+        "missing.npy",
+    );
+    let wrong = dir.join("wrong.npy");
+    npy::write(
+        &wrong,
+        &Tensor::from_vec(vec![2, 3], vec![0f64; 6]).unwrap(),
+    )
+    .unwrap();
+    fails(
+        &[
+            "run",
+            "tiny.onnx",
+            "--input",
+            &format!("x={}", wrong.display()),
+        ],
+        "the file holds f64, the model expects f32",
+    );
+    let bad = dir.join("bad.npy");
+    std::fs::write(&bad, b"\x93NUMPY\x01\x00\x05\x00{'a'").unwrap();
+    fails(
+        &[
+            "run",
+            "tiny.onnx",
+            "--input",
+            &format!("x={}", bad.display()),
+        ],
+        "not a valid .npy file",
+    );
+    let gguf = dir.join("model.gguf");
+    std::fs::write(&gguf, b"GGUF").unwrap();
+    fails(
+        &["inspect", gguf.to_str().unwrap()],
+        ".gguf models are not supported yet",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Usage errors come from clap (exit code 2), not from a panic.
+    let o = egret(&["run", "tiny.onnx", "--dim", "batch"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn help_and_version() {
+    for sub in ["inspect", "run"] {
+        let text = stdout(&egret(&[sub, "--help"]));
+        assert!(
+            text.contains("Examples:") && text.contains(&format!("egret {sub} model.onnx")),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        stdout(&egret(&["--version"])).trim(),
+        format!("egret {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The printed IR of a real model, once the frontend imports the real models:
+/// gated on silero-vad being present and loading, then snapshots PP-OCR's
+/// direction classifier and checks that its text form round-trips.
+#[test]
+fn real_model_ir_snapshot() {
+    let cache = std::env::var_os("EGRET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
+        });
+    let silero = cache.join("models/silero-vad/silero_vad.onnx");
+    let cls = cache.join("models/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    if !silero.exists() || !cls.exists() {
+        println!(
+            "note: skipping the real-model IR snapshot ({} or {} is absent)",
+            silero.display(),
+            cls.display()
+        );
+        return;
+    }
+    if let Err(e) = egret_frontends::onnx::load(&silero) {
+        println!("note: skipping the real-model IR snapshot: the frontend cannot load silero-vad yet: {e}");
+        return;
+    }
+    let mut model = egret_frontends::onnx::load(&cls).expect("ppocr cls imports");
+    // The source path differs between machines.
+    model.metadata.remove("source");
+    let (text, weights) = egret_ir::text::print_model_with_weights(&model);
+    let table: std::collections::HashMap<String, Tensor> = weights.into_iter().collect();
+    let back = egret_ir::text::parse_model(&text, &|k| table.get(k).cloned())
+        .expect("printed IR parses back");
+    assert_eq!(
+        egret_ir::text::print_model(&back),
+        text,
+        "print -> parse -> print is the identity"
+    );
+    insta::assert_snapshot!("ppocr_cls_ir", text);
+}
