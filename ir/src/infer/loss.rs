@@ -17,8 +17,16 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
 fn loss(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let target = ctx.tensor(1)?;
-    let reduction = ctx.call.attrs.string_or("reduction", "mean").map_err(|e| e.to_string())?;
-    let loss_shape = if reduction == "none" { target.shape.clone() } else { Some(Shape(vec![])) };
+    let reduction = ctx
+        .call
+        .attrs
+        .string_or("reduction", "mean")
+        .map_err(|e| e.to_string())?;
+    let loss_shape = if reduction == "none" {
+        target.shape.clone()
+    } else {
+        Some(Shape(vec![]))
+    };
     let mut out = vec![tensor(x.dtype, loss_shape)];
     if ctx.num_outputs > 1 {
         out.push(tensor(x.dtype, x.shape.clone()));

@@ -26,6 +26,9 @@ mod quant;
 mod rnn;
 mod control;
 mod attention;
+mod signal;
+mod loss;
+mod vision;
 mod strings;
 
 use crate::error::IrError;
@@ -75,6 +78,9 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| rnn::rule(op_type))
             .or_else(|| control::rule(op_type))
             .or_else(|| attention::rule(op_type))
+            .or_else(|| signal::rule(op_type))
+            .or_else(|| loss::rule(op_type))
+            .or_else(|| vision::rule(op_type))
             .or_else(|| strings::rule(op_type))
         ,
         "ai.onnx.ml" => strings::ml_rule(op_type),

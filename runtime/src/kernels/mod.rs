@@ -7,6 +7,7 @@ pub mod window;
 pub mod convert;
 pub mod workprec;
 pub mod strided;
+pub mod mt19937;
 
 use crate::error::{Result, RuntimeError};
 use egret_ir::Value;

@@ -21,8 +21,15 @@ pub fn register(r: &mut Registry) {
 /// `(N, C, D)` of an `[N, C, d1, ...]` input whose target is `[N, d1, ...]`.
 fn ncd(x: &Tensor, target: &Tensor) -> Result<(usize, usize, usize)> {
     let xs = x.shape();
-    if xs.len() < 2 || target.shape().len() + 1 != xs.len() || target.shape()[0] != xs[0] || target.shape()[1..] != xs[2..] {
-        return Err(RuntimeError::msg(format!("input shape {xs:?} does not match target shape {:?}", target.shape())));
+    if xs.len() < 2
+        || target.shape().len() + 1 != xs.len()
+        || target.shape()[0] != xs[0]
+        || target.shape()[1..] != xs[2..]
+    {
+        return Err(RuntimeError::msg(format!(
+            "input shape {xs:?} does not match target shape {:?}",
+            target.shape()
+        )));
     }
     Ok((xs[0], xs[1], xs[2..].iter().product()))
 }
@@ -42,7 +49,10 @@ fn nll<T: Real>(
     let w = weight.map(load::<T>).transpose()?;
     if let Some(w) = &w {
         if w.len() != c {
-            return Err(RuntimeError::msg(format!("weight has {} elements for {c} classes", w.len())));
+            return Err(RuntimeError::msg(format!(
+                "weight has {} elements for {c} classes",
+                w.len()
+            )));
         }
     }
     let mut loss = Vec::with_capacity(n * d);
@@ -55,7 +65,9 @@ fn nll<T: Real>(
                 continue;
             }
             if t < 0 || t >= c as i64 {
-                return Err(RuntimeError::msg(format!("target class {t} out of range [0, {c})")));
+                return Err(RuntimeError::msg(format!(
+                    "target class {t} out of range [0, {c})"
+                )));
             }
             let t = t as usize;
             let wt = w.as_ref().map_or(T::one(), |w| w[t]);
@@ -84,6 +96,20 @@ fn nll_loss(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
     })
 }
 
+/// In-place log-softmax over the class axis of `[N, C, D]` scores.
+fn log_softmax<T: Real>(lp: &mut [T], (n, c, d): (usize, usize, usize)) {
+    for i in 0..n {
+        for j in 0..d {
+            let at = |k: usize| (i * c + k) * d + j;
+            let max = (0..c).map(|k| lp[at(k)]).fold(T::neg_infinity(), T::max);
+            let lse = (0..c).map(|k| (lp[at(k)] - max).exp()).sum::<T>().ln() + max;
+            for k in 0..c {
+                lp[at(k)] = lp[at(k)] - lse;
+            }
+        }
+    }
+}
+
 /// SoftmaxCrossEntropyLoss: log-softmax over the class axis, then NLL; the
 /// optional second output is the log-probabilities.
 fn softmax_cross_entropy(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -93,16 +119,7 @@ fn softmax_cross_entropy(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Resul
     let (n, c, d) = ncd(x, target)?;
     with_workprec!(x.dtype(), T => {
         let mut lp = load::<T>(x)?.into_owned();
-        for i in 0..n {
-            for j in 0..d {
-                let at = |k: usize| (i * c + k) * d + j;
-                let max = (0..c).map(|k| lp[at(k)]).fold(T::neg_infinity(), T::max);
-                let lse = (0..c).map(|k| (lp[at(k)] - max).exp()).sum::<T>().ln() + max;
-                for k in 0..c {
-                    lp[at(k)] = lp[at(k)] - lse;
-                }
-            }
-        }
+        log_softmax(&mut lp, (n, c, d));
         let loss = nll(ctx, &lp, (n, c, d), target, opt_input(inputs, 2)?, x.dtype())?;
         let mut out = vec![Value::Tensor(loss)];
         if ctx.num_outputs() > 1 {
@@ -123,7 +140,12 @@ mod tests {
         let x = Tensor::from_vec(vec![3, 2], vec![-1.0f32, -2.0, -3.0, -4.0, -5.0, -6.0]).unwrap();
         let t = Tensor::from_vec(vec![3], vec![0i64, 1, 1]).unwrap();
         let w = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
-        let out = run1("NegativeLogLikelihoodLoss", Attrs::default(), vec![x.clone(), t.clone(), w.clone()], 1);
+        let out = run1(
+            "NegativeLogLikelihoodLoss",
+            Attrs::default(),
+            vec![x.clone(), t.clone(), w.clone()],
+            1,
+        );
         // (1*1 + 2*4 + 2*6) / (1 + 2 + 2) = 21 / 5
         assert!((out[0][0] - 4.2).abs() < 1e-6);
         let mut a = Attrs::default();
@@ -139,7 +161,12 @@ mod tests {
         let t = Tensor::from_vec(vec![1], vec![1i32]).unwrap();
         let mut a = Attrs::default();
         a.set("reduction", Attr::String("sum".into()));
-        let out = run_op("SoftmaxCrossEntropyLoss", a, vec![Some(x), Some(t), None], 2);
+        let out = run_op(
+            "SoftmaxCrossEntropyLoss",
+            a,
+            vec![Some(x), Some(t), None],
+            2,
+        );
         let ln2 = std::f64::consts::LN_2;
         assert!((out[0].to_f64_vec().unwrap()[0] - ln2).abs() < 1e-6);
         assert_eq!(out[1].shape(), &[1, 2]);

@@ -15,6 +15,9 @@ pub mod quant;
 pub mod rnn;
 pub mod control;
 pub mod attention;
+pub mod signal;
+pub mod loss;
+pub mod vision;
 pub mod strings;
 
 /// Register every family's kernels.
@@ -35,5 +38,8 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     rnn::register(r);
     control::register(r);
     attention::register(r);
+    signal::register(r);
+    loss::register(r);
+    vision::register(r);
     strings::register(r);
 }

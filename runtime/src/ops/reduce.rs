@@ -104,7 +104,7 @@ fn reduce_lanes<T: Num>(src: &[T], outer: usize, r: usize, inner: usize, op: ROp
             out.push(reduce_lane(plane.iter().copied(), r, op));
         } else {
             for i in 0..inner {
-                out.push(reduce_lane(plane[i..].iter().step_by(inner).copied(), r, op));
+                out.push(reduce_lane((0..r).map(|k| plane[k * inner + i]), r, op));
             }
         }
     }

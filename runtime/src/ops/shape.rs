@@ -11,6 +11,7 @@
 
 use crate::error::{Result, RuntimeError};
 use crate::kernels::convert::{collect_as, Wide};
+use crate::kernels::mt19937::Mt19937;
 use crate::kernels::strided::{self, permute, split_at_axis, strided_copy, strides_of, Elem};
 use crate::kernels::{broadcast_shapes, checked_len, input, norm_axis, one, opt_input};
 use crate::registry::{KernelCtx, Registry};
@@ -607,17 +608,10 @@ fn dropout(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> 
     if !(0.0..1.0).contains(&ratio) {
         bail!("dropout ratio {ratio} outside [0, 1)");
     }
-    // Training mode: a deterministic xorshift stream seeded by `seed` (the ONNX
-    // spec leaves the random stream to the implementation).
-    let mut state = (ctx.attrs().int_or("seed", 0)? as u64) ^ 0x9E37_79B9_7F4A_7C15;
-    let mask: Vec<bool> = (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 >= ratio
-        })
-        .collect();
+    // Training mode: numpy's RandomState(seed) stream, as the ONNX reference draws it.
+    let seed = ctx.attrs().int_or("seed", 0)?;
+    let mut rng = Mt19937::new(u32::try_from(seed).map_err(|_| RuntimeError::msg(format!("seed {seed} outside 0..2^32")))?);
+    let mask: Vec<bool> = (0..n).map(|_| rng.next_f64() >= ratio).collect();
     let scale = 1.0 / (1.0 - ratio);
     let vals: Vec<f64> = x.to_f64_vec()?.iter().zip(&mask).map(|(&v, &m)| if m { v * scale } else { 0.0 }).collect();
     let mut out = vec![Value::Tensor(from_f64s(x.dtype(), x.shape().to_vec(), vals)?)];
