@@ -32,7 +32,10 @@ fn gather(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 }
 
 fn gather_elements(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
-    Ok(vec![tensor(ctx.tensor(0)?.dtype, ctx.tensor(1)?.shape.clone())])
+    Ok(vec![tensor(
+        ctx.tensor(0)?.dtype,
+        ctx.tensor(1)?.shape.clone(),
+    )])
 }
 
 fn gather_nd(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -47,7 +50,12 @@ fn gather_nd(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
                     d.extend_from_slice(&s.dims()[b + k..]);
                     Some(Shape(d))
                 }
-                Some(k) => return Err(format!("index tuples of {k} do not fit rank {} with batch_dims {b}", s.rank())),
+                Some(k) => {
+                    return Err(format!(
+                        "index tuples of {k} do not fit rank {} with batch_dims {b}",
+                        s.rank()
+                    ))
+                }
                 None => None,
             }
         }

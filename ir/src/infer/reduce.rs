@@ -9,8 +9,8 @@ use crate::shape::{Dim, Shape, ValueType};
 /// The rule for a standard-domain op of this family.
 pub(super) fn rule(op: &str) -> Option<InferFn> {
     Some(match op {
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce,
         "ArgMax" | "ArgMin" => arg_extreme,
         "TopK" => top_k,
         "CumSum" | "CumProd" => same,
@@ -41,7 +41,9 @@ fn reduce(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let keepdims = int_attr(ctx, "keepdims", 1)? != 0;
     let noop = int_attr(ctx, "noop_with_empty_axes", 0)? != 0;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let axes = if ctx.has_input(1) {
         match ctx.const_ints(1) {
             Some(a) if a.is_empty() && noop => return Ok(vec![ValueType::Tensor(x.clone())]),
@@ -49,7 +51,9 @@ fn reduce(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             Some(a) => norm_axes(&a, s.rank())?,
             // Unknown axes: with keepdims the rank is known, the dims are not.
             None if keepdims => {
-                let d = (0..s.rank()).map(|i| data_dim(ctx, &format!("r{i}"))).collect();
+                let d = (0..s.rank())
+                    .map(|i| data_dim(ctx, &format!("r{i}")))
+                    .collect();
                 return Ok(vec![tensor(x.dtype, Some(Shape(d)))]);
             }
             None => return Ok(vec![tensor(x.dtype, None)]),
@@ -66,7 +70,11 @@ fn arg_extreme(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let keepdims = int_attr(ctx, "keepdims", 1)? != 0;
     let shape = match &x.shape {
-        Some(s) => Some(reduced(s, &[norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?], keepdims)),
+        Some(s) => Some(reduced(
+            s,
+            &[norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?],
+            keepdims,
+        )),
         None => None,
     };
     Ok(vec![tensor(DType::I64, shape)])
@@ -87,5 +95,8 @@ fn top_k(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         }
         None => None,
     };
-    Ok(vec![tensor(x.dtype, shape.clone()), tensor(DType::I64, shape)])
+    Ok(vec![
+        tensor(x.dtype, shape.clone()),
+        tensor(DType::I64, shape),
+    ])
 }

@@ -41,12 +41,21 @@ fn merge(ctx: &InferCtx<'_>, a: &TensorType, b: &TensorType) -> TensorType {
                 .iter()
                 .zip(y.dims())
                 .enumerate()
-                .map(|(i, (p, q))| if p == q { p.clone() } else { data_dim(ctx, &format!("elem{i}")) })
+                .map(|(i, (p, q))| {
+                    if p == q {
+                        p.clone()
+                    } else {
+                        data_dim(ctx, &format!("elem{i}"))
+                    }
+                })
                 .collect(),
         )),
         _ => None,
     };
-    TensorType { dtype: a.dtype, shape }
+    TensorType {
+        dtype: a.dtype,
+        shape,
+    }
 }
 
 /// The element type of sequence input `i`.
@@ -81,7 +90,11 @@ fn sequence_at(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn sequence_insert(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let (s, t) = (seq_elem(ctx, 0)?, ctx.tensor(1)?);
     // An empty sequence's element type carries no shape: take the tensor's.
-    let ty = if s.shape.is_none() { t.clone() } else { merge(ctx, s, t) };
+    let ty = if s.shape.is_none() {
+        t.clone()
+    } else {
+        merge(ctx, s, t)
+    };
     Ok(vec![ValueType::Sequence(ty)])
 }
 
@@ -91,7 +104,12 @@ fn sequence_erase(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn split_to_sequence(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![ValueType::Sequence(TensorType { dtype: x.dtype, shape: None })]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![ValueType::Sequence(TensorType {
+            dtype: x.dtype,
+            shape: None,
+        })]);
+    };
     let a = norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?;
     let mut d = s.dims().to_vec();
     if !ctx.has_input(1) {
@@ -103,7 +121,10 @@ fn split_to_sequence(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     } else {
         d[a] = data_dim(ctx, "piece");
     }
-    Ok(vec![ValueType::Sequence(TensorType { dtype: x.dtype, shape: Some(Shape(d)) })])
+    Ok(vec![ValueType::Sequence(TensorType {
+        dtype: x.dtype,
+        shape: Some(Shape(d)),
+    })])
 }
 
 fn concat_from_sequence(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -149,7 +170,12 @@ fn optional(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 }
 
 fn optional_get_element(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
-    let f = ctx.inputs.first().copied().flatten().ok_or("missing input 0")?;
+    let f = ctx
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or("missing input 0")?;
     Ok(vec![match f.ty {
         ValueType::Optional(inner) => (**inner).clone(),
         other => other.clone(),

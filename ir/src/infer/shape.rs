@@ -97,7 +97,13 @@ pub(super) fn dim_sum(dims: &[Dim]) -> Dim {
 
 /// A data-dependent dim, named after the op, what it measures and the input shape.
 pub(super) fn data_dim(ctx: &InferCtx<'_>, what: &str) -> Dim {
-    let tag = ctx.inputs.first().copied().flatten().map(|f| f.ty.to_string()).unwrap_or_default();
+    let tag = ctx
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .map(|f| f.ty.to_string())
+        .unwrap_or_default();
     Dim::Sym(format!("{}_{what}({tag})", ctx.op().to_ascii_lowercase()))
 }
 
@@ -108,7 +114,10 @@ pub(super) fn shape_of<'a>(ctx: &InferCtx<'a>, i: usize) -> R<Option<&'a Shape>>
 
 /// The value of an int attribute, with a default.
 pub(super) fn int_attr(ctx: &InferCtx<'_>, name: &str, default: i64) -> R<i64> {
-    ctx.call.attrs.int_or(name, default).map_err(|e| e.to_string())
+    ctx.call
+        .attrs
+        .int_or(name, default)
+        .map_err(|e| e.to_string())
 }
 
 /// The length of a 1-D input (how many axes/dims it lists), if statically known.
@@ -116,12 +125,22 @@ fn list_len(ctx: &InferCtx<'_>, i: usize) -> Option<usize> {
     if let Some(v) = ctx.const_ints(i) {
         return Some(v.len());
     }
-    ctx.opt_tensor(i).ok().flatten()?.shape.as_ref()?.dims().first()?.known()
+    ctx.opt_tensor(i)
+        .ok()
+        .flatten()?
+        .shape
+        .as_ref()?
+        .dims()
+        .first()?
+        .known()
 }
 
 /// Normalise axes against `rank`, sorted.
 pub(super) fn norm_axes(axes: &[i64], rank: usize) -> R<Vec<usize>> {
-    let mut v = axes.iter().map(|&a| norm_axis(a, rank)).collect::<R<Vec<_>>>()?;
+    let mut v = axes
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<R<Vec<_>>>()?;
     v.sort_unstable();
     v.dedup();
     Ok(v)
@@ -142,7 +161,12 @@ fn same(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 }
 
 fn identity(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
-    let f = ctx.inputs.first().copied().flatten().ok_or("missing input 0")?;
+    let f = ctx
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or("missing input 0")?;
     Ok(vec![f.ty.clone()])
 }
 
@@ -183,7 +207,10 @@ fn reshape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     for (i, &d) in spec.iter().enumerate() {
         out.push(match d {
             0 if !allowzero => match in_dims {
-                Some(s) => s.get(i).cloned().ok_or("reshape: 0 beyond the input rank")?,
+                Some(s) => s
+                    .get(i)
+                    .cloned()
+                    .ok_or("reshape: 0 beyond the input rank")?,
                 None => data_dim(ctx, &format!("d{i}")),
             },
             -1 => {
@@ -199,7 +226,12 @@ fn reshape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     if let Some(i) = minus {
         out[i] = match in_dims {
             Some(s) => {
-                let others: Vec<Dim> = out.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| d.clone()).collect();
+                let others: Vec<Dim> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, d)| d.clone())
+                    .collect();
                 let d = infer_minus_one(s, &others);
                 if let (Some(n), Some(k)) = (dim_product(s).known(), dim_product(&others).known()) {
                     if k == 0 || n % k != 0 {
@@ -216,7 +248,9 @@ fn reshape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn transpose(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let r = s.rank();
     let perm: Vec<usize> = match ctx.call.attrs.ints_opt("perm").map_err(|e| e.to_string())? {
         Some(p) => p.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>()?,
@@ -225,14 +259,18 @@ fn transpose(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     if perm.len() != r {
         return Err(format!("perm {perm:?} does not match rank {r}"));
     }
-    Ok(vec![tensor(x.dtype, Some(Shape(perm.iter().map(|&p| s.dims()[p].clone()).collect())))])
+    Ok(vec![tensor(
+        x.dtype,
+        Some(Shape(perm.iter().map(|&p| s.dims()[p].clone()).collect())),
+    )])
 }
 
 fn concat(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let first = ctx.tensor(0)?;
     let axis = ctx.call.attrs.int("axis").map_err(|e| e.to_string())?;
-    let shapes: Vec<Option<&Shape>> =
-        (0..ctx.inputs.len()).map(|i| ctx.tensor(i).map(|t| t.shape.as_ref())).collect::<R<_>>()?;
+    let shapes: Vec<Option<&Shape>> = (0..ctx.inputs.len())
+        .map(|i| ctx.tensor(i).map(|t| t.shape.as_ref()))
+        .collect::<R<_>>()?;
     let Some(rank) = shapes.iter().flatten().map(|s| s.rank()).next() else {
         return Ok(vec![tensor(first.dtype, None)]);
     };
@@ -240,15 +278,27 @@ fn concat(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let mut out: Vec<Dim> = Vec::with_capacity(rank);
     for i in 0..rank {
         if i == a {
-            let parts: Option<Vec<Dim>> = shapes.iter().map(|s| s.and_then(|s| s.dims().get(a).cloned())).collect();
+            let parts: Option<Vec<Dim>> = shapes
+                .iter()
+                .map(|s| s.and_then(|s| s.dims().get(a).cloned()))
+                .collect();
             out.push(match parts {
                 Some(p) => dim_sum(&p),
                 None => data_dim(ctx, "concat"),
             });
         } else {
             // Prefer a known size among the inputs for the shared dims.
-            let ds: Vec<&Dim> = shapes.iter().flatten().filter_map(|s| s.dims().get(i)).collect();
-            let pick = ds.iter().find(|d| d.known().is_some()).or(ds.first()).copied().cloned();
+            let ds: Vec<&Dim> = shapes
+                .iter()
+                .flatten()
+                .filter_map(|s| s.dims().get(i))
+                .collect();
+            let pick = ds
+                .iter()
+                .find(|d| d.known().is_some())
+                .or(ds.first())
+                .copied()
+                .cloned();
             out.push(pick.ok_or("concat inputs differ in rank")?);
         }
     }
@@ -283,12 +333,22 @@ fn slice_len(d: &Dim, start: i64, end: i64, step: i64) -> Option<Dim> {
 
 fn slice(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let r = s.rank();
     let mut out = s.dims().to_vec();
     let (starts, ends) = (ctx.const_ints(1), ctx.const_ints(2));
-    let axes = if ctx.has_input(3) { ctx.const_ints(3) } else { starts.as_ref().map(|v| (0..v.len() as i64).collect()) };
-    let steps = if ctx.has_input(4) { ctx.const_ints(4) } else { starts.as_ref().map(|v| vec![1; v.len()]) };
+    let axes = if ctx.has_input(3) {
+        ctx.const_ints(3)
+    } else {
+        starts.as_ref().map(|v| (0..v.len() as i64).collect())
+    };
+    let steps = if ctx.has_input(4) {
+        ctx.const_ints(4)
+    } else {
+        starts.as_ref().map(|v| vec![1; v.len()])
+    };
     match (starts, ends, axes, steps) {
         (Some(st), Some(en), Some(ax), Some(sp)) => {
             if en.len() != st.len() || ax.len() != st.len() || sp.len() != st.len() {
@@ -314,27 +374,43 @@ fn slice(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn split(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let n = ctx.num_outputs;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None); n]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None); n]);
+    };
     let axis = norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?;
     let d = &s.dims()[axis];
     let sizes: Vec<Dim> = if ctx.has_input(1) {
         match ctx.const_ints(1) {
             Some(v) => v.iter().map(|&k| Dim::Known(k.max(0) as usize)).collect(),
-            None => (0..n).map(|i| data_dim(ctx, &format!("split{i}"))).collect(),
+            None => (0..n)
+                .map(|i| data_dim(ctx, &format!("split{i}")))
+                .collect(),
         }
     } else {
-        let parts = ctx.call.attrs.int_opt("num_outputs").map_err(|e| e.to_string())?.map_or(n, |k| k.max(1) as usize);
+        let parts = ctx
+            .call
+            .attrs
+            .int_opt("num_outputs")
+            .map_err(|e| e.to_string())?
+            .map_or(n, |k| k.max(1) as usize);
         match d.known() {
             Some(dk) => {
                 let chunk = dk.div_ceil(parts.max(1));
-                (0..parts).map(|i| Dim::Known(chunk.min(dk.saturating_sub(i * chunk)))).collect()
+                (0..parts)
+                    .map(|i| Dim::Known(chunk.min(dk.saturating_sub(i * chunk))))
+                    .collect()
             }
             None if parts == 1 => vec![d.clone()],
-            None => (0..parts).map(|i| data_dim(ctx, &format!("split{i}"))).collect(),
+            None => (0..parts)
+                .map(|i| data_dim(ctx, &format!("split{i}")))
+                .collect(),
         }
     };
     if sizes.len() < n {
-        return Err(format!("split gives {} pieces for {n} outputs", sizes.len()));
+        return Err(format!(
+            "split gives {} pieces for {n} outputs",
+            sizes.len()
+        ));
     }
     Ok(sizes
         .into_iter()
@@ -348,18 +424,35 @@ fn split(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn squeeze(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let out = if ctx.has_input(1) {
-        let Some(axes) = ctx.const_ints(1) else { return Ok(vec![tensor(x.dtype, None)]) };
+        let Some(axes) = ctx.const_ints(1) else {
+            return Ok(vec![tensor(x.dtype, None)]);
+        };
         let axes = norm_axes(&axes, s.rank())?;
         for &a in &axes {
             if let Some(k) = s.dims()[a].known().filter(|&k| k != 1) {
                 return Err(format!("cannot squeeze axis {a} of size {k}"));
             }
         }
-        Some(s.dims().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect())
+        Some(
+            s.dims()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, d)| d.clone())
+                .collect(),
+        )
     } else if s.dims().iter().all(|d| d.known().is_some()) {
-        Some(s.dims().iter().filter(|d| d.known() != Some(1)).cloned().collect())
+        Some(
+            s.dims()
+                .iter()
+                .filter(|d| d.known() != Some(1))
+                .cloned()
+                .collect(),
+        )
     } else {
         None
     };
@@ -375,7 +468,13 @@ fn unsqueeze(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let axes = norm_axes(&axes, rank)?;
     let mut dims = s.dims().iter();
     let out = (0..rank)
-        .map(|i| if axes.contains(&i) { Dim::Known(1) } else { dims.next().cloned().unwrap_or(Dim::Known(1)) })
+        .map(|i| {
+            if axes.contains(&i) {
+                Dim::Known(1)
+            } else {
+                dims.next().cloned().unwrap_or(Dim::Known(1))
+            }
+        })
         .collect();
     Ok(vec![tensor(x.dtype, Some(Shape(out)))])
 }
@@ -395,12 +494,17 @@ fn flatten(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         return Err(format!("flatten axis out of range for rank {r}"));
     }
     let (o, i) = s.dims().split_at(a as usize);
-    Ok(vec![tensor(x.dtype, Some(Shape(vec![dim_product(o), dim_product(i)])))])
+    Ok(vec![tensor(
+        x.dtype,
+        Some(Shape(vec![dim_product(o), dim_product(i)])),
+    )])
 }
 
 fn expand(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let target = match ctx.const_ints(1) {
         Some(v) => Shape(v.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect()),
         None => match list_len(ctx, 1) {
@@ -409,16 +513,24 @@ fn expand(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         },
     };
     // A target dim of 1 keeps the input's dim (bidirectional broadcast).
-    Ok(vec![tensor(x.dtype, Some(super::common::broadcast(s, &target)?))])
+    Ok(vec![tensor(
+        x.dtype,
+        Some(super::common::broadcast(s, &target)?),
+    )])
 }
 
 fn tile(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let out = match ctx.const_ints(1) {
-        Some(r) if r.len() == s.rank() => {
-            s.dims().iter().zip(&r).map(|(d, &k)| dim_product(&[d.clone(), Dim::Known(k.max(0) as usize)])).collect()
-        }
+        Some(r) if r.len() == s.rank() => s
+            .dims()
+            .iter()
+            .zip(&r)
+            .map(|(d, &k)| dim_product(&[d.clone(), Dim::Known(k.max(0) as usize)]))
+            .collect(),
         Some(_) => return Err("tile repeats do not match the rank".into()),
         None => data_dims(ctx, s.rank()),
     };
@@ -442,17 +554,25 @@ fn padded(d: &Dim, before: i64, after: i64) -> R<Dim> {
 
 fn pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let r = s.rank();
     let axes: Option<Vec<usize>> = if ctx.has_input(3) {
-        ctx.const_ints(3).map(|a| a.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>()).transpose()?
+        ctx.const_ints(3)
+            .map(|a| a.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>())
+            .transpose()?
     } else {
         Some((0..r).collect())
     };
     let out = match (ctx.const_ints(1), axes) {
         (Some(p), Some(axes)) => {
             if p.len() != 2 * axes.len() {
-                return Err(format!("pads has {} entries for {} axes", p.len(), axes.len()));
+                return Err(format!(
+                    "pads has {} entries for {} axes",
+                    p.len(),
+                    axes.len()
+                ));
             }
             let mut out = s.dims().to_vec();
             for (k, &a) in axes.iter().enumerate() {
@@ -467,7 +587,9 @@ fn pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn center_crop_pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
     let r = s.rank();
     let axes: Vec<usize> = match ctx.call.attrs.ints_opt("axes").map_err(|e| e.to_string())? {
         Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>()?,
@@ -481,7 +603,9 @@ fn center_crop_pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             }
         }
         Some(_) => return Err("shape does not match axes".into()),
-        None => axes.iter().for_each(|&a| out[a] = data_dim(ctx, &format!("crop{a}"))),
+        None => axes
+            .iter()
+            .for_each(|&a| out[a] = data_dim(ctx, &format!("crop{a}"))),
     }
     Ok(vec![tensor(x.dtype, Some(Shape(out)))])
 }
@@ -489,13 +613,19 @@ fn center_crop_pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn shape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let Some(s) = &x.shape else {
-        return Ok(vec![tensor(DType::I64, Some(Shape(vec![data_dim(ctx, "rank")])))]);
+        return Ok(vec![tensor(
+            DType::I64,
+            Some(Shape(vec![data_dim(ctx, "rank")])),
+        )]);
     };
     let r = s.rank() as i64;
     let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
     let start = clamp(int_attr(ctx, "start", 0)?);
     let end = clamp(int_attr(ctx, "end", r)?);
-    Ok(vec![tensor(DType::I64, Some(Shape::known(&[(end - start).max(0) as usize])))])
+    Ok(vec![tensor(
+        DType::I64,
+        Some(Shape::known(&[(end - start).max(0) as usize])),
+    )])
 }
 
 fn size(_ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -504,13 +634,23 @@ fn size(_ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn dropout(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
-    Ok(vec![ValueType::Tensor(x.clone()), tensor(DType::Bool, x.shape.clone())])
+    Ok(vec![
+        ValueType::Tensor(x.clone()),
+        tensor(DType::Bool, x.shape.clone()),
+    ])
 }
 
 fn constant_of_shape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
-    let dtype = ctx.call.attrs.tensor_opt("value").map_err(|e| e.to_string())?.map_or(DType::F32, |t| t.dtype());
+    let dtype = ctx
+        .call
+        .attrs
+        .tensor_opt("value")
+        .map_err(|e| e.to_string())?
+        .map_or(DType::F32, |t| t.dtype());
     let shape = match ctx.const_ints(0) {
-        Some(v) => Some(Shape(v.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect())),
+        Some(v) => Some(Shape(
+            v.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect(),
+        )),
         None => list_len(ctx, 0).map(|n| Shape(data_dims(ctx, n))),
     };
     Ok(vec![tensor(dtype, shape)])
@@ -518,8 +658,14 @@ fn constant_of_shape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 
 fn range(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let dt = ctx.tensor(0)?.dtype;
-    let n = match (ctx.const_floats(0), ctx.const_floats(1), ctx.const_floats(2)) {
-        (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0.0 => {
+    let n = match (
+        ctx.const_floats(0),
+        ctx.const_floats(1),
+        ctx.const_floats(2),
+    ) {
+        (Some(s), Some(l), Some(d))
+            if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0.0 =>
+        {
             Dim::Known(((l[0] - s[0]) / d[0]).ceil().max(0.0) as usize)
         }
         _ => data_dim(ctx, "len"),
@@ -539,7 +685,9 @@ fn eye_like(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn one_hot(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let idx = ctx.tensor(0)?;
     let dtype = ctx.tensor(2)?.dtype;
-    let Some(s) = &idx.shape else { return Ok(vec![tensor(dtype, None)]) };
+    let Some(s) = &idx.shape else {
+        return Ok(vec![tensor(dtype, None)]);
+    };
     let axis = norm_axis(int_attr(ctx, "axis", -1)?, s.rank() + 1)?;
     let depth = match ctx.const_floats(1).and_then(|v| v.first().copied()) {
         Some(d) if d >= 1.0 => Dim::Known(d as usize),
@@ -555,7 +703,10 @@ fn non_zero(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         Some(s) => Dim::Known(s.rank()),
         None => data_dim(ctx, "rank"),
     };
-    Ok(vec![tensor(DType::I64, Some(Shape(vec![rank, data_dim(ctx, "count")])))])
+    Ok(vec![tensor(
+        DType::I64,
+        Some(Shape(vec![rank, data_dim(ctx, "count")])),
+    )])
 }
 
 fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -565,8 +716,12 @@ fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         return Err("blocksize must be positive".into());
     }
     let b = b as usize;
-    let Some(s) = &x.shape else { return Ok(vec![tensor(x.dtype, None)]) };
-    let [n, c, h, w] = s.dims() else { return Err("expected a 4-D input".into()) };
+    let Some(s) = &x.shape else {
+        return Ok(vec![tensor(x.dtype, None)]);
+    };
+    let [n, c, h, w] = s.dims() else {
+        return Err("expected a 4-D input".into());
+    };
     let scale = |d: &Dim, up: bool| -> R<Dim> {
         Ok(match d {
             Dim::Known(k) if up => Dim::Known(k * b),
@@ -576,7 +731,10 @@ fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             Dim::Sym(s) => Dim::Sym(format!("({s}/{b})")),
         })
     };
-    let bb = TensorType { dtype: x.dtype, shape: None };
+    let bb = TensorType {
+        dtype: x.dtype,
+        shape: None,
+    };
     let out = if ctx.op() == "DepthToSpace" {
         let c2 = match c {
             Dim::Known(k) if k % (b * b) == 0 => Dim::Known(k / (b * b)),
@@ -585,9 +743,17 @@ fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         };
         vec![n.clone(), c2, scale(h, true)?, scale(w, true)?]
     } else {
-        vec![n.clone(), dim_product(&[c.clone(), Dim::Known(b * b)]), scale(h, false)?, scale(w, false)?]
+        vec![
+            n.clone(),
+            dim_product(&[c.clone(), Dim::Known(b * b)]),
+            scale(h, false)?,
+            scale(w, false)?,
+        ]
     };
-    Ok(vec![ValueType::Tensor(TensorType { shape: Some(Shape(out)), ..bb })])
+    Ok(vec![ValueType::Tensor(TensorType {
+        shape: Some(Shape(out)),
+        ..bb
+    })])
 }
 
 fn compress(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -614,8 +780,14 @@ fn unique(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let n = data_dim(ctx, "count");
     let i64v = |d: Dim| tensor(DType::I64, Some(Shape(vec![d])));
-    let (y, total) = match (ctx.call.attrs.int_opt("axis").map_err(|e| e.to_string())?, &x.shape) {
-        (None, s) => (Some(Shape(vec![n.clone()])), s.as_ref().map(|s| dim_product(s.dims()))),
+    let (y, total) = match (
+        ctx.call.attrs.int_opt("axis").map_err(|e| e.to_string())?,
+        &x.shape,
+    ) {
+        (None, s) => (
+            Some(Shape(vec![n.clone()])),
+            s.as_ref().map(|s| dim_product(s.dims())),
+        ),
         (Some(a), Some(s)) => {
             let a = norm_axis(a, s.rank())?;
             let mut d = s.dims().to_vec();
@@ -626,7 +798,12 @@ fn unique(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         (Some(_), None) => (None, None),
     };
     let total = total.unwrap_or_else(|| data_dim(ctx, "total"));
-    Ok(vec![tensor(x.dtype, y), i64v(n.clone()), i64v(total), i64v(n)])
+    Ok(vec![
+        tensor(x.dtype, y),
+        i64v(n.clone()),
+        i64v(total),
+        i64v(n),
+    ])
 }
 
 #[cfg(test)]
@@ -643,10 +820,19 @@ mod tests {
     #[test]
     fn minus_one_cancels_symbols() {
         let input = [sym("b"), sym("s"), Dim::Known(12), Dim::Known(32)];
-        assert_eq!(infer_minus_one(&input, &[sym("b"), sym("s")]), Dim::Known(384));
-        assert_eq!(infer_minus_one(&[sym("b"), Dim::Known(6)], &[Dim::Known(3)]), sym("(b*2)"));
+        assert_eq!(
+            infer_minus_one(&input, &[sym("b"), sym("s")]),
+            Dim::Known(384)
+        );
+        assert_eq!(
+            infer_minus_one(&[sym("b"), Dim::Known(6)], &[Dim::Known(3)]),
+            sym("(b*2)")
+        );
         assert_eq!(infer_minus_one(&[sym("b")], &[sym("c")]), sym("(b/c)"));
-        assert_eq!(dim_sum(&[Dim::Known(2), sym("a"), Dim::Known(3)]), sym("(a+5)"));
+        assert_eq!(
+            dim_sum(&[Dim::Known(2), sym("a"), Dim::Known(3)]),
+            sym("(a+5)")
+        );
         assert_eq!(dim_product(&[Dim::Known(0), sym("a")]), Dim::Known(0));
     }
 
@@ -654,13 +840,31 @@ mod tests {
     fn reshape_with_constant_shape_keeps_symbols() {
         let x = ValueType::Tensor(TensorType {
             dtype: DType::F32,
-            shape: Some(Shape(vec![sym("b"), sym("s"), Dim::Known(12), Dim::Known(32)])),
+            shape: Some(Shape(vec![
+                sym("b"),
+                sym("s"),
+                Dim::Known(12),
+                Dim::Known(32),
+            ])),
         });
         let spec = Tensor::from_vec(vec![3], vec![0i64, 0, -1]).unwrap();
         let sty = ValueType::Tensor(TensorType::known(DType::I64, &[3]));
         let call = OpCall::new("Reshape");
-        let inputs = [Some(InputFact { ty: &x, value: None }), Some(InputFact { ty: &sty, value: Some(&spec) })];
-        let ctx = InferCtx { call: &call, inputs: &inputs, num_outputs: 1 };
+        let inputs = [
+            Some(InputFact {
+                ty: &x,
+                value: None,
+            }),
+            Some(InputFact {
+                ty: &sty,
+                value: Some(&spec),
+            }),
+        ];
+        let ctx = InferCtx {
+            call: &call,
+            inputs: &inputs,
+            num_outputs: 1,
+        };
         let out = reshape(&ctx).unwrap();
         assert_eq!(out[0].to_string(), "f32[b,s,384]");
     }
@@ -668,7 +872,10 @@ mod tests {
     #[test]
     fn slice_len_rules() {
         assert_eq!(slice_len(&Dim::Known(10), 2, -1, 2), Some(Dim::Known(4)));
-        assert_eq!(slice_len(&Dim::Known(5), -1, i64::MIN, -1), Some(Dim::Known(5)));
+        assert_eq!(
+            slice_len(&Dim::Known(5), -1, i64::MIN, -1),
+            Some(Dim::Known(5))
+        );
         assert_eq!(slice_len(&sym("n"), 0, i64::MAX, 1), Some(sym("n")));
         assert_eq!(slice_len(&sym("n"), 1, 3, 1), None);
     }

@@ -35,7 +35,20 @@ macro_rules! pod_elem {
         }
     )*};
 }
-pod_elem!(f32, f64, half::f16, half::bf16, i8, i16, i32, i64, u8, u16, u32, u64);
+pod_elem!(
+    f32,
+    f64,
+    half::f16,
+    half::bf16,
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64
+);
 
 impl Elem for bool {
     fn elems(t: &Tensor) -> Result<&[Self]> {
@@ -63,24 +76,73 @@ macro_rules! for_any_dtype {
     ($dt:expr, $T:ident => $body:block) => {{
         use egret_ir::DType as __D;
         match $dt {
-            __D::F32 => { type $T = f32; $body }
-            __D::F64 => { type $T = f64; $body }
-            __D::F16 => { type $T = half::f16; $body }
-            __D::BF16 => { type $T = half::bf16; $body }
-            __D::I8 | __D::I4 => { type $T = i8; $body }
-            __D::I16 => { type $T = i16; $body }
-            __D::I32 => { type $T = i32; $body }
-            __D::I64 => { type $T = i64; $body }
-            __D::U8 | __D::U4 | __D::F8E4M3FN | __D::F8E4M3FNUZ | __D::F8E5M2 | __D::F8E5M2FNUZ | __D::F4E2M1 => {
+            __D::F32 => {
+                type $T = f32;
+                $body
+            }
+            __D::F64 => {
+                type $T = f64;
+                $body
+            }
+            __D::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            __D::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            __D::I8 | __D::I4 => {
+                type $T = i8;
+                $body
+            }
+            __D::I16 => {
+                type $T = i16;
+                $body
+            }
+            __D::I32 => {
+                type $T = i32;
+                $body
+            }
+            __D::I64 => {
+                type $T = i64;
+                $body
+            }
+            __D::U8
+            | __D::U4
+            | __D::F8E4M3FN
+            | __D::F8E4M3FNUZ
+            | __D::F8E5M2
+            | __D::F8E5M2FNUZ
+            | __D::F4E2M1 => {
                 type $T = u8;
                 $body
             }
-            __D::U16 => { type $T = u16; $body }
-            __D::U32 => { type $T = u32; $body }
-            __D::U64 => { type $T = u64; $body }
-            __D::Bool => { type $T = bool; $body }
-            __D::String => { type $T = String; $body }
-            other => return Err($crate::error::RuntimeError::Msg(format!("unsupported dtype {other}"))),
+            __D::U16 => {
+                type $T = u16;
+                $body
+            }
+            __D::U32 => {
+                type $T = u32;
+                $body
+            }
+            __D::U64 => {
+                type $T = u64;
+                $body
+            }
+            __D::Bool => {
+                type $T = bool;
+                $body
+            }
+            __D::String => {
+                type $T = String;
+                $body
+            }
+            other => {
+                return Err($crate::error::RuntimeError::Msg(format!(
+                    "unsupported dtype {other}"
+                )))
+            }
         }
     }};
 }
@@ -118,9 +180,16 @@ fn simplify(shape: &[usize], strides: &[isize]) -> (Vec<usize>, Vec<isize>) {
 /// Materialise the strided view of `src` that starts at element `offset` and has
 /// the given output `shape` and per-axis element `strides` (negative = reversed,
 /// zero = broadcast). Every reachable index is bounds-checked up front.
-pub fn strided_copy<T: Clone>(src: &[T], offset: usize, shape: &[usize], strides: &[isize]) -> Result<Vec<T>> {
+pub fn strided_copy<T: Clone>(
+    src: &[T],
+    offset: usize,
+    shape: &[usize],
+    strides: &[isize],
+) -> Result<Vec<T>> {
     if shape.len() != strides.len() {
-        return Err(RuntimeError::msg("strided_copy: shape and strides differ in rank"));
+        return Err(RuntimeError::msg(
+            "strided_copy: shape and strides differ in rank",
+        ));
     }
     let n = super::checked_len(shape)?;
     if n == 0 {
@@ -193,7 +262,13 @@ pub fn strided_copy<T: Clone>(src: &[T], offset: usize, shape: &[usize], strides
 
 /// Copy a view whose last two output axes are (unit-stride, strided): a batch of
 /// 2-D transposes, done in cache-friendly tiles.
-fn transpose_tiled<T: Clone>(src: &[T], offset: isize, sh: &[usize], st: &[isize], out: &mut Vec<T>) {
+fn transpose_tiled<T: Clone>(
+    src: &[T],
+    offset: isize,
+    sh: &[usize],
+    st: &[isize],
+    out: &mut Vec<T>,
+) {
     const TILE: usize = 32;
     let rank = sh.len();
     let (rows, cols) = (sh[rank - 2], sh[rank - 1]);
@@ -232,9 +307,16 @@ fn transpose_tiled<T: Clone>(src: &[T], offset: isize, sh: &[usize], st: &[isize
 }
 
 /// Transpose `src` (row-major, `shape`) by `perm`: output axis `i` is input axis `perm[i]`.
-pub fn permute<T: Clone>(src: &[T], shape: &[usize], perm: &[usize]) -> Result<(Vec<usize>, Vec<T>)> {
+pub fn permute<T: Clone>(
+    src: &[T],
+    shape: &[usize],
+    perm: &[usize],
+) -> Result<(Vec<usize>, Vec<T>)> {
     if perm.len() != shape.len() {
-        return Err(RuntimeError::msg(format!("perm {perm:?} does not match rank {}", shape.len())));
+        return Err(RuntimeError::msg(format!(
+            "perm {perm:?} does not match rank {}",
+            shape.len()
+        )));
     }
     let mut seen = vec![false; perm.len()];
     for &p in perm {
@@ -246,7 +328,10 @@ pub fn permute<T: Clone>(src: &[T], shape: &[usize], perm: &[usize]) -> Result<(
     let st = strides_of(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let out_strides: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();
-    Ok((out_shape.clone(), strided_copy(src, 0, &out_shape, &out_strides)?))
+    Ok((
+        out_shape.clone(),
+        strided_copy(src, 0, &out_shape, &out_strides)?,
+    ))
 }
 
 /// `(outer, dim, inner)` of `shape` around `axis`: the products of the dims
@@ -261,13 +346,20 @@ pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 /// Unique): the output has `idx.len()` in place of `shape[axis]`.
 pub fn take<T: Clone>(src: &[T], shape: &[usize], axis: usize, idx: &[usize]) -> Result<Vec<T>> {
     if axis >= shape.len() || src.len() != shape.iter().product::<usize>() {
-        return Err(RuntimeError::msg(format!("take: axis {axis} / data of {} elements do not fit shape {shape:?}", src.len())));
+        return Err(RuntimeError::msg(format!(
+            "take: axis {axis} / data of {} elements do not fit shape {shape:?}",
+            src.len()
+        )));
     }
     let (outer, d, inner) = split_at_axis(shape, axis);
     if let Some(&bad) = idx.iter().find(|&&i| i >= d) {
-        return Err(RuntimeError::msg(format!("index {bad} out of range for axis of size {d}")));
+        return Err(RuntimeError::msg(format!(
+            "index {bad} out of range for axis of size {d}"
+        )));
     }
-    let n = outer.checked_mul(idx.len()).and_then(|x| x.checked_mul(inner));
+    let n = outer
+        .checked_mul(idx.len())
+        .and_then(|x| x.checked_mul(inner));
     let n = n.ok_or_else(|| RuntimeError::msg("take: output size overflows"))?;
     super::checked_len(&[n])?;
     let mut out = Vec::with_capacity(n);
@@ -280,10 +372,33 @@ pub fn take<T: Clone>(src: &[T], shape: &[usize], axis: usize, idx: &[usize]) ->
     Ok(out)
 }
 
+/// The elements of `src` at the given flat offsets (validated).
+pub fn pick<T: Clone>(src: &[T], offsets: &[usize]) -> Result<Vec<T>> {
+    offsets
+        .iter()
+        .map(|&o| {
+            src.get(o).cloned().ok_or_else(|| {
+                RuntimeError::msg(format!("offset {o} out of range of {} elements", src.len()))
+            })
+        })
+        .collect()
+}
+
 /// The slices `start..start + len` along `axis` (the core of Split).
-pub fn take_range<T: Clone>(src: &[T], shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Vec<T>> {
-    if axis >= shape.len() || src.len() != shape.iter().product::<usize>() || start + len > shape[axis] {
-        return Err(RuntimeError::msg(format!("take_range: {start}+{len} on axis {axis} does not fit shape {shape:?}")));
+pub fn take_range<T: Clone>(
+    src: &[T],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> Result<Vec<T>> {
+    if axis >= shape.len()
+        || src.len() != shape.iter().product::<usize>()
+        || start + len > shape[axis]
+    {
+        return Err(RuntimeError::msg(format!(
+            "take_range: {start}+{len} on axis {axis} does not fit shape {shape:?}"
+        )));
     }
     let (outer, d, inner) = split_at_axis(shape, axis);
     let mut out = Vec::with_capacity(outer * len * inner);
@@ -300,7 +415,9 @@ pub fn concat<T: Clone>(parts: &[(&[T], usize)], outer: usize, inner: usize) -> 
     let mut total = 0usize;
     for (p, d) in parts {
         if p.len() != outer * d * inner {
-            return Err(RuntimeError::msg("concat: input sizes do not match their shapes"));
+            return Err(RuntimeError::msg(
+                "concat: input sizes do not match their shapes",
+            ));
         }
         total += p.len();
     }
@@ -349,7 +466,10 @@ mod tests {
     fn reversed_and_broadcast_views() {
         let v = vec![1, 2, 3, 4];
         assert_eq!(strided_copy(&v, 3, &[4], &[-1]).unwrap(), vec![4, 3, 2, 1]);
-        assert_eq!(strided_copy(&v, 1, &[2, 3], &[2, 0]).unwrap(), vec![2, 2, 2, 4, 4, 4]);
+        assert_eq!(
+            strided_copy(&v, 1, &[2, 3], &[2, 0]).unwrap(),
+            vec![2, 2, 2, 4, 4, 4]
+        );
         assert!(strided_copy(&v, 2, &[3], &[1]).is_err());
         let s = vec!["a".to_string(), "b".to_string()];
         assert_eq!(strided_copy(&s, 1, &[2], &[-1]).unwrap(), vec!["b", "a"]);
@@ -358,12 +478,21 @@ mod tests {
     #[test]
     fn take_range_and_concat() {
         let v: Vec<i32> = (0..12).collect();
-        assert_eq!(take(&v, &[3, 4], 1, &[3, 0]).unwrap(), vec![3, 0, 7, 4, 11, 8]);
+        assert_eq!(
+            take(&v, &[3, 4], 1, &[3, 0]).unwrap(),
+            vec![3, 0, 7, 4, 11, 8]
+        );
         assert_eq!(take(&v, &[3, 4], 0, &[2]).unwrap(), vec![8, 9, 10, 11]);
         assert!(take(&v, &[3, 4], 0, &[3]).is_err());
-        assert_eq!(take_range(&v, &[3, 4], 1, 1, 2).unwrap(), vec![1, 2, 5, 6, 9, 10]);
+        assert_eq!(
+            take_range(&v, &[3, 4], 1, 1, 2).unwrap(),
+            vec![1, 2, 5, 6, 9, 10]
+        );
         let a = [1, 2, 3, 4];
         let b = [5, 6];
-        assert_eq!(concat(&[(&a[..], 2), (&b[..], 1)], 2, 1).unwrap(), vec![1, 2, 5, 3, 4, 6]);
+        assert_eq!(
+            concat(&[(&a[..], 2), (&b[..], 1)], 2, 1).unwrap(),
+            vec![1, 2, 5, 3, 4, 6]
+        );
     }
 }

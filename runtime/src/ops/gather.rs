@@ -50,12 +50,20 @@ fn gather(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     shape.extend_from_slice(ind.shape());
     shape.extend_from_slice(&x.shape()[axis + 1..]);
     checked_len(&shape)?;
-    one(map_elems!(x, T, |s| (shape.clone(), strided::take(s, x.shape(), axis, &idx)?)))
+    one(map_elems!(x, T, |s| (
+        shape.clone(),
+        strided::take(s, x.shape(), axis, &idx)?
+    )))
 }
 
 /// For each element of an `ishape`-shaped index tensor, the data offset of the
 /// same coordinate with the `axis` coordinate replaced by the index.
-fn element_offsets(dshape: &[usize], ishape: &[usize], axis: usize, idx: &[usize]) -> Result<Vec<usize>> {
+fn element_offsets(
+    dshape: &[usize],
+    ishape: &[usize],
+    axis: usize,
+    idx: &[usize],
+) -> Result<Vec<usize>> {
     if dshape.len() != ishape.len() {
         bail!("data and indices differ in rank");
     }
@@ -83,27 +91,39 @@ fn gather_elements(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<
     let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let idx = norm_indices(ind, *x.shape().get(axis).unwrap_or(&0))?;
     let offs = element_offsets(x.shape(), ind.shape(), axis, &idx)?;
-    one(map_elems!(x, T, |s| (ind.shape().to_vec(), offs.iter().map(|&o| s[o].clone()).collect())))
+    one(map_elems!(x, T, |s| (
+        ind.shape().to_vec(),
+        strided::pick(s, &offs)?
+    )))
 }
 
 /// The data offsets addressed by the index tuples of GatherND/ScatterND, plus
 /// the size of the slice each one selects. `batch_dims` leading dims are shared.
 fn nd_offsets(dshape: &[usize], ind: &Tensor, batch_dims: usize) -> Result<(Vec<usize>, usize)> {
     let ishape = ind.shape();
-    let k = *ishape.last().ok_or_else(|| RuntimeError::msg("indices must have rank >= 1"))?;
-    if batch_dims + k > dshape.len() || batch_dims >= ishape.len() || ishape[..batch_dims] != dshape[..batch_dims] {
+    let k = *ishape
+        .last()
+        .ok_or_else(|| RuntimeError::msg("indices must have rank >= 1"))?;
+    if batch_dims + k > dshape.len()
+        || batch_dims >= ishape.len()
+        || ishape[..batch_dims] != dshape[..batch_dims]
+    {
         bail!("indices {ishape:?} do not fit data {dshape:?} with batch_dims {batch_dims}");
     }
     let raw = ind.to_i64_vec()?;
     let dst = strides_of(dshape);
     let batch: usize = dshape[..batch_dims].iter().product();
     let tuples: usize = ishape[..ishape.len() - 1].iter().product();
-    let per_batch = if batch == 0 { 0 } else { tuples / batch };
+    let per_batch = tuples.checked_div(batch).unwrap_or(0);
     let inner: usize = dshape[batch_dims + k..].iter().product();
-    let bstride = if batch_dims == 0 { 0 } else { dst[batch_dims - 1] };
+    let bstride = if batch_dims == 0 {
+        0
+    } else {
+        dst[batch_dims - 1]
+    };
     let mut offs = Vec::with_capacity(tuples);
     for t in 0..tuples {
-        let b = if per_batch == 0 { 0 } else { t / per_batch };
+        let b = t.checked_div(per_batch).unwrap_or(0);
         let mut off = b * bstride;
         for j in 0..k {
             let d = dshape[batch_dims + j];
@@ -121,7 +141,8 @@ fn nd_offsets(dshape: &[usize], ind: &Tensor, batch_dims: usize) -> Result<(Vec<
 
 fn gather_nd(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let (x, ind) = (input(inputs, 0)?, input(inputs, 1)?);
-    let b = usize::try_from(ctx.attrs().int_or("batch_dims", 0)?).map_err(|_| RuntimeError::msg("negative batch_dims"))?;
+    let b = usize::try_from(ctx.attrs().int_or("batch_dims", 0)?)
+        .map_err(|_| RuntimeError::msg("negative batch_dims"))?;
     let (offs, inner) = nd_offsets(x.shape(), ind, b)?;
     let k = ind.shape().last().copied().unwrap_or(0);
     let mut shape = ind.shape()[..ind.rank() - 1].to_vec();
@@ -160,17 +181,32 @@ fn reduction(ctx: &KernelCtx<'_>) -> Result<Reduction> {
 /// Copy `data` and write `updates` at `offs` (`inner` contiguous elements each),
 /// combining with the reduction. `Reduction::None` needs no arithmetic, so it is
 /// dispatched over every dtype; the others over numeric dtypes.
-fn scatter(data: &Tensor, updates: &Tensor, offs: &[usize], inner: usize, red: Reduction) -> Result<Tensor> {
+fn scatter(
+    data: &Tensor,
+    updates: &Tensor,
+    offs: &[usize],
+    inner: usize,
+    red: Reduction,
+) -> Result<Tensor> {
     if data.dtype() != updates.dtype() || updates.numel() != offs.len() * inner {
         bail!("updates do not match the data dtype or the indices");
     }
     if offs.iter().any(|&o| o + inner > data.numel()) {
         bail!("scatter target out of range");
     }
-    fn apply<T: Elem>(data: &Tensor, up: &[T], offs: &[usize], inner: usize, f: impl Fn(&mut T, &T)) -> Result<Vec<T>> {
+    fn apply<T: Elem>(
+        data: &Tensor,
+        up: &[T],
+        offs: &[usize],
+        inner: usize,
+        f: impl Fn(&mut T, &T),
+    ) -> Result<Vec<T>> {
         let mut out = T::elems(data)?.to_vec();
         for (n, &o) in offs.iter().enumerate() {
-            for (dst, u) in out[o..o + inner].iter_mut().zip(&up[n * inner..(n + 1) * inner]) {
+            for (dst, u) in out[o..o + inner]
+                .iter_mut()
+                .zip(&up[n * inner..(n + 1) * inner])
+            {
                 f(dst, u);
             }
         }
@@ -179,7 +215,7 @@ fn scatter(data: &Tensor, updates: &Tensor, offs: &[usize], inner: usize, red: R
     let shape = data.shape().to_vec();
     if red == Reduction::None {
         return Ok(for_any_dtype!(data.dtype(), T => {
-            T::tensor(data.dtype(), shape, apply(data, T::elems(updates)?, offs, inner, |d: &mut T, u: &T| *d = u.clone())?)?
+            T::tensor(data.dtype(), shape, apply(data, T::elems(updates)?, offs, inner, |d: &mut T, u: &T| d.clone_from(u))?)?
         }));
     }
     for_dtypes!(data.dtype(), T => {
@@ -217,8 +253,13 @@ fn tensor_scatter(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<V
     let (past, up) = (input(inputs, 0)?, input(inputs, 1)?);
     let r = past.rank();
     let axis = norm_axis(ctx.attrs().int_or("axis", -2)?, r)?;
-    if up.rank() != r || (0..r).any(|i| i != axis && up.shape()[i] != past.shape()[i]) || axis == 0 {
-        bail!("update {:?} does not fit cache {:?} on axis {axis}", up.shape(), past.shape());
+    if up.rank() != r || (0..r).any(|i| i != axis && up.shape()[i] != past.shape()[i]) || axis == 0
+    {
+        bail!(
+            "update {:?} does not fit cache {:?} on axis {axis}",
+            up.shape(),
+            past.shape()
+        );
     }
     let circular = ctx.attrs().string_or("mode", "linear")? == "circular";
     let (outer, max_len, inner) = strided::split_at_axis(past.shape(), axis);
@@ -229,9 +270,12 @@ fn tensor_scatter(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<V
         None => vec![0; batch],
     };
     if writes.len() != batch {
-        bail!("write_indices has {} entries for batch {batch}", writes.len());
+        bail!(
+            "write_indices has {} entries for batch {batch}",
+            writes.len()
+        );
     }
-    let per_batch = if batch == 0 { 0 } else { outer / batch };
+    let per_batch = outer.checked_div(batch).unwrap_or(0);
     let mut offs = Vec::with_capacity(outer * seq);
     for o in 0..outer {
         let w = writes[o / per_batch.max(1)];

@@ -63,10 +63,18 @@ fn reduce_lane<T: Num>(lane: impl Iterator<Item = T> + Clone, n: usize, op: ROp)
     let int = T::DTYPE.is_int();
     match op {
         ROp::Max | ROp::Min => {
-            let init = T::from_f64(if op == ROp::Max { f64::NEG_INFINITY } else { f64::INFINITY });
+            let init = T::from_f64(if op == ROp::Max {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            });
             lane.fold(init, |a, v| {
                 if a.nan() || v.nan() {
-                    if a.nan() { a } else { v }
+                    if a.nan() {
+                        a
+                    } else {
+                        v
+                    }
                 } else if (op == ROp::Max && v > a) || (op == ROp::Min && v < a) {
                     v
                 } else {
@@ -86,7 +94,10 @@ fn reduce_lane<T: Num>(lane: impl Iterator<Item = T> + Clone, n: usize, op: ROp)
         ROp::L2 => T::from_f64(lane.map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()),
         ROp::LogSum => T::from_f64(lane.map(|v| v.to_f64()).sum::<f64>().ln()),
         ROp::LogSumExp => {
-            let m = lane.clone().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+            let m = lane
+                .clone()
+                .map(|v| v.to_f64())
+                .fold(f64::NEG_INFINITY, f64::max);
             if m.is_infinite() {
                 return T::from_f64(lane.map(|v| v.to_f64().exp()).sum::<f64>().ln());
             }
@@ -114,11 +125,21 @@ fn reduce_lanes<T: Num>(src: &[T], outer: usize, r: usize, inner: usize, op: ROp
 /// Reduce `x` over `axes` (sorted, unique); the result has the reduced dims kept as 1.
 pub(crate) fn reduce_axes(x: &Tensor, axes: &[usize], op: ROp) -> Result<Tensor> {
     let rank = x.rank();
-    let kept_shape: Vec<usize> =
-        x.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let kept_shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
     // Lay the reduced axes out contiguously: free when they are adjacent (ignoring size-1 axes).
-    let live: Vec<usize> = axes.iter().copied().filter(|&a| x.shape()[a] != 1).collect();
-    let adjacent = live.windows(2).all(|w| (w[0] + 1..w[1]).all(|k| x.shape()[k] == 1));
+    let live: Vec<usize> = axes
+        .iter()
+        .copied()
+        .filter(|&a| x.shape()[a] != 1)
+        .collect();
+    let adjacent = live
+        .windows(2)
+        .all(|w| (w[0] + 1..w[1]).all(|k| x.shape()[k] == 1));
     let (src, outer, r, inner) = if live.is_empty() {
         (x.clone(), x.numel(), 1, 1)
     } else if adjacent {
@@ -127,10 +148,16 @@ pub(crate) fn reduce_axes(x: &Tensor, axes: &[usize], op: ROp) -> Result<Tensor>
         let r: usize = x.shape()[a..=b].iter().product();
         (x.clone(), outer, r, x.shape()[b + 1..].iter().product())
     } else {
-        let perm: Vec<usize> = (0..rank).filter(|i| !axes.contains(i)).chain(axes.iter().copied()).collect();
+        let perm: Vec<usize> = (0..rank)
+            .filter(|i| !axes.contains(i))
+            .chain(axes.iter().copied())
+            .collect();
         let r: usize = axes.iter().map(|&a| x.shape()[a]).product();
         let t = transpose_tensor(x, &perm)?;
-        let outer = if r == 0 { kept_shape.iter().product() } else { x.numel() / r };
+        let outer = x
+            .numel()
+            .checked_div(r)
+            .unwrap_or_else(|| kept_shape.iter().product());
         (t, outer, r, 1)
     };
     if x.dtype() == DType::Bool {
@@ -139,7 +166,10 @@ pub(crate) fn reduce_axes(x: &Tensor, axes: &[usize], op: ROp) -> Result<Tensor>
         }
         let v: Vec<u8> = src.as_slice::<bool>()?.iter().map(|&b| b as u8).collect();
         let out = reduce_lanes(&v, outer, r, inner, op);
-        return Ok(Tensor::from_bools(kept_shape, out.iter().map(|&b| b != 0).collect())?);
+        return Ok(Tensor::from_bools(
+            kept_shape,
+            out.iter().map(|&b| b != 0).collect(),
+        )?);
     }
     numeric!(x.dtype(), T => {
         Ok(Tensor::from_vec(kept_shape, reduce_lanes(src.as_slice::<T>()?, outer, r, inner, op))?)
@@ -159,7 +189,13 @@ fn reduce(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], op: ROp) -> Result<Vec<
     if keepdims {
         return one(out);
     }
-    let shape: Vec<usize> = x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+    let shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect();
     one(out.reshaped(shape)?)
 }
 
@@ -184,7 +220,11 @@ fn arg_extreme(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], max: bool) -> Resu
     if r == 0 {
         bail!("cannot take ArgMax/ArgMin of an empty axis");
     }
-    let v = if x.dtype() == DType::Bool { Tensor::from_vec(x.shape().to_vec(), x.to_i64_vec()?)? } else { x.clone() };
+    let v = if x.dtype() == DType::Bool {
+        Tensor::from_vec(x.shape().to_vec(), x.to_i64_vec()?)?
+    } else {
+        x.clone()
+    };
     let out: Vec<i64> = numeric!(v.dtype(), T => {
         let s = v.as_slice::<T>()?;
         let mut out = Vec::with_capacity(outer * inner);
@@ -212,16 +252,26 @@ fn arg_extreme(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], max: bool) -> Resu
         }
         out
     });
-    one(Tensor::from_vec(shape_with_axis(x.shape(), axis, keepdims.then_some(1)), out)?)
+    one(Tensor::from_vec(
+        shape_with_axis(x.shape(), axis, keepdims.then_some(1)),
+        out,
+    )?)
 }
 
 fn top_k(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let k = input(inputs, 1)?.to_i64_vec()?.first().copied().ok_or_else(|| RuntimeError::msg("empty K"))?;
+    let k = input(inputs, 1)?
+        .to_i64_vec()?
+        .first()
+        .copied()
+        .ok_or_else(|| RuntimeError::msg("empty K"))?;
     let axis = norm_axis(ctx.attrs().int_or("axis", -1)?, x.rank())?;
     let largest = ctx.attrs().int_or("largest", 1)? != 0;
     let (outer, r, inner) = split_at_axis(x.shape(), axis);
-    let k = usize::try_from(k).ok().filter(|&k| k <= r).ok_or_else(|| RuntimeError::msg(format!("K={k} outside 0..={r}")))?;
+    let k = usize::try_from(k)
+        .ok()
+        .filter(|&k| k <= r)
+        .ok_or_else(|| RuntimeError::msg(format!("K={k} outside 0..={r}")))?;
     let shape = shape_with_axis(x.shape(), axis, Some(k));
     checked_len(&shape)?;
     let mut idx_out = vec![0i64; outer * k * inner];
@@ -256,13 +306,20 @@ fn top_k(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         }
         Tensor::from_vec(shape.clone(), vals)?
     });
-    Ok(vec![Value::Tensor(values), Value::Tensor(Tensor::from_vec(shape, idx_out)?)])
+    Ok(vec![
+        Value::Tensor(values),
+        Value::Tensor(Tensor::from_vec(shape, idx_out)?),
+    ])
 }
 
 fn cumulative(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], prod: bool) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
     let axis = match opt_input(inputs, 1)? {
-        Some(a) => a.to_i64_vec()?.first().copied().ok_or_else(|| RuntimeError::msg("empty axis"))?,
+        Some(a) => a
+            .to_i64_vec()?
+            .first()
+            .copied()
+            .ok_or_else(|| RuntimeError::msg("empty axis"))?,
         None => bail!("missing axis"),
     };
     let axis = norm_axis(axis, x.rank())?;
@@ -299,14 +356,20 @@ mod tests {
 
     #[test]
     fn reduce_adjacent_and_strided_axes() {
-        let x = t(&[2, 3, 2], &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.]);
+        let x = t(
+            &[2, 3, 2],
+            &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+        );
         let s = reduce_axes(&x, &[1], ROp::Sum).unwrap();
         assert_eq!(s.shape(), &[2, 1, 2]);
         assert_eq!(s.as_slice::<f32>().unwrap(), &[9., 12., 27., 30.]);
         let m = reduce_axes(&x, &[0, 2], ROp::Max).unwrap();
         assert_eq!(m.as_slice::<f32>().unwrap(), &[8., 10., 12.]);
         let mean = reduce_axes(&x, &[2], ROp::Mean).unwrap();
-        assert_eq!(mean.as_slice::<f32>().unwrap(), &[1.5, 3.5, 5.5, 7.5, 9.5, 11.5]);
+        assert_eq!(
+            mean.as_slice::<f32>().unwrap(),
+            &[1.5, 3.5, 5.5, 7.5, 9.5, 11.5]
+        );
         let lse = reduce_axes(&t(&[2], &[0., 0.]), &[0], ROp::LogSumExp).unwrap();
         assert!((lse.as_slice::<f32>().unwrap()[0] - 2f32.ln()).abs() < 1e-6);
     }

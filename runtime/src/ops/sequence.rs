@@ -6,11 +6,11 @@
 //! SequenceMap runs its body through [`KernelCtx::runner`]; captured outer values
 //! arrive as extra trailing inputs matching the body's extra trailing inputs.
 
+use crate::bail;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{input, norm_axis, one};
 use crate::ops::shape::{concat_tensors, even_split, opt_ints, split_tensor, to_usize};
 use crate::registry::{KernelCtx, Registry};
-use crate::bail;
 use egret_ir::{Tensor, Value, ValueType};
 
 /// Register this family's kernels.
@@ -20,7 +20,9 @@ pub fn register(r: &mut Registry) {
     r.add("SequenceAt", sequence_at);
     r.add("SequenceInsert", sequence_insert);
     r.add("SequenceErase", sequence_erase);
-    r.add("SequenceLength", |_, i| Ok(vec![Value::Tensor(Tensor::scalar(seq(i, 0)?.len() as i64))]));
+    r.add("SequenceLength", |_, i| {
+        Ok(vec![Value::Tensor(Tensor::scalar(seq(i, 0)?.len() as i64))])
+    });
     r.add("SplitToSequence", split_to_sequence);
     r.add("ConcatFromSequence", concat_from_sequence);
     r.add("SequenceMap", sequence_map);
@@ -41,8 +43,12 @@ fn seq(inputs: &[Option<Value>], i: usize) -> Result<&[Tensor]> {
 /// A position input (scalar, possibly negative) against a sequence of length `n`;
 /// `end_ok` also accepts `n` itself (insertion at the back).
 fn position(inputs: &[Option<Value>], i: usize, n: usize, end_ok: bool) -> Result<Option<usize>> {
-    let Some(p) = opt_ints(inputs, i)? else { return Ok(None) };
-    let p = *p.first().ok_or_else(|| RuntimeError::msg("empty position"))?;
+    let Some(p) = opt_ints(inputs, i)? else {
+        return Ok(None);
+    };
+    let p = *p
+        .first()
+        .ok_or_else(|| RuntimeError::msg("empty position"))?;
     let q = if p < 0 { p + n as i64 } else { p };
     let hi = if end_ok { n as i64 } else { n as i64 - 1 };
     if q < 0 || q > hi {
@@ -52,13 +58,16 @@ fn position(inputs: &[Option<Value>], i: usize, n: usize, end_ok: bool) -> Resul
 }
 
 fn sequence_construct(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    let ts = (0..inputs.len()).map(|i| input(inputs, i).cloned()).collect::<Result<Vec<_>>>()?;
+    let ts = (0..inputs.len())
+        .map(|i| input(inputs, i).cloned())
+        .collect::<Result<Vec<_>>>()?;
     Ok(vec![Value::Sequence(ts)])
 }
 
 fn sequence_at(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let s = seq(inputs, 0)?;
-    let p = position(inputs, 1, s.len(), false)?.ok_or_else(|| RuntimeError::msg("missing position"))?;
+    let p = position(inputs, 1, s.len(), false)?
+        .ok_or_else(|| RuntimeError::msg("missing position"))?;
     one(s[p].clone())
 }
 
@@ -84,7 +93,11 @@ fn split_to_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Ve
     let x = input(inputs, 0)?;
     let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let d = x.shape()[axis];
-    let split = inputs.get(1).and_then(|v| v.as_ref()).map(|_| input(inputs, 1)).transpose()?;
+    let split = inputs
+        .get(1)
+        .and_then(|v| v.as_ref())
+        .map(|_| input(inputs, 1))
+        .transpose()?;
     let parts = match split {
         None => {
             let pieces = split_tensor(x, axis, &vec![1; d])?;
@@ -93,7 +106,10 @@ fn split_to_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Ve
             } else {
                 let mut shape = x.shape().to_vec();
                 shape.remove(axis);
-                pieces.into_iter().map(|p| p.reshaped(shape.clone())).collect::<Result<_, _>>()?
+                pieces
+                    .into_iter()
+                    .map(|p| p.reshaped(shape.clone()))
+                    .collect::<Result<_, _>>()?
             }
         }
         Some(s) if s.rank() == 0 => {
@@ -104,7 +120,11 @@ fn split_to_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Ve
             split_tensor(x, axis, &even_split(d, d.div_ceil(chunk))?)?
         }
         Some(s) => {
-            let sizes = s.to_i64_vec()?.iter().map(|&v| to_usize(v, "split")).collect::<Result<Vec<_>>>()?;
+            let sizes = s
+                .to_i64_vec()?
+                .iter()
+                .map(|&v| to_usize(v, "split"))
+                .collect::<Result<Vec<_>>>()?;
             split_tensor(x, axis, &sizes)?
         }
     };
@@ -113,7 +133,9 @@ fn split_to_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Ve
 
 fn concat_from_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let s = seq(inputs, 0)?;
-    let first = s.first().ok_or_else(|| RuntimeError::msg("cannot concatenate an empty sequence"))?;
+    let first = s
+        .first()
+        .ok_or_else(|| RuntimeError::msg("cannot concatenate an empty sequence"))?;
     let axis = ctx.attrs().int("axis")?;
     if ctx.attrs().int_or("new_axis", 0)? == 0 {
         return one(concat_tensors(&s.iter().collect::<Vec<_>>(), axis)?);
@@ -128,14 +150,21 @@ fn concat_from_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result
             t.reshaped(shape)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    one(concat_tensors(&stacked.iter().collect::<Vec<_>>(), a as i64)?)
+    one(concat_tensors(
+        &stacked.iter().collect::<Vec<_>>(),
+        a as i64,
+    )?)
 }
 
 fn sequence_map(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let body = ctx.attrs().graph("body")?;
     let n = seq(inputs, 0)?.len();
     if body.inputs.len() != inputs.len() {
-        bail!("SequenceMap body takes {} inputs, node has {}", body.inputs.len(), inputs.len());
+        bail!(
+            "SequenceMap body takes {} inputs, node has {}",
+            body.inputs.len(),
+            inputs.len()
+        );
     }
     let mut outs: Vec<Vec<Tensor>> = vec![Vec::new(); body.outputs.len()];
     for i in 0..n {
@@ -154,14 +183,18 @@ fn sequence_map(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Val
             })
             .collect::<Result<Vec<_>>>()?;
         for (k, v) in ctx.runner.run_subgraph(body, args)?.into_iter().enumerate() {
-            outs.get_mut(k).ok_or_else(|| RuntimeError::msg("body returned too many outputs"))?.push(v.into_tensor()?);
+            outs.get_mut(k)
+                .ok_or_else(|| RuntimeError::msg("body returned too many outputs"))?
+                .push(v.into_tensor()?);
         }
     }
     Ok(outs.into_iter().map(Value::Sequence).collect())
 }
 
 fn optional(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    Ok(vec![Value::Optional(inputs.first().cloned().flatten().map(Box::new))])
+    Ok(vec![Value::Optional(
+        inputs.first().cloned().flatten().map(Box::new),
+    )])
 }
 
 fn optional_has_element(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {

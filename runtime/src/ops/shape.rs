@@ -68,7 +68,8 @@ pub(crate) fn opt_ints(inputs: &[Option<Value>], i: usize) -> Result<Option<Vec<
 
 /// A non-negative integer as `usize`, or an error naming `what`.
 pub(crate) fn to_usize(v: i64, what: &str) -> Result<usize> {
-    usize::try_from(v).map_err(|_| RuntimeError::msg(format!("{what} must be non-negative, got {v}")))
+    usize::try_from(v)
+        .map_err(|_| RuntimeError::msg(format!("{what} must be non-negative, got {v}")))
 }
 
 /// Apply `f` to the elements of `t` and wrap the result as a tensor of the same dtype.
@@ -91,7 +92,9 @@ pub(crate) fn from_f64s(dtype: DType, shape: Vec<usize>, v: Vec<f64>) -> Result<
 
 /// Concatenate tensors of one dtype along `axis` (possibly negative).
 pub(crate) fn concat_tensors(ts: &[&Tensor], axis: i64) -> Result<Tensor> {
-    let first = ts.first().ok_or_else(|| RuntimeError::msg("concat of nothing"))?;
+    let first = ts
+        .first()
+        .ok_or_else(|| RuntimeError::msg("concat of nothing"))?;
     let rank = first.rank();
     let axis = norm_axis(axis, rank)?;
     let mut out_shape = first.shape().to_vec();
@@ -102,7 +105,11 @@ pub(crate) fn concat_tensors(ts: &[&Tensor], axis: i64) -> Result<Tensor> {
         }
         for (i, (&a, &b)) in t.shape().iter().zip(first.shape()).enumerate() {
             if i != axis && a != b {
-                bail!("concat inputs {:?} and {:?} differ off axis {axis}", t.shape(), first.shape());
+                bail!(
+                    "concat inputs {:?} and {:?} differ off axis {axis}",
+                    t.shape(),
+                    first.shape()
+                );
             }
         }
         out_shape[axis] += t.shape()[axis];
@@ -110,14 +117,20 @@ pub(crate) fn concat_tensors(ts: &[&Tensor], axis: i64) -> Result<Tensor> {
     checked_len(&out_shape)?;
     let (outer, _, inner) = split_at_axis(&out_shape, axis);
     Ok(map_elems!(first, T, |_s| {
-        let parts = ts.iter().map(|t| Ok((T::elems(t)?, t.shape()[axis]))).collect::<Result<Vec<_>>>()?;
+        let parts = ts
+            .iter()
+            .map(|t| Ok((T::elems(t)?, t.shape()[axis])))
+            .collect::<Result<Vec<_>>>()?;
         (out_shape.clone(), strided::concat(&parts, outer, inner)?)
     }))
 }
 
 /// Split `t` along `axis` into consecutive pieces of the given sizes.
 pub(crate) fn split_tensor(t: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
-    let d = *t.shape().get(axis).ok_or_else(|| RuntimeError::msg("split axis out of range"))?;
+    let d = *t
+        .shape()
+        .get(axis)
+        .ok_or_else(|| RuntimeError::msg("split axis out of range"))?;
     if sizes.iter().sum::<usize>() != d {
         bail!("split sizes {sizes:?} do not sum to {d}");
     }
@@ -126,7 +139,10 @@ pub(crate) fn split_tensor(t: &Tensor, axis: usize, sizes: &[usize]) -> Result<V
     for &len in sizes {
         let mut shape = t.shape().to_vec();
         shape[axis] = len;
-        out.push(map_elems!(t, T, |s| (shape.clone(), strided::take_range(s, t.shape(), axis, start, len)?)));
+        out.push(map_elems!(t, T, |s| (
+            shape.clone(),
+            strided::take_range(s, t.shape(), axis, start, len)?
+        )));
         start += len;
     }
     Ok(out)
@@ -151,7 +167,10 @@ pub(crate) fn even_split(d: usize, n: usize) -> Result<Vec<usize>> {
 
 /// Normalise a list of axes against `rank`, sorted and de-duplicated.
 pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
-    let mut v = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<Vec<_>>>()?;
+    let mut v = axes
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<Result<Vec<_>>>()?;
     v.sort_unstable();
     if v.windows(2).any(|w| w[0] == w[1]) {
         bail!("repeated axis in {axes:?}");
@@ -169,9 +188,9 @@ fn reshape_target(in_shape: &[usize], spec: &[i64], allowzero: bool) -> Result<V
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {
         match d {
-            0 if !allowzero => out.push(
-                *in_shape.get(i).ok_or_else(|| RuntimeError::msg(format!("reshape: 0 at {i} beyond input rank")))?,
-            ),
+            0 if !allowzero => out.push(*in_shape.get(i).ok_or_else(|| {
+                RuntimeError::msg(format!("reshape: 0 at {i} beyond input rank"))
+            })?),
             -1 => {
                 if infer.replace(i).is_some() {
                     bail!("reshape: more than one -1 in {spec:?}");
@@ -184,7 +203,7 @@ fn reshape_target(in_shape: &[usize], spec: &[i64], allowzero: bool) -> Result<V
     let n: usize = in_shape.iter().product();
     if let Some(i) = infer {
         let known = egret_ir::tensor::checked_numel(&out)?;
-        if known == 0 || n % known != 0 {
+        if known == 0 || !n.is_multiple_of(known) {
             bail!("cannot reshape {in_shape:?} to {spec:?}");
         }
         out[i] = n / known;
@@ -208,7 +227,12 @@ fn squeeze(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
             if let Some(&a) = axes.iter().find(|&&a| x.shape()[a] != 1) {
                 bail!("cannot squeeze axis {a} of size {}", x.shape()[a]);
             }
-            x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+            x.shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d)
+                .collect()
         }
     };
     one(x.reshaped(shape)?)
@@ -220,8 +244,15 @@ fn unsqueeze(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value
     let rank = x.rank() + axes.len();
     let axes = norm_axes(&axes, rank)?;
     let mut dims = x.shape().iter();
-    let shape: Vec<usize> =
-        (0..rank).map(|i| if axes.contains(&i) { 1 } else { dims.next().copied().unwrap_or(1) }).collect();
+    let shape: Vec<usize> = (0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                1
+            } else {
+                dims.next().copied().unwrap_or(1)
+            }
+        })
+        .collect();
     one(x.reshaped(shape)?)
 }
 
@@ -250,7 +281,11 @@ pub(crate) fn transpose_tensor(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank()) {
         bail!("perm {perm:?} does not fit rank {}", x.rank());
     }
-    let moved: Vec<usize> = perm.iter().copied().filter(|&p| x.shape()[p] != 1).collect();
+    let moved: Vec<usize> = perm
+        .iter()
+        .copied()
+        .filter(|&p| x.shape()[p] != 1)
+        .collect();
     if moved.windows(2).all(|w| w[0] < w[1]) {
         let mut seen = vec![false; perm.len()];
         perm.iter().for_each(|&p| seen[p] = true);
@@ -264,14 +299,19 @@ pub(crate) fn transpose_tensor(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
 fn transpose(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
     let perm: Vec<usize> = match ctx.attrs().ints_opt("perm")? {
-        Some(p) => p.iter().map(|&a| norm_axis(a, x.rank())).collect::<Result<_>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&a| norm_axis(a, x.rank()))
+            .collect::<Result<_>>()?,
         None => (0..x.rank()).rev().collect(),
     };
     one(transpose_tensor(x, &perm)?)
 }
 
 fn concat(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    let ts = (0..inputs.len()).map(|i| input(inputs, i)).collect::<Result<Vec<_>>>()?;
+    let ts = (0..inputs.len())
+        .map(|i| input(inputs, i))
+        .collect::<Result<Vec<_>>>()?;
     one(concat_tensors(&ts, ctx.attrs().int("axis")?)?)
 }
 
@@ -292,9 +332,21 @@ fn slice_axis(start: i64, end: i64, step: i64, d: usize) -> Result<SliceAxis> {
     let (start, end, step) = (start as i128, end as i128, step as i128);
     let s = if start < 0 { start + d } else { start };
     let e = if end < 0 { end + d } else { end };
-    let (s, e) = if step > 0 { (s.clamp(0, d), e.clamp(0, d)) } else { (s.clamp(0, d - 1), e.clamp(-1, d - 1)) };
-    let len = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
-    Ok(SliceAxis { start: s.max(0) as i64, step: step as i64, len: len.max(0) as usize })
+    let (s, e) = if step > 0 {
+        (s.clamp(0, d), e.clamp(0, d))
+    } else {
+        (s.clamp(0, d - 1), e.clamp(-1, d - 1))
+    };
+    let len = if step > 0 {
+        (e - s + step - 1) / step
+    } else {
+        (s - e + (-step) - 1) / (-step)
+    };
+    Ok(SliceAxis {
+        start: s.max(0) as i64,
+        step: step as i64,
+        len: len.max(0) as usize,
+    })
 }
 
 fn slice(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -306,7 +358,15 @@ fn slice(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         bail!("slice starts/ends/axes/steps differ in length");
     }
     let rank = x.rank();
-    let mut plan: Vec<SliceAxis> = x.shape().iter().map(|&d| SliceAxis { start: 0, step: 1, len: d }).collect();
+    let mut plan: Vec<SliceAxis> = x
+        .shape()
+        .iter()
+        .map(|&d| SliceAxis {
+            start: 0,
+            step: 1,
+            len: d,
+        })
+        .collect();
     let mut seen = vec![false; rank];
     for k in 0..starts.len() {
         let a = norm_axis(axes[k], rank)?;
@@ -316,14 +376,32 @@ fn slice(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         plan[a] = slice_axis(starts[k], ends[k], steps[k], x.shape()[a])?;
     }
     let shape: Vec<usize> = plan.iter().map(|p| p.len).collect();
-    if plan.iter().zip(x.shape()).all(|(p, &d)| p.step == 1 && p.len == d) {
+    if plan
+        .iter()
+        .zip(x.shape())
+        .all(|(p, &d)| p.step == 1 && p.len == d)
+    {
         return one(x.clone());
     }
     let st = strides_of(x.shape());
     let empty = shape.contains(&0);
-    let offset: usize = if empty { 0 } else { plan.iter().zip(&st).map(|(p, &s)| p.start as usize * s).sum() };
-    let strides: Vec<isize> = plan.iter().zip(&st).map(|(p, &s)| p.step as isize * s as isize).collect();
-    one(map_elems!(x, T, |s| (shape.clone(), strided_copy(s, offset, &shape, &strides)?)))
+    let offset: usize = if empty {
+        0
+    } else {
+        plan.iter()
+            .zip(&st)
+            .map(|(p, &s)| p.start as usize * s)
+            .sum()
+    };
+    let strides: Vec<isize> = plan
+        .iter()
+        .zip(&st)
+        .map(|(p, &s)| p.step as isize * s as isize)
+        .collect();
+    one(map_elems!(x, T, |s| (
+        shape.clone(),
+        strided_copy(s, offset, &shape, &strides)?
+    )))
 }
 
 fn split(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -331,7 +409,10 @@ fn split(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let d = x.shape()[axis];
     let sizes = match opt_ints(inputs, 1)? {
-        Some(s) => s.iter().map(|&v| to_usize(v, "split size")).collect::<Result<Vec<_>>>()?,
+        Some(s) => s
+            .iter()
+            .map(|&v| to_usize(v, "split size"))
+            .collect::<Result<Vec<_>>>()?,
         None => {
             let n = match ctx.attrs().int_opt("num_outputs")? {
                 Some(n) => to_usize(n, "num_outputs")?,
@@ -341,9 +422,16 @@ fn split(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         }
     };
     if sizes.len() != ctx.num_outputs() {
-        bail!("split into {} pieces but the node has {} outputs", sizes.len(), ctx.num_outputs());
+        bail!(
+            "split into {} pieces but the node has {} outputs",
+            sizes.len(),
+            ctx.num_outputs()
+        );
     }
-    Ok(split_tensor(x, axis, &sizes)?.into_iter().map(Value::Tensor).collect())
+    Ok(split_tensor(x, axis, &sizes)?
+        .into_iter()
+        .map(Value::Tensor)
+        .collect())
 }
 
 /// Broadcast `x` to `shape` (which must already be broadcast-compatible and of rank >= x's).
@@ -351,7 +439,10 @@ pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x.clone());
     }
-    let off = shape.len().checked_sub(x.rank()).ok_or_else(|| RuntimeError::msg("broadcast to a lower rank"))?;
+    let off = shape
+        .len()
+        .checked_sub(x.rank())
+        .ok_or_else(|| RuntimeError::msg("broadcast to a lower rank"))?;
     let st = strides_of(x.shape());
     let mut strides = vec![0isize; shape.len()];
     for (i, (&d, &s)) in x.shape().iter().zip(&st).enumerate() {
@@ -361,12 +452,18 @@ pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
             bail!("cannot broadcast {:?} to {shape:?}", x.shape());
         }
     }
-    Ok(map_elems!(x, T, |s| (shape.to_vec(), strided_copy(s, 0, shape, &strides)?)))
+    Ok(map_elems!(x, T, |s| (
+        shape.to_vec(),
+        strided_copy(s, 0, shape, &strides)?
+    )))
 }
 
 fn expand(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let spec = ints(inputs, 1)?.iter().map(|&d| to_usize(d, "expand dim")).collect::<Result<Vec<_>>>()?;
+    let spec = ints(inputs, 1)?
+        .iter()
+        .map(|&d| to_usize(d, "expand dim"))
+        .collect::<Result<Vec<_>>>()?;
     let shape = broadcast_shapes(x.shape(), &spec)?;
     checked_len(&shape)?;
     one(broadcast_to(x, &shape)?)
@@ -378,8 +475,16 @@ fn tile(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     if reps.len() != x.rank() {
         bail!("tile repeats {reps:?} do not match rank {}", x.rank());
     }
-    let reps = reps.iter().map(|&r| to_usize(r, "repeat")).collect::<Result<Vec<_>>>()?;
-    let out_shape: Vec<usize> = x.shape().iter().zip(&reps).map(|(&d, &r)| d.saturating_mul(r)).collect();
+    let reps = reps
+        .iter()
+        .map(|&r| to_usize(r, "repeat"))
+        .collect::<Result<Vec<_>>>()?;
+    let out_shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&reps)
+        .map(|(&d, &r)| d.saturating_mul(r))
+        .collect();
     checked_len(&out_shape)?;
     one(map_elems!(x, T, |s| {
         // Tile one axis at a time, innermost first: each step repeats whole blocks.
@@ -460,7 +565,11 @@ fn pad_tensor<T: Elem>(
     let maps = out_shape
         .iter()
         .enumerate()
-        .map(|(ax, &n)| (0..n).map(|o| pad_source(o, begin[ax], shape[ax], mode)).collect::<Result<Vec<_>>>())
+        .map(|(ax, &n)| {
+            (0..n)
+                .map(|o| pad_source(o, begin[ax], shape[ax], mode))
+                .collect::<Result<Vec<_>>>()
+        })
         .collect::<Result<Vec<_>>>()?;
     let st = strides_of(shape);
     let mut out = Vec::with_capacity(total);
@@ -507,7 +616,10 @@ fn pad(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let rank = x.rank();
     let pads = ints(inputs, 1)?;
     let axes: Vec<usize> = match opt_ints(inputs, 3)? {
-        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Result<_>>()?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -540,7 +652,10 @@ fn center_crop_pad(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<
     let rank = x.rank();
     let target = ints(inputs, 1)?;
     let axes: Vec<usize> = match ctx.attrs().ints_opt("axes")? {
-        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Result<_>>()?,
         None => (0..rank).collect(),
     };
     if target.len() != axes.len() {
@@ -556,7 +671,14 @@ fn center_crop_pad(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<
         begin[a] = b;
         end[a] = diff - b;
     }
-    one(map_elems!(x, T, |s| pad_tensor(s, x.shape(), &begin, &end, PadMode::Constant, T::default())?))
+    one(map_elems!(x, T, |s| pad_tensor(
+        s,
+        x.shape(),
+        &begin,
+        &end,
+        PadMode::Constant,
+        T::default()
+    )?))
 }
 
 // ---------------------------------------------------------------------------
@@ -583,7 +705,11 @@ fn size(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
 }
 
 fn identity(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    let v = inputs.first().cloned().flatten().ok_or_else(|| RuntimeError::msg("missing input"))?;
+    let v = inputs
+        .first()
+        .cloned()
+        .flatten()
+        .ok_or_else(|| RuntimeError::msg("missing input"))?;
     Ok(vec![v])
 }
 
@@ -601,7 +727,10 @@ fn dropout(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> 
     if !training || ratio == 0.0 {
         let mut out = vec![Value::Tensor(x.clone())];
         if ctx.num_outputs() > 1 {
-            out.push(Value::Tensor(Tensor::from_bools(x.shape().to_vec(), vec![true; n])?));
+            out.push(Value::Tensor(Tensor::from_bools(
+                x.shape().to_vec(),
+                vec![true; n],
+            )?));
         }
         return Ok(out);
     }
@@ -610,11 +739,23 @@ fn dropout(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> 
     }
     // Training mode: numpy's RandomState(seed) stream, as the ONNX reference draws it.
     let seed = ctx.attrs().int_or("seed", 0)?;
-    let mut rng = Mt19937::new(u32::try_from(seed).map_err(|_| RuntimeError::msg(format!("seed {seed} outside 0..2^32")))?);
+    let mut rng = Mt19937::new(
+        u32::try_from(seed)
+            .map_err(|_| RuntimeError::msg(format!("seed {seed} outside 0..2^32")))?,
+    );
     let mask: Vec<bool> = (0..n).map(|_| rng.next_f64() >= ratio).collect();
     let scale = 1.0 / (1.0 - ratio);
-    let vals: Vec<f64> = x.to_f64_vec()?.iter().zip(&mask).map(|(&v, &m)| if m { v * scale } else { 0.0 }).collect();
-    let mut out = vec![Value::Tensor(from_f64s(x.dtype(), x.shape().to_vec(), vals)?)];
+    let vals: Vec<f64> = x
+        .to_f64_vec()?
+        .iter()
+        .zip(&mask)
+        .map(|(&v, &m)| if m { v * scale } else { 0.0 })
+        .collect();
+    let mut out = vec![Value::Tensor(from_f64s(
+        x.dtype(),
+        x.shape().to_vec(),
+        vals,
+    )?)];
     if ctx.num_outputs() > 1 {
         out.push(Value::Tensor(Tensor::from_bools(x.shape().to_vec(), mask)?));
     }
@@ -622,12 +763,18 @@ fn dropout(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> 
 }
 
 fn constant_of_shape(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    let shape = ints(inputs, 0)?.iter().map(|&d| to_usize(d, "shape dim")).collect::<Result<Vec<_>>>()?;
+    let shape = ints(inputs, 0)?
+        .iter()
+        .map(|&d| to_usize(d, "shape dim"))
+        .collect::<Result<Vec<_>>>()?;
     let n = checked_len(&shape)?;
     let zero = Tensor::scalar(0f32);
     let value = ctx.attrs().tensor_opt("value")?.unwrap_or(&zero);
     one(map_elems!(value, T, |s| {
-        let v = s.first().cloned().ok_or_else(|| RuntimeError::msg("ConstantOfShape value is empty"))?;
+        let v = s
+            .first()
+            .cloned()
+            .ok_or_else(|| RuntimeError::msg("ConstantOfShape value is empty"))?;
         (shape.clone(), vec![v; n])
     }))
 }
@@ -636,11 +783,17 @@ fn range(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let (s, l, d) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
     let dt = s.dtype();
     let scalar = |t: &Tensor| -> Result<f64> {
-        t.to_f64_vec()?.first().copied().ok_or_else(|| RuntimeError::msg("range bound is empty"))
+        t.to_f64_vec()?
+            .first()
+            .copied()
+            .ok_or_else(|| RuntimeError::msg("range bound is empty"))
     };
     if dt.is_int() {
         let get = |t: &Tensor| -> Result<i64> {
-            t.to_i64_vec()?.first().copied().ok_or_else(|| RuntimeError::msg("range bound is empty"))
+            t.to_i64_vec()?
+                .first()
+                .copied()
+                .ok_or_else(|| RuntimeError::msg("range bound is empty"))
         };
         let (start, limit, delta) = (get(s)? as i128, get(l)? as i128, get(d)? as i128);
         if delta == 0 {
@@ -661,7 +814,11 @@ fn range(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         bail!("range of {n} elements is too long");
     }
     let n = n as usize;
-    one(from_f64s(dt, vec![n], (0..n).map(|i| start + i as f64 * delta).collect())?)
+    one(from_f64s(
+        dt,
+        vec![n],
+        (0..n).map(|i| start + i as f64 * delta).collect(),
+    )?)
 }
 
 // ---------------------------------------------------------------------------
@@ -670,7 +827,9 @@ fn range(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
 
 fn trilu(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let k = opt_ints(inputs, 1)?.and_then(|v| v.first().copied()).unwrap_or(0);
+    let k = opt_ints(inputs, 1)?
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0);
     let upper = ctx.attrs().int_or("upper", 1)? != 0;
     let r = x.rank();
     if r < 2 {
@@ -680,7 +839,10 @@ fn trilu(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     one(map_elems!(x, T, |s| {
         let mut v = s.to_vec();
         for (p, e) in v.iter_mut().enumerate() {
-            let (i, j) = (((p / cols.max(1)) % rows.max(1)) as i64, (p % cols.max(1)) as i64);
+            let (i, j) = (
+                ((p / cols.max(1)) % rows.max(1)) as i64,
+                (p % cols.max(1)) as i64,
+            );
             let keep = if upper { j - i >= k } else { j - i <= k };
             if !keep {
                 *e = T::default();
@@ -692,7 +854,11 @@ fn trilu(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
 
 /// The dtype the node's inference gave output `i`, falling back to `dflt`.
 fn declared_dtype(ctx: &KernelCtx<'_>, i: usize, dflt: DType) -> DType {
-    ctx.node.outputs.get(i).and_then(|o| o.ty.as_tensor()).map_or(dflt, |t| t.dtype)
+    ctx.node
+        .outputs
+        .get(i)
+        .and_then(|o| o.ty.as_tensor())
+        .map_or(dflt, |t| t.dtype)
 }
 
 fn eye_like(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -703,16 +869,27 @@ fn eye_like(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
     let k = ctx.attrs().int_or("k", 0)?;
     let dt = declared_dtype(ctx, 0, x.dtype());
     let (rows, cols) = (x.shape()[0], x.shape()[1]);
-    let v: Vec<f64> =
-        (0..rows * cols).map(|p| if (p % cols) as i64 - (p / cols) as i64 == k { 1.0 } else { 0.0 }).collect();
+    let v: Vec<f64> = (0..rows * cols)
+        .map(|p| {
+            if (p % cols) as i64 - (p / cols) as i64 == k {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
     one(from_f64s(dt, vec![rows, cols], v)?)
 }
 
 fn one_hot(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let idx = input(inputs, 0)?.to_f64_vec()?;
     let ishape = input(inputs, 0)?.shape().to_vec();
-    let depth = input(inputs, 1)?.to_f64_vec()?.first().copied().ok_or_else(|| RuntimeError::msg("empty depth"))?;
-    if !(depth >= 1.0) || depth > crate::kernels::MAX_ELEMENTS as f64 {
+    let depth = input(inputs, 1)?
+        .to_f64_vec()?
+        .first()
+        .copied()
+        .ok_or_else(|| RuntimeError::msg("empty depth"))?;
+    if depth.is_nan() || depth < 1.0 || depth > crate::kernels::MAX_ELEMENTS as f64 {
         bail!("invalid OneHot depth {depth}");
     }
     let depth = depth as usize;
@@ -732,21 +909,22 @@ fn one_hot(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> 
             (0..depth as i64).contains(&i).then_some(i as usize)
         })
         .collect();
-    one(map_elems!(values, T, |s| {
-        if s.len() != 2 {
-            bail!("OneHot values must have 2 elements");
-        }
-        let (off, on) = (s[0].clone(), s[1].clone());
-        let mut v = vec![off; outer * depth * inner];
-        for o in 0..outer {
-            for i in 0..inner {
-                if let Some(h) = hot[o * inner + i] {
-                    v[(o * depth + h) * inner + i] = on.clone();
-                }
+    if values.numel() != 2 {
+        bail!("OneHot values must have 2 elements");
+    }
+    // Each output element picks values[0] (off) or values[1] (on).
+    let mut picks = vec![0usize; outer * depth * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            if let Some(h) = hot[o * inner + i] {
+                picks[(o * depth + h) * inner + i] = 1;
             }
         }
-        (out_shape.clone(), v)
-    }))
+    }
+    one(map_elems!(values, T, |s| (
+        out_shape.clone(),
+        strided::pick(s, &picks)?
+    )))
 }
 
 fn non_zero(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -756,7 +934,12 @@ fn non_zero(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>
     } else {
         x.to_f64_vec()?.iter().map(|&v| v != 0.0).collect()
     };
-    let hits: Vec<usize> = nz.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i).collect();
+    let hits: Vec<usize> = nz
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b)
+        .map(|(i, _)| i)
+        .collect();
     let r = x.rank();
     let st = strides_of(x.shape());
     let mut out = vec![0i64; r * hits.len()];
@@ -806,7 +989,12 @@ fn space_to_depth(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<V
         bail!("spatial dims not divisible by blocksize");
     }
     let out = vec![n, c * b * b, h / b, w / b];
-    one(rearrange(x, vec![n, c, h / b, b, w / b, b], &[0, 3, 5, 1, 2, 4], out)?)
+    one(rearrange(
+        x,
+        vec![n, c, h / b, b, w / b, b],
+        &[0, 3, 5, 1, 2, 4],
+        out,
+    )?)
 }
 
 fn compress(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -820,10 +1008,19 @@ fn compress(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
     if cond.len() > d && cond[d..].iter().any(|&c| c != 0.0) {
         bail!("compress condition selects beyond axis size {d}");
     }
-    let keep: Vec<usize> = cond.iter().take(d).enumerate().filter(|(_, &c)| c != 0.0).map(|(i, _)| i).collect();
+    let keep: Vec<usize> = cond
+        .iter()
+        .take(d)
+        .enumerate()
+        .filter(|(_, &c)| c != 0.0)
+        .map(|(i, _)| i)
+        .collect();
     let mut shape = x.shape().to_vec();
     shape[axis] = keep.len();
-    one(map_elems!(&x, T, |s| (shape.clone(), strided::take(s, x.shape(), axis, &keep)?)))
+    one(map_elems!(&x, T, |s| (
+        shape.clone(),
+        strided::take(s, x.shape(), axis, &keep)?
+    )))
 }
 
 fn reverse_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -836,20 +1033,26 @@ fn reverse_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec
         bail!("bad batch/time axes or sequence_lens length");
     }
     let t = x.shape()[taxis];
-    let lens = lens.iter().map(|&l| to_usize(l, "sequence length").map(|l| l.min(t))).collect::<Result<Vec<_>>>()?;
+    let lens = lens
+        .iter()
+        .map(|&l| to_usize(l, "sequence length").map(|l| l.min(t)))
+        .collect::<Result<Vec<_>>>()?;
     let st = strides_of(x.shape());
-    one(map_elems!(x, T, |s| {
-        let mut v = s.to_vec();
-        for (p, e) in v.iter_mut().enumerate() {
+    let src: Vec<usize> = (0..x.numel())
+        .map(|p| {
             let b = (p / st[baxis]) % x.shape()[baxis];
             let ti = (p / st[taxis]) % t;
             if ti < lens[b] {
-                let src = p - ti * st[taxis] + (lens[b] - 1 - ti) * st[taxis];
-                *e = s[src].clone();
+                p - ti * st[taxis] + (lens[b] - 1 - ti) * st[taxis]
+            } else {
+                p
             }
-        }
-        (x.shape().to_vec(), v)
-    }))
+        })
+        .collect();
+    one(map_elems!(x, T, |s| (
+        x.shape().to_vec(),
+        strided::pick(s, &src)?
+    )))
 }
 
 fn unique(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
@@ -909,7 +1112,10 @@ mod tests {
 
     #[test]
     fn reshape_target_rules() {
-        assert_eq!(reshape_target(&[2, 3, 4], &[0, -1], false).unwrap(), vec![2, 12]);
+        assert_eq!(
+            reshape_target(&[2, 3, 4], &[0, -1], false).unwrap(),
+            vec![2, 12]
+        );
         assert_eq!(reshape_target(&[0, 3], &[3, 0], true).unwrap(), vec![3, 0]);
         assert!(reshape_target(&[2, 3], &[-1, -1], false).is_err());
         assert!(reshape_target(&[2, 3], &[4, -1], false).is_err());
@@ -917,10 +1123,31 @@ mod tests {
 
     #[test]
     fn slice_axis_clamping() {
-        assert_eq!(slice_axis(0, i64::MAX, 1, 5).unwrap(), SliceAxis { start: 0, step: 1, len: 5 });
-        assert_eq!(slice_axis(-1, i64::MIN, -1, 5).unwrap(), SliceAxis { start: 4, step: -1, len: 5 });
+        assert_eq!(
+            slice_axis(0, i64::MAX, 1, 5).unwrap(),
+            SliceAxis {
+                start: 0,
+                step: 1,
+                len: 5
+            }
+        );
+        assert_eq!(
+            slice_axis(-1, i64::MIN, -1, 5).unwrap(),
+            SliceAxis {
+                start: 4,
+                step: -1,
+                len: 5
+            }
+        );
         assert_eq!(slice_axis(20, 1000, 1, 5).unwrap().len, 0);
-        assert_eq!(slice_axis(1, 5, 2, 5).unwrap(), SliceAxis { start: 1, step: 2, len: 2 });
+        assert_eq!(
+            slice_axis(1, 5, 2, 5).unwrap(),
+            SliceAxis {
+                start: 1,
+                step: 2,
+                len: 2
+            }
+        );
         assert!(slice_axis(0, 1, 0, 5).is_err());
     }
 
@@ -938,7 +1165,12 @@ mod tests {
         assert_eq!(run(PadMode::Reflect), vec![3, 2, 1, 2, 3, 2, 1]);
         assert_eq!(run(PadMode::Edge), vec![1, 1, 1, 2, 3, 3, 3]);
         assert_eq!(run(PadMode::Wrap), vec![2, 3, 1, 2, 3, 1, 2]);
-        assert_eq!(pad_tensor(&x, &[3], &[-1], &[1], PadMode::Constant, 9).unwrap().1, vec![2, 3, 9]);
+        assert_eq!(
+            pad_tensor(&x, &[3], &[-1], &[1], PadMode::Constant, 9)
+                .unwrap()
+                .1,
+            vec![2, 3, 9]
+        );
     }
 
     #[test]
