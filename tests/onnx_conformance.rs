@@ -27,16 +27,37 @@ fn onnx_backend_conformance_interpreter() {
     let filter = std::env::var("EGRET_FILTER").ok();
     let update = std::env::var_os("EGRET_UPDATE_BASELINE").is_some();
     let mut regressions = Vec::new();
-    for suite in ["node", "simple", "pytorch-operator", "pytorch-converted", "light"] {
+    for suite in [
+        "node",
+        "simple",
+        "pytorch-operator",
+        "pytorch-converted",
+        "light",
+    ] {
         let results = run_suite(suite, interpreter, filter.as_deref());
         if results.is_empty() {
             continue;
         }
-        let baseline = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/conformance/baseline-{suite}.json"));
+        let baseline = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/conformance/baseline-{suite}.json"));
         if update && filter.is_none() {
             write_baseline(&baseline, &results).expect("write baseline");
         }
-        regressions.extend(report(suite, "interp", &results, filter.is_none().then_some(baseline.as_path())).into_iter().map(|r| format!("[{suite}] {r}")));
+        regressions.extend(
+            report(
+                suite,
+                "interp",
+                &results,
+                filter.is_none().then_some(baseline.as_path()),
+            )
+            .into_iter()
+            .map(|r| format!("[{suite}] {r}")),
+        );
     }
-    assert!(regressions.is_empty(), "{} tests regressed against the baseline:\n{}", regressions.len(), regressions.join("\n"));
+    assert!(
+        regressions.is_empty(),
+        "{} tests regressed against the baseline:\n{}",
+        regressions.len(),
+        regressions.join("\n")
+    );
 }

@@ -15,7 +15,9 @@ const TOL: f64 = 1e-4;
 fn cache() -> PathBuf {
     std::env::var_os("EGRET_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
+        })
 }
 
 #[derive(serde::Deserialize)]
@@ -26,31 +28,61 @@ struct Manifest {
 }
 
 fn check_case(case: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real").join(case);
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("manifest json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(case);
+    let manifest: Manifest = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
+    )
+    .expect("manifest json");
     let model_path = cache().join("models").join(&manifest.model);
-    assert!(model_path.exists(), "{} missing: run scripts/fetch-models.sh silero ppocr", model_path.display());
+    assert!(
+        model_path.exists(),
+        "{} missing: run scripts/fetch-models.sh silero ppocr",
+        model_path.display()
+    );
     let model = onnx::load(&model_path).unwrap_or_else(|e| panic!("{case}: import failed: {e}"));
-    let names: Vec<&str> = model.graph.inputs.iter().map(|&o| model.graph.value_name(o)).collect();
+    let names: Vec<&str> = model
+        .graph
+        .inputs
+        .iter()
+        .map(|&o| model.graph.value_name(o))
+        .collect();
     assert_eq!(names, manifest.inputs, "{case}: graph inputs");
     let inputs: Vec<Value> = manifest
         .inputs
         .iter()
         .map(|n| Value::Tensor(npy::read(&dir.join(format!("input_{n}.npy"))).expect("input npy")))
         .collect();
-    let interp = egret_runtime::Interpreter::for_model(&model).unwrap_or_else(|e| panic!("{case}: {e}"));
-    let outs = interp.run(inputs).unwrap_or_else(|e| panic!("{case}: run failed: {e}"));
+    let interp =
+        egret_runtime::Interpreter::for_model(&model).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let outs = interp
+        .run(inputs)
+        .unwrap_or_else(|e| panic!("{case}: run failed: {e}"));
     assert_eq!(outs.len(), manifest.outputs.len(), "{case}: output count");
     for (i, got) in outs.iter().enumerate() {
         let want = npy::read(&dir.join(format!("output_{i}.npy"))).expect("output npy");
         let got = got.as_tensor().expect("tensor output");
         assert_eq!(got.shape(), want.shape(), "{case}: output {i} shape");
-        let (g, w) = (got.to_f64_vec().expect("numeric"), want.to_f64_vec().expect("numeric"));
-        let worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0f64, f64::max);
-        println!("{case}: output {i} ({}) {:?} max scaled error {worst:.2e}", manifest.outputs[i], got.shape());
+        let (g, w) = (
+            got.to_f64_vec().expect("numeric"),
+            want.to_f64_vec().expect("numeric"),
+        );
+        let worst = g
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0f64, f64::max);
+        println!(
+            "{case}: output {i} ({}) {:?} max scaled error {worst:.2e}",
+            manifest.outputs[i],
+            got.shape()
+        );
         for (j, (a, b)) in g.iter().zip(&w).enumerate() {
-            assert!((a - b).abs() <= TOL + TOL * b.abs(), "{case}: output {i}[{j}] = {a}, onnxruntime {b}");
+            assert!(
+                (a - b).abs() <= TOL + TOL * b.abs(),
+                "{case}: output {i}[{j}] = {a}, onnxruntime {b}"
+            );
         }
     }
 }

@@ -17,5 +17,72 @@
 //! float4, int2, newer attribute kinds), and its `as_value()` reaches
 //! `unreachable!()` on malformed input, which breaks the never-panic rule.
 
+pub mod arch;
+pub mod gguf;
 pub mod npy;
 pub mod onnx;
+pub mod safetensors;
+
+use egret_ir::Model;
+use std::path::Path;
+
+/// A loaded model plus what its frontend found beside the graph.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The graph, opsets and metadata.
+    pub model: Model,
+    /// The model's tokenizer as HF `tokenizer.json` text, when the source carries
+    /// one (a `tokenizer.json` beside safetensors weights, or the vocabulary in
+    /// GGUF metadata converted to that form). Kept out of [`Model`] so the IR
+    /// text form stays small; the runtime's tokenizer reads this.
+    pub tokenizer_json: Option<String>,
+}
+
+/// Every way [`load`] can fail: the error of the frontend the file went to.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The path does not name a file egret can read.
+    #[error("{path}: {msg}")]
+    Path {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The ONNX frontend failed.
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    /// The safetensors frontend (or its architecture builder) failed.
+    #[error(transparent)]
+    Safetensors(#[from] safetensors::SafetensorsError),
+}
+
+/// Load a model, choosing the frontend by file extension (`.onnx`,
+/// `.safetensors`; a folder is a safetensors model folder). This is the
+/// one place a new format gets wired in; the CLI and library users both call it.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let bad = |msg: String| LoadError::Path {
+        path: path.display().to_string(),
+        msg,
+    };
+    if !path.exists() {
+        return Err(bad("no such file or directory".into()));
+    }
+    if path.is_dir() {
+        return Ok(safetensors::load(path)?);
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "safetensors" => Ok(safetensors::load(path)?),
+        "onnx" => Ok(Loaded {
+            model: onnx::load(path)?,
+            tokenizer_json: None,
+        }),
+        _ => Err(bad(format!(
+            "unknown model format `.{ext}` (expected .onnx, .safetensors or a model folder)"
+        ))),
+    }
+}

@@ -62,11 +62,17 @@ impl Attr {
 pub struct Attrs(pub BTreeMap<String, Attr>);
 
 fn wrong(name: &str, want: &str, got: &Attr) -> IrError {
-    IrError::Attr { name: name.into(), msg: format!("expected {want}, found {}", got.kind()) }
+    IrError::Attr {
+        name: name.into(),
+        msg: format!("expected {want}, found {}", got.kind()),
+    }
 }
 
 fn missing(name: &str) -> IrError {
-    IrError::Attr { name: name.into(), msg: "required but missing".into() }
+    IrError::Attr {
+        name: name.into(),
+        msg: "required but missing".into(),
+    }
 }
 
 impl Attrs {

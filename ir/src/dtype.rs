@@ -192,7 +192,10 @@ impl DType {
 
     /// True for signed integer types.
     pub fn is_signed_int(self) -> bool {
-        matches!(self, DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::I4)
+        matches!(
+            self,
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::I4
+        )
     }
 
     /// True for the float8 / float4 storage types.
@@ -291,8 +294,14 @@ mod tests {
 
     #[test]
     fn block_storage_bytes() {
-        assert_eq!(DType::Block(BlockFormat::Q4_0).storage_bytes(&[2, 64]), Some(72));
-        assert_eq!(DType::Block(BlockFormat::Q4_0).storage_bytes(&[2, 33]), None);
+        assert_eq!(
+            DType::Block(BlockFormat::Q4_0).storage_bytes(&[2, 64]),
+            Some(72)
+        );
+        assert_eq!(
+            DType::Block(BlockFormat::Q4_0).storage_bytes(&[2, 33]),
+            None
+        );
         assert_eq!(DType::F32.storage_bytes(&[3, 5]), Some(60));
         assert_eq!(DType::F32.storage_bytes(&[usize::MAX, 2]), None);
     }

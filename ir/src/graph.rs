@@ -72,7 +72,11 @@ pub struct OpCall {
 impl OpCall {
     /// A standard-domain call with no attributes.
     pub fn new(op_type: &str) -> OpCall {
-        OpCall { domain: String::new(), op_type: op_type.into(), attrs: Attrs::default() }
+        OpCall {
+            domain: String::new(),
+            op_type: op_type.into(),
+            attrs: Attrs::default(),
+        }
     }
 
     /// Builder-style attribute setter.
@@ -164,7 +168,10 @@ pub struct Graph {
 impl Graph {
     /// An empty graph.
     pub fn new(name: &str) -> Graph {
-        Graph { name: name.into(), ..Default::default() }
+        Graph {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     /// Add a graph input and return its outlet.
@@ -173,7 +180,10 @@ impl Graph {
             name: name.into(),
             op: Op::Input,
             inputs: vec![],
-            outputs: vec![ValueInfo { name: name.into(), ty }],
+            outputs: vec![ValueInfo {
+                name: name.into(),
+                ty,
+            }],
         });
         let o = OutletId::new(id, 0);
         self.inputs.push(o);
@@ -187,7 +197,10 @@ impl Graph {
             name: name.into(),
             op: Op::Const(t),
             inputs: vec![],
-            outputs: vec![ValueInfo { name: name.into(), ty }],
+            outputs: vec![ValueInfo {
+                name: name.into(),
+                ty,
+            }],
         });
         OutletId::new(id, 0)
     }
@@ -203,16 +216,28 @@ impl Graph {
         for o in inputs.iter().flatten() {
             self.check_outlet(*o)?;
         }
-        let id = self.g.add_node(Node { name: name.into(), op, inputs: inputs.clone(), outputs });
+        let id = self.g.add_node(Node {
+            name: name.into(),
+            op,
+            inputs: inputs.clone(),
+            outputs,
+        });
         for (slot, o) in inputs.iter().enumerate() {
             if let Some(o) = o {
-                self.g.add_edge(o.node, id, Wire { from_slot: o.slot, to_slot: slot });
+                self.g.add_edge(
+                    o.node,
+                    id,
+                    Wire {
+                        from_slot: o.slot,
+                        to_slot: slot,
+                    },
+                );
             }
         }
         Ok(id)
     }
 
-    fn check_outlet(&self, o: OutletId) -> Result<(), IrError> {
+    pub(crate) fn check_outlet(&self, o: OutletId) -> Result<(), IrError> {
         match self.g.node_weight(o.node) {
             Some(n) if o.slot < n.outputs.len() => Ok(()),
             _ => Err(IrError::Invalid(format!("outlet {o:?} does not exist"))),
@@ -220,11 +245,19 @@ impl Graph {
     }
 
     /// Rewire input `slot` of `node` to `src` (or disconnect it with `None`).
-    pub fn set_input(&mut self, node: NodeId, slot: usize, src: Option<OutletId>) -> Result<(), IrError> {
+    pub fn set_input(
+        &mut self,
+        node: NodeId,
+        slot: usize,
+        src: Option<OutletId>,
+    ) -> Result<(), IrError> {
         if let Some(o) = src {
             self.check_outlet(o)?;
         }
-        let n = self.g.node_weight_mut(node).ok_or_else(|| IrError::Invalid("no such node".into()))?;
+        let n = self
+            .g
+            .node_weight_mut(node)
+            .ok_or_else(|| IrError::Invalid("no such node".into()))?;
         if slot >= n.inputs.len() {
             n.inputs.resize(slot + 1, None);
         }
@@ -239,7 +272,14 @@ impl Graph {
             self.g.remove_edge(e);
         }
         if let Some(o) = src {
-            self.g.add_edge(o.node, node, Wire { from_slot: o.slot, to_slot: slot });
+            self.g.add_edge(
+                o.node,
+                node,
+                Wire {
+                    from_slot: o.slot,
+                    to_slot: slot,
+                },
+            );
         }
         Ok(())
     }
@@ -326,8 +366,11 @@ impl Graph {
         for id in self.g.node_indices() {
             indeg.insert(id, self.g.edges_directed(id, Direction::Incoming).count());
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> =
-            indeg.iter().filter(|(_, &d)| d == 0).map(|(&id, _)| Reverse(id)).collect();
+        let mut ready: BinaryHeap<Reverse<NodeId>> = indeg
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&id, _)| Reverse(id))
+            .collect();
         let mut order = Vec::with_capacity(indeg.len());
         while let Some(Reverse(id)) = ready.pop() {
             order.push(id);

@@ -16,6 +16,7 @@
 //! Start reading at [`graph`].
 
 pub mod attr;
+mod build;
 pub mod dtype;
 pub mod error;
 pub mod graph;

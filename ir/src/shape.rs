@@ -88,7 +88,10 @@ pub struct TensorType {
 impl TensorType {
     /// A tensor type with a fully known shape.
     pub fn known(dtype: DType, dims: &[usize]) -> TensorType {
-        TensorType { dtype, shape: Some(Shape::known(dims)) }
+        TensorType {
+            dtype,
+            shape: Some(Shape::known(dims)),
+        }
     }
 }
 

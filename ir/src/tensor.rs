@@ -159,10 +159,16 @@ impl Tensor {
             Some(8) => Arc::new(bytemuck::pod_collect_to_vec::<u8, u64>(bytes)),
             Some(4) => Arc::new(bytemuck::pod_collect_to_vec::<u8, u32>(bytes)),
             Some(2) => Arc::new(bytemuck::pod_collect_to_vec::<u8, u16>(bytes)),
-            _ if dtype == DType::Bool => Arc::new(bytes.iter().map(|&b| (b != 0) as u8).collect::<Vec<u8>>()),
+            _ if dtype == DType::Bool => {
+                Arc::new(bytes.iter().map(|&b| (b != 0) as u8).collect::<Vec<u8>>())
+            }
             _ => Arc::new(bytes.to_vec()),
         };
-        Ok(Tensor { dtype, shape, data: Data::Bytes(store) })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Data::Bytes(store),
+        })
     }
 
     /// A tensor whose bytes live in a memory map (zero-copy). `offset..offset+len`
@@ -179,10 +185,15 @@ impl Tensor {
         let end = offset
             .checked_add(len)
             .filter(|&e| e <= map.len())
-            .ok_or_else(|| IrError::ShapeMismatch(format!("byte range {offset}+{len} outside a {}-byte file", map.len())))?;
+            .ok_or_else(|| {
+                IrError::ShapeMismatch(format!(
+                    "byte range {offset}+{len} outside a {}-byte file",
+                    map.len()
+                ))
+            })?;
         let bytes = &map[offset..end];
         let align = dtype.size().unwrap_or(1);
-        if dtype == DType::Bool || (bytes.as_ptr() as usize) % align != 0 {
+        if dtype == DType::Bool || !(bytes.as_ptr() as usize).is_multiple_of(align) {
             return Tensor::from_bytes(dtype, shape, bytes);
         }
         let want = dtype.storage_bytes(&shape).ok_or_else(|| {
@@ -254,7 +265,9 @@ impl Tensor {
             return Ok(&[]);
         }
         let size = std::mem::size_of::<T>();
-        if (b.as_ptr() as usize) % std::mem::align_of::<T>() != 0 || b.len() % size != 0 {
+        if !(b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+            || !b.len().is_multiple_of(size)
+        {
             return Err(IrError::DTypeMismatch("misaligned tensor data".into()));
         }
         // SAFETY: alignment and length checked above; `Element` guarantees every
@@ -281,7 +294,11 @@ impl Tensor {
                 self.shape
             )));
         }
-        Ok(Tensor { dtype: self.dtype, shape, data: self.data.clone() })
+        Ok(Tensor {
+            dtype: self.dtype,
+            shape,
+            data: self.data.clone(),
+        })
     }
 
     /// True if both tensors share the same underlying storage.
@@ -300,8 +317,16 @@ impl Tensor {
         Ok(match self.dtype {
             F32 => self.as_slice::<f32>()?.iter().map(|&x| x as f64).collect(),
             F64 => self.as_slice::<f64>()?.to_vec(),
-            F16 => self.as_slice::<half::f16>()?.iter().map(|x| x.to_f64()).collect(),
-            BF16 => self.as_slice::<half::bf16>()?.iter().map(|x| x.to_f64()).collect(),
+            F16 => self
+                .as_slice::<half::f16>()?
+                .iter()
+                .map(|x| x.to_f64())
+                .collect(),
+            BF16 => self
+                .as_slice::<half::bf16>()?
+                .iter()
+                .map(|x| x.to_f64())
+                .collect(),
             I8 | I4 => self.as_slice::<i8>()?.iter().map(|&x| x as f64).collect(),
             I16 => self.as_slice::<i16>()?.iter().map(|&x| x as f64).collect(),
             I32 => self.as_slice::<i32>()?.iter().map(|&x| x as f64).collect(),
@@ -310,9 +335,15 @@ impl Tensor {
             U16 => self.as_slice::<u16>()?.iter().map(|&x| x as f64).collect(),
             U32 => self.as_slice::<u32>()?.iter().map(|&x| x as f64).collect(),
             U64 => self.as_slice::<u64>()?.iter().map(|&x| x as f64).collect(),
-            Bool => self.as_slice::<bool>()?.iter().map(|&x| x as u8 as f64).collect(),
+            Bool => self
+                .as_slice::<bool>()?
+                .iter()
+                .map(|&x| x as u8 as f64)
+                .collect(),
             other => {
-                return Err(IrError::DTypeMismatch(format!("{other} has no numeric view")))
+                return Err(IrError::DTypeMismatch(format!(
+                    "{other} has no numeric view"
+                )))
             }
         })
     }
@@ -331,7 +362,9 @@ impl Tensor {
             U64 => self.as_slice::<u64>()?.iter().map(|&x| x as i64).collect(),
             Bool => self.as_slice::<bool>()?.iter().map(|&x| x as i64).collect(),
             other => {
-                return Err(IrError::DTypeMismatch(format!("{other} is not an integer type")))
+                return Err(IrError::DTypeMismatch(format!(
+                    "{other} is not an integer type"
+                )))
             }
         })
     }

@@ -22,8 +22,12 @@ impl Value {
     pub fn as_tensor(&self) -> Result<&Tensor, IrError> {
         match self {
             Value::Tensor(t) => Ok(t),
-            Value::Sequence(_) => Err(IrError::DTypeMismatch("expected a tensor, found a sequence".into())),
-            Value::Optional(_) => Err(IrError::DTypeMismatch("expected a tensor, found an optional".into())),
+            Value::Sequence(_) => Err(IrError::DTypeMismatch(
+                "expected a tensor, found a sequence".into(),
+            )),
+            Value::Optional(_) => Err(IrError::DTypeMismatch(
+                "expected a tensor, found an optional".into(),
+            )),
         }
     }
 

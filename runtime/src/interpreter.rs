@@ -86,7 +86,12 @@ impl<'g> Interpreter<'g> {
         if !missing.is_empty() {
             return Err(RuntimeError::Unsupported(missing.into_iter().collect()));
         }
-        Ok(Interpreter { graph, order, kernels, uses })
+        Ok(Interpreter {
+            graph,
+            order,
+            kernels,
+            uses,
+        })
     }
 
     /// The graph being run.
@@ -111,7 +116,10 @@ impl<'g> Interpreter<'g> {
             ordered.push(v);
         }
         if let Some(extra) = inputs.keys().next() {
-            return Err(RuntimeError::Input { name: extra.clone(), msg: "not an input of the graph".into() });
+            return Err(RuntimeError::Input {
+                name: extra.clone(),
+                msg: "not an input of the graph".into(),
+            });
         }
         self.run(ordered)
     }
@@ -151,21 +159,31 @@ impl<'g> Interpreter<'g> {
                     for i in node.inputs() {
                         args.push(match i {
                             None => None,
-                            Some(o) => Some(
-                                env.get(o)
-                                    .cloned()
-                                    .ok_or_else(|| RuntimeError::msg(format!("value {} not computed", g.value_name(*o))))?,
-                            ),
+                            Some(o) => Some(env.get(o).cloned().ok_or_else(|| {
+                                RuntimeError::msg(format!(
+                                    "value {} not computed",
+                                    g.value_name(*o)
+                                ))
+                            })?),
                         });
                     }
-                    let ctx = KernelCtx { node, call, runner: self };
-                    let outs = (self.kernels[&id])(&ctx, &args).map_err(|e| node_error(node, call, e))?;
+                    let ctx = KernelCtx {
+                        node,
+                        call,
+                        runner: self,
+                    };
+                    let outs =
+                        (self.kernels[&id])(&ctx, &args).map_err(|e| node_error(node, call, e))?;
                     drop(args);
                     if outs.len() < node.outputs.len() {
                         return Err(node_error(
                             node,
                             call,
-                            RuntimeError::msg(format!("kernel produced {} outputs, node declares {}", outs.len(), node.outputs.len())),
+                            RuntimeError::msg(format!(
+                                "kernel produced {} outputs, node declares {}",
+                                outs.len(),
+                                node.outputs.len()
+                            )),
                         ));
                     }
                     observe(id, &outs);
@@ -185,9 +203,9 @@ impl<'g> Interpreter<'g> {
         g.outputs
             .iter()
             .map(|o| {
-                env.get(o)
-                    .cloned()
-                    .ok_or_else(|| RuntimeError::msg(format!("output {} not computed", g.value_name(*o))))
+                env.get(o).cloned().ok_or_else(|| {
+                    RuntimeError::msg(format!("output {} not computed", g.value_name(*o)))
+                })
             })
             .collect()
     }
@@ -198,13 +216,22 @@ fn check_input(g: &Graph, o: OutletId, v: &Value) -> Result<()> {
     let name = g.value_name(o);
     if let (Some(tt), Value::Tensor(t)) = (g.value_type(o).as_tensor(), v) {
         if tt.dtype != t.dtype() {
-            return Err(RuntimeError::Input { name: name.into(), msg: format!("expected {}, got {}", tt.dtype, t.dtype()) });
+            return Err(RuntimeError::Input {
+                name: name.into(),
+                msg: format!("expected {}, got {}", tt.dtype, t.dtype()),
+            });
         }
         if let Some(s) = &tt.shape {
             let ok = s.rank() == t.rank()
-                && s.dims().iter().zip(t.shape()).all(|(d, &n)| d.known().is_none_or(|k| k == n));
+                && s.dims()
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(d, &n)| d.known().is_none_or(|k| k == n));
             if !ok {
-                return Err(RuntimeError::Input { name: name.into(), msg: format!("expected shape {s}, got {:?}", t.shape()) });
+                return Err(RuntimeError::Input {
+                    name: name.into(),
+                    msg: format!("expected shape {s}, got {:?}", t.shape()),
+                });
             }
         }
     }

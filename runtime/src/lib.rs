@@ -11,12 +11,16 @@
 //! [`registry`] for how kernels plug in.
 
 pub mod error;
+pub mod fold;
+pub mod generate;
 pub mod interpreter;
 pub mod kernels;
 pub mod ops;
+pub mod perplexity;
 pub mod registry;
+pub mod sample;
 
+pub use egret_ir::Value;
 pub use error::{Result, RuntimeError};
 pub use interpreter::{unsupported_ops, Interpreter};
 pub use registry::{registry, Kernel, KernelCtx, Registry};
-pub use egret_ir::Value;

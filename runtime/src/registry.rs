@@ -54,7 +54,8 @@ impl Registry {
 
     /// Register a kernel for an op in a named domain.
     pub fn add_domain(&mut self, domain: &str, op_type: &str, k: Kernel) {
-        self.map.insert((domain.to_string(), op_type.to_string()), k);
+        self.map
+            .insert((domain.to_string(), op_type.to_string()), k);
     }
 
     /// The kernel for `(domain, op_type)`.

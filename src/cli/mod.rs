@@ -3,37 +3,19 @@
 pub mod inspect;
 pub mod run;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use egret_ir::Model;
 use std::path::Path;
 
-/// Load a model, choosing the frontend by file extension. This is the one place
-/// a new format (`.gguf`, `.safetensors`, `.egret`) gets wired in.
+/// Load a model with [`egret_frontends::load`], which picks the frontend by
+/// file extension.
 pub fn load_model(path: &Path) -> Result<Model> {
-    if !path.is_file() {
-        bail!(
-            "model file {} does not exist (or is not a file)",
-            path.display()
-        );
-    }
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "onnx" => egret_frontends::onnx::load(path)
-            .with_context(|| format!("loading ONNX model {}", path.display())),
-        "gguf" | "safetensors" | "egret" => {
-            bail!(
-                "{}: .{ext} models are not supported yet (only .onnx for now)",
-                path.display()
-            )
-        }
-        _ => bail!(
-            "{}: unknown model format `.{ext}` (expected .onnx)",
-            path.display()
-        ),
-    }
+    Ok(load(path)?.model)
+}
+
+/// Load a model and whatever its frontend found beside it (the tokenizer).
+pub fn load(path: &Path) -> Result<egret_frontends::Loaded> {
+    egret_frontends::load(path).with_context(|| format!("loading model {}", path.display()))
 }
 
 /// Format rows as a left-aligned table with a header row, two spaces between

@@ -59,7 +59,9 @@ pub struct TestResult {
 pub fn data_root() -> PathBuf {
     let cache = std::env::var_os("EGRET_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
+        });
     cache.join("onnx-tests")
 }
 
@@ -85,16 +87,26 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 fn cases(suite: &str) -> Vec<Case> {
     let root = data_root().join(suite);
-    let Ok(rd) = std::fs::read_dir(&root) else { return vec![] };
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return vec![];
+    };
     let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     let mut out = Vec::new();
     for p in entries {
-        let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if suite == "light" {
             if let Some(stem) = name.strip_suffix(".onnx") {
                 let expected = root.join(format!("{stem}_output_0.pb"));
-                out.push(Case { name: stem.to_string(), model: p.clone(), data: vec![(None, vec![expected])] });
+                out.push(Case {
+                    name: stem.to_string(),
+                    model: p.clone(),
+                    data: vec![(None, vec![expected])],
+                });
             }
             continue;
         }
@@ -102,11 +114,23 @@ fn cases(suite: &str) -> Vec<Case> {
             continue;
         }
         let mut sets: Vec<PathBuf> = std::fs::read_dir(&p)
-            .map(|rd| rd.flatten().map(|e| e.path()).filter(|d| d.is_dir()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|d| d.is_dir())
+                    .collect()
+            })
             .unwrap_or_default();
         sets.sort();
-        let data = sets.iter().map(|d| (Some(numbered(d, "input")), numbered(d, "output"))).collect();
-        out.push(Case { name, model: p.join("model.onnx"), data });
+        let data = sets
+            .iter()
+            .map(|d| (Some(numbered(d, "input")), numbered(d, "output")))
+            .collect();
+        out.push(Case {
+            name,
+            model: p.join("model.onnx"),
+            data,
+        });
     }
     out
 }
@@ -136,10 +160,19 @@ fn op_under_test(name: &str, model: Option<&Model>) -> String {
 /// The light models' input: `arange(n)/n` in the declared shape (symbolic dims = 1).
 fn light_input(ty: &ValueType) -> Result<Value, String> {
     let tt = ty.as_tensor().ok_or("light model input is not a tensor")?;
-    let shape: Vec<usize> = tt.shape.as_ref().ok_or("unknown rank")?.dims().iter().map(|d| d.known().unwrap_or(1)).collect();
+    let shape: Vec<usize> = tt
+        .shape
+        .as_ref()
+        .ok_or("unknown rank")?
+        .dims()
+        .iter()
+        .map(|d| d.known().unwrap_or(1))
+        .collect();
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
-    Ok(Value::Tensor(Tensor::from_vec(shape, data).map_err(|e| e.to_string())?))
+    Ok(Value::Tensor(
+        Tensor::from_vec(shape, data).map_err(|e| e.to_string())?,
+    ))
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -149,21 +182,35 @@ fn close(a: f64, b: f64) -> bool {
 /// Compare two tensors; `Err` describes the first mismatch.
 pub fn compare_tensors(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.dtype() != want.dtype() {
-        return Err(format!("dtype {} != expected {}", got.dtype(), want.dtype()));
+        return Err(format!(
+            "dtype {} != expected {}",
+            got.dtype(),
+            want.dtype()
+        ));
     }
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?} != expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?} != expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let dt = want.dtype();
     if dt == DType::String {
-        let (g, w) = (got.as_strings().map_err(|e| e.to_string())?, want.as_strings().map_err(|e| e.to_string())?);
+        let (g, w) = (
+            got.as_strings().map_err(|e| e.to_string())?,
+            want.as_strings().map_err(|e| e.to_string())?,
+        );
         return match g.iter().zip(w).position(|(a, b)| a != b) {
             None => Ok(()),
             Some(i) => Err(format!("element {i}: {:?} != expected {:?}", g[i], w[i])),
         };
     }
     if dt.is_float() {
-        let (g, w) = (got.to_f64_vec().map_err(|e| e.to_string())?, want.to_f64_vec().map_err(|e| e.to_string())?);
+        let (g, w) = (
+            got.to_f64_vec().map_err(|e| e.to_string())?,
+            want.to_f64_vec().map_err(|e| e.to_string())?,
+        );
         let mut worst: Option<(usize, f64)> = None;
         let mut bad = 0usize;
         for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
@@ -177,13 +224,27 @@ pub fn compare_tensors(got: &Tensor, want: &Tensor) -> Result<(), String> {
         }
         return match worst {
             None => Ok(()),
-            Some((i, _)) => Err(format!("{bad} of {} elements differ; worst at {i}: {} vs expected {}", w.len(), g[i], w[i])),
+            Some((i, _)) => Err(format!(
+                "{bad} of {} elements differ; worst at {i}: {} vs expected {}",
+                w.len(),
+                g[i],
+                w[i]
+            )),
         };
     }
     // Integers, bools, float8/float4 codes: exact bytes.
-    match got.bytes().iter().zip(want.bytes()).position(|(a, b)| a != b) {
+    match got
+        .bytes()
+        .iter()
+        .zip(want.bytes())
+        .position(|(a, b)| a != b)
+    {
         None => Ok(()),
-        Some(i) => Err(format!("byte {i} differs: {} vs expected {}", got.bytes()[i], want.bytes()[i])),
+        Some(i) => Err(format!(
+            "byte {i} differs: {} vs expected {}",
+            got.bytes()[i],
+            want.bytes()[i]
+        )),
     }
 }
 
@@ -193,9 +254,15 @@ pub fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
         (Value::Tensor(g), Value::Tensor(w)) => compare_tensors(g, w),
         (Value::Sequence(g), Value::Sequence(w)) => {
             if g.len() != w.len() {
-                return Err(format!("sequence length {} != expected {}", g.len(), w.len()));
+                return Err(format!(
+                    "sequence length {} != expected {}",
+                    g.len(),
+                    w.len()
+                ));
             }
-            g.iter().zip(w).enumerate().try_for_each(|(i, (a, b))| compare_tensors(a, b).map_err(|e| format!("sequence item {i}: {e}")))
+            g.iter().zip(w).enumerate().try_for_each(|(i, (a, b))| {
+                compare_tensors(a, b).map_err(|e| format!("sequence item {i}: {e}"))
+            })
         }
         (Value::Optional(g), Value::Optional(w)) => match (g, w) {
             (None, None) => Ok(()),
@@ -210,13 +277,36 @@ pub fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
 }
 
 fn run_case(case: &Case, backend: Backend) -> TestResult {
-    let fail = |op: String, detail: String| TestResult { name: case.name.clone(), op, status: Status::Fail, detail };
+    let fail = |op: String, detail: String| TestResult {
+        name: case.name.clone(),
+        op,
+        status: Status::Fail,
+        detail,
+    };
     let model = match onnx::load(&case.model) {
         Ok(m) => m,
         Err(onnx::OnnxError::Unsupported(list)) => {
-            let ops: Vec<String> = list.iter().map(|(d, o, _)| if d.is_empty() { o.clone() } else { format!("{d}::{o}") }).collect();
-            let op = if ops.len() == 1 && !case.name.contains("_expanded") { ops[0].clone() } else { op_under_test(&case.name, None) };
-            return TestResult { name: case.name.clone(), op, status: Status::Unsupported, detail: format!("unsupported: {}", ops.join(", ")) };
+            let ops: Vec<String> = list
+                .iter()
+                .map(|(d, o, _)| {
+                    if d.is_empty() {
+                        o.clone()
+                    } else {
+                        format!("{d}::{o}")
+                    }
+                })
+                .collect();
+            let op = if ops.len() == 1 && !case.name.contains("_expanded") {
+                ops[0].clone()
+            } else {
+                op_under_test(&case.name, None)
+            };
+            return TestResult {
+                name: case.name.clone(),
+                op,
+                status: Status::Unsupported,
+                detail: format!("unsupported: {}", ops.join(", ")),
+            };
         }
         Err(e) => return fail(op_under_test(&case.name, None), format!("import: {e}")),
     };
@@ -226,11 +316,29 @@ fn run_case(case: &Case, backend: Backend) -> TestResult {
         let feeds: Result<Vec<Value>, String> = match inputs {
             Some(files) => {
                 if files.len() > g.inputs.len() {
-                    return fail(op, format!("{} input files for {} graph inputs", files.len(), g.inputs.len()));
+                    return fail(
+                        op,
+                        format!(
+                            "{} input files for {} graph inputs",
+                            files.len(),
+                            g.inputs.len()
+                        ),
+                    );
                 }
-                files.iter().zip(&g.inputs).map(|(f, &o)| onnx::read_value_pb(f, g.value_type(o)).map_err(|e| format!("input {}: {e}", f.display()))).collect()
+                files
+                    .iter()
+                    .zip(&g.inputs)
+                    .map(|(f, &o)| {
+                        onnx::read_value_pb(f, g.value_type(o))
+                            .map_err(|e| format!("input {}: {e}", f.display()))
+                    })
+                    .collect()
             }
-            None => g.inputs.iter().map(|&o| light_input(g.value_type(o))).collect(),
+            None => g
+                .inputs
+                .iter()
+                .map(|&o| light_input(g.value_type(o)))
+                .collect(),
         };
         let feeds = match feeds {
             Ok(f) => f,
@@ -238,17 +346,28 @@ fn run_case(case: &Case, backend: Backend) -> TestResult {
         };
         // ONNX tests may leave trailing optional inputs without a file.
         if feeds.len() < g.inputs.len() {
-            return fail(op, format!("{} inputs given, graph has {}", feeds.len(), g.inputs.len()));
+            return fail(
+                op,
+                format!("{} inputs given, graph has {}", feeds.len(), g.inputs.len()),
+            );
         }
         let got = match backend(&model, feeds) {
             Ok(v) => v,
             Err(e) if e.starts_with("unsupported ops") => {
-                return TestResult { name: case.name.clone(), op, status: Status::Unsupported, detail: e }
+                return TestResult {
+                    name: case.name.clone(),
+                    op,
+                    status: Status::Unsupported,
+                    detail: e,
+                }
             }
             Err(e) => return fail(op, e),
         };
         if got.len() < outputs.len() {
-            return fail(op, format!("{} outputs, expected {}", got.len(), outputs.len()));
+            return fail(
+                op,
+                format!("{} outputs, expected {}", got.len(), outputs.len()),
+            );
         }
         for (i, (f, gv)) in outputs.iter().zip(&got).enumerate() {
             let want = match onnx::read_value_pb(f, g.value_type(g.outputs[i])) {
@@ -256,11 +375,19 @@ fn run_case(case: &Case, backend: Backend) -> TestResult {
                 Err(e) => return fail(op, format!("expected output {i}: {e}")),
             };
             if let Err(e) = compare_values(gv, &want) {
-                return fail(op, format!("output {i} ({}): {e}", g.value_name(g.outputs[i])));
+                return fail(
+                    op,
+                    format!("output {i} ({}): {e}", g.value_name(g.outputs[i])),
+                );
             }
         }
     }
-    TestResult { name: case.name.clone(), op, status: Status::Pass, detail: String::new() }
+    TestResult {
+        name: case.name.clone(),
+        op,
+        status: Status::Pass,
+        detail: String::new(),
+    }
 }
 
 /// Run one case on a worker thread with a timeout, turning panics into failures.
@@ -271,36 +398,65 @@ fn run_guarded(case: Case, backend: Backend) -> TestResult {
         .name(name.clone())
         .stack_size(64 << 20)
         .spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&case, backend)));
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&case, backend)));
             let _ = tx.send(r);
         });
     if let Err(e) = spawned {
-        return TestResult { name, op: "?".into(), status: Status::Fail, detail: format!("could not spawn: {e}") };
+        return TestResult {
+            name,
+            op: "?".into(),
+            status: Status::Fail,
+            detail: format!("could not spawn: {e}"),
+        };
     }
     match rx.recv_timeout(TIMEOUT) {
         Ok(Ok(r)) => r,
         Ok(Err(p)) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            TestResult { name, op: "?".into(), status: Status::Fail, detail: format!("PANIC: {msg}") }
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            TestResult {
+                name,
+                op: "?".into(),
+                status: Status::Fail,
+                detail: format!("PANIC: {msg}"),
+            }
         }
-        Err(_) => TestResult { name, op: "?".into(), status: Status::Fail, detail: format!("timeout after {TIMEOUT:?}") },
+        Err(_) => TestResult {
+            name,
+            op: "?".into(),
+            status: Status::Fail,
+            detail: format!("timeout after {TIMEOUT:?}"),
+        },
     }
 }
 
 /// Run a suite (`node`, `simple`, ...) on a backend. `filter` keeps tests whose
 /// name contains it. Returns results sorted by name.
 pub fn run_suite(suite: &str, backend: Backend, filter: Option<&str>) -> Vec<TestResult> {
-    let all: Vec<Case> = cases(suite).into_iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).collect();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let all: Vec<Case> = cases(suite)
+        .into_iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
     let queue = std::sync::Mutex::new(all);
+    // A function, so the lock guard is dropped before the case runs.
+    let next = || queue.lock().map(|mut q| q.pop()).unwrap_or(None);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some(case) = queue.lock().map(|mut q| q.pop()).unwrap_or(None) else { break };
-                let r = run_guarded(case, backend);
-                if let Ok(mut v) = results.lock() {
-                    v.push(r);
+            s.spawn(|| {
+                while let Some(case) = next() {
+                    let r = run_guarded(case, backend);
+                    if let Ok(mut v) = results.lock() {
+                        v.push(r);
+                    }
                 }
             });
         }
@@ -336,8 +492,14 @@ pub fn op_table(results: &[TestResult]) -> String {
 
 /// Print the table, failures and closing line; write JSON; check the baseline.
 /// Returns the tests that regressed against the baseline.
-pub fn report(suite: &str, backend_name: &str, results: &[TestResult], baseline: Option<&Path>) -> Vec<String> {
-    let verbose = std::env::var_os("EGRET_VERBOSE").is_some() || std::env::var_os("EGRET_FILTER").is_some();
+pub fn report(
+    suite: &str,
+    backend_name: &str,
+    results: &[TestResult],
+    baseline: Option<&Path>,
+) -> Vec<String> {
+    let verbose =
+        std::env::var_os("EGRET_VERBOSE").is_some() || std::env::var_os("EGRET_FILTER").is_some();
     println!("{}", op_table(results));
     if verbose {
         for r in results.iter().filter(|r| r.status != Status::Pass) {
@@ -355,7 +517,8 @@ pub fn report(suite: &str, backend_name: &str, results: &[TestResult], baseline:
     if let Some(b) = baseline {
         if let Ok(text) = std::fs::read_to_string(b) {
             let base: BTreeMap<String, Status> = serde_json::from_str(&text).unwrap_or_default();
-            let now: BTreeMap<&str, &TestResult> = results.iter().map(|r| (r.name.as_str(), r)).collect();
+            let now: BTreeMap<&str, &TestResult> =
+                results.iter().map(|r| (r.name.as_str(), r)).collect();
             for (name, st) in &base {
                 if *st == Status::Pass {
                     match now.get(name.as_str()) {
@@ -374,7 +537,10 @@ pub fn report(suite: &str, backend_name: &str, results: &[TestResult], baseline:
 
 /// Write results as a baseline map `{test: status}`.
 pub fn write_baseline(path: &Path, results: &[TestResult]) -> std::io::Result<()> {
-    let map: BTreeMap<&str, &Status> = results.iter().map(|r| (r.name.as_str(), &r.status)).collect();
+    let map: BTreeMap<&str, &Status> = results
+        .iter()
+        .map(|r| (r.name.as_str(), &r.status))
+        .collect();
     let text = serde_json::to_string_pretty(&map).map_err(std::io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text + "\n")?;

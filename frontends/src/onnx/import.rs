@@ -146,6 +146,13 @@ pub(crate) struct LGraph {
     free: Vec<String>,
 }
 
+/// Graph attributes the standard control-flow ops cannot do without.
+const REQUIRED_GRAPHS: &[(&str, &[&str])] = &[
+    ("If", &["then_branch", "else_branch"]),
+    ("Loop", &["body"]),
+    ("Scan", &["body"]),
+];
+
 /// Lowering state for one model.
 pub(crate) struct Lower<'a> {
     model_dir: Option<&'a Path>,
@@ -314,6 +321,18 @@ impl<'a> Lower<'a> {
                     graphs: g,
                     list,
                 }),
+            }
+        }
+        if domain.is_empty() {
+            let required = REQUIRED_GRAPHS
+                .iter()
+                .filter(|(o, _)| *o == op)
+                .flat_map(|(_, a)| a.iter());
+            if let Some(a) = required
+                .into_iter()
+                .find(|a| !graphs.iter().any(|g: &GraphAttr| g.name == **a))
+            {
+                return Err(nerr(format!("required graph attribute `{a}` is missing")));
             }
         }
         if domain.is_empty() && op == "Constant" {

@@ -54,10 +54,12 @@ mod tensor;
 pub mod types;
 
 pub use error::OnnxError;
+/// Re-exported so callers can encode and decode the [`proto`] types (e.g. to
+/// build test models) without depending on `prost` themselves.
+pub use prost::Message;
 pub use tensor::tensor_from_proto;
 
 use egret_ir::{Model, Tensor, Value, ValueType};
-use prost::Message;
 use proto::{
     optional_proto, sequence_proto, ModelProto, OptionalProto, SequenceProto, TensorProto,
 };

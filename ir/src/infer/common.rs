@@ -16,14 +16,19 @@ impl<'a> InferCtx<'a> {
             .copied()
             .flatten()
             .ok_or_else(|| format!("missing required input {i}"))?;
-        f.ty.as_tensor().ok_or_else(|| format!("input {i} is not a tensor"))
+        f.ty.as_tensor()
+            .ok_or_else(|| format!("input {i} is not a tensor"))
     }
 
     /// The tensor type of optional input `i`, `None` if absent.
     pub fn opt_tensor(&self, i: usize) -> R<Option<&'a TensorType>> {
         match self.inputs.get(i).copied().flatten() {
             None => Ok(None),
-            Some(f) => f.ty.as_tensor().map(Some).ok_or_else(|| format!("input {i} is not a tensor")),
+            Some(f) => {
+                f.ty.as_tensor()
+                    .map(Some)
+                    .ok_or_else(|| format!("input {i} is not a tensor"))
+            }
         }
     }
 
@@ -34,12 +39,24 @@ impl<'a> InferCtx<'a> {
 
     /// The value of input `i` as integers, when it is known at compile time.
     pub fn const_ints(&self, i: usize) -> Option<Vec<i64>> {
-        self.inputs.get(i).copied().flatten()?.value?.to_i64_vec().ok()
+        self.inputs
+            .get(i)
+            .copied()
+            .flatten()?
+            .value?
+            .to_i64_vec()
+            .ok()
     }
 
     /// The value of input `i` as f64s, when known at compile time.
     pub fn const_floats(&self, i: usize) -> Option<Vec<f64>> {
-        self.inputs.get(i).copied().flatten()?.value?.to_f64_vec().ok()
+        self.inputs
+            .get(i)
+            .copied()
+            .flatten()?
+            .value?
+            .to_f64_vec()
+            .ok()
     }
 
     /// The node's name-independent op type, for messages.
@@ -55,7 +72,12 @@ pub fn tensor(dtype: DType, shape: Option<Shape>) -> ValueType {
 
 /// A tensor value type with a rank but entirely unknown dims, named after `tag`.
 pub fn unknown_dims(dtype: DType, rank: usize, tag: &str) -> ValueType {
-    tensor(dtype, Some(Shape((0..rank).map(|i| Dim::Sym(format!("{tag}_{i}"))).collect())))
+    tensor(
+        dtype,
+        Some(Shape(
+            (0..rank).map(|i| Dim::Sym(format!("{tag}_{i}"))).collect(),
+        )),
+    )
 }
 
 /// Numpy broadcast of two (possibly symbolic) shapes.
@@ -64,8 +86,16 @@ pub fn broadcast(a: &Shape, b: &Shape) -> R<Shape> {
     let n = a.len().max(b.len());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n].clone() } else { Dim::Known(1) };
-        let db = if i + b.len() >= n { b[i + b.len() - n].clone() } else { Dim::Known(1) };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n].clone()
+        } else {
+            Dim::Known(1)
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n].clone()
+        } else {
+            Dim::Known(1)
+        };
         out.push(match (da, db) {
             (x, y) if x == y => x,
             (Dim::Known(1), y) => y,
@@ -104,5 +134,6 @@ pub fn norm_axis(axis: i64, rank: usize) -> R<usize> {
 
 /// Product of dims when all are known.
 pub fn known_product(dims: &[Dim]) -> Option<usize> {
-    dims.iter().try_fold(1usize, |a, d| a.checked_mul(d.known()?))
+    dims.iter()
+        .try_fold(1usize, |a, d| a.checked_mul(d.known()?))
 }

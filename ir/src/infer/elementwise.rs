@@ -177,12 +177,12 @@ mod tests {
             vec![tensor(DType::F32, None)]
         );
         assert_eq!(
-            infer("IsNaN", &[a.clone()]).unwrap()[0]
+            infer("IsNaN", std::slice::from_ref(&a)).unwrap()[0]
                 .as_tensor()
                 .unwrap()
                 .dtype,
             DType::Bool
         );
-        assert_eq!(infer("Clip", &[a.clone()]).unwrap(), vec![a]);
+        assert_eq!(infer("Clip", std::slice::from_ref(&a)).unwrap(), vec![a]);
     }
 }

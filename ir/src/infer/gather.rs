@@ -1,7 +1,7 @@
 //! Inference rules: Gather, GatherElements, GatherND, ScatterElements, ScatterND, TensorScatter.
 
-use super::common::{norm_axis, tensor, R};
-use super::shape::int_attr;
+use super::common::{tensor, R};
+use super::shape::{axis_of, int_attr};
 use super::{InferCtx, InferFn};
 use crate::shape::{Shape, ValueType};
 
@@ -20,7 +20,7 @@ fn gather(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let (x, ind) = (ctx.tensor(0)?, ctx.tensor(1)?);
     let shape = match (&x.shape, &ind.shape) {
         (Some(s), Some(i)) => {
-            let a = norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?;
+            let a = axis_of(int_attr(ctx, "axis", 0)?, s.rank())?;
             let mut d = s.dims()[..a].to_vec();
             d.extend_from_slice(i.dims());
             d.extend_from_slice(&s.dims()[a + 1..]);

@@ -9,27 +9,27 @@
 //! frontends reject a model whose ops are not all in it, listing every missing
 //! `(domain, op, opset)` at once.
 
-pub mod common;
-mod elementwise;
 mod activation;
-mod cast;
-mod shape;
-mod gather;
-mod reduce;
-mod sequence;
-mod linalg;
-mod conv;
-mod pool;
-mod norm;
-mod resize;
-mod quant;
-mod rnn;
-mod control;
 mod attention;
-mod signal;
+mod cast;
+pub mod common;
+mod control;
+mod conv;
+mod elementwise;
+mod gather;
+mod linalg;
 mod loss;
-mod vision;
+mod norm;
+mod pool;
+mod quant;
+mod reduce;
+mod resize;
+mod rnn;
+mod sequence;
+mod shape;
+mod signal;
 mod strings;
+mod vision;
 
 use crate::error::IrError;
 use crate::graph::{Graph, Op, OpCall};
@@ -81,8 +81,7 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| signal::rule(op_type))
             .or_else(|| loss::rule(op_type))
             .or_else(|| vision::rule(op_type))
-            .or_else(|| strings::rule(op_type))
-        ,
+            .or_else(|| strings::rule(op_type)),
         "ai.onnx.ml" => strings::ml_rule(op_type),
         _ => None,
     }
@@ -102,13 +101,20 @@ pub fn infer_call(
     };
     let f = lookup(&call.domain, &call.op_type)
         .ok_or_else(|| err(format!("unsupported op {}::{}", call.domain, call.op_type)))?;
-    let ctx = InferCtx { call, inputs, num_outputs };
+    let ctx = InferCtx {
+        call,
+        inputs,
+        num_outputs,
+    };
     let out = f(&ctx).map_err(err)?;
     if out.len() < num_outputs {
         return Err(IrError::Infer {
             node: node_name.into(),
             op: call.op_type.clone(),
-            msg: format!("inferred {} outputs, node declares {num_outputs}", out.len()),
+            msg: format!(
+                "inferred {} outputs, node declares {num_outputs}",
+                out.len()
+            ),
         });
     }
     Ok(out)
@@ -122,7 +128,12 @@ pub fn infer_graph(g: &mut Graph) -> Result<(), IrError> {
         let facts: Vec<Option<InputFact<'_>>> = node
             .inputs()
             .iter()
-            .map(|i| i.map(|o| InputFact { ty: g.value_type(o), value: g.const_value(o) }))
+            .map(|i| {
+                i.map(|o| InputFact {
+                    ty: g.value_type(o),
+                    value: g.const_value(o),
+                })
+            })
             .collect();
         let tys = infer_call(node.label(), call, &facts, node.outputs.len())?;
         let node = g.node_mut(id);

@@ -1,7 +1,7 @@
 //! Inference rules: the Reduce* family, ArgMax/ArgMin, TopK, CumSum/CumProd.
 
-use super::common::{norm_axis, tensor, R};
-use super::shape::{data_dim, int_attr, norm_axes};
+use super::common::{tensor, R};
+use super::shape::{axis_of, data_dim, int_attr, norm_axes};
 use super::{InferCtx, InferFn};
 use crate::dtype::DType;
 use crate::shape::{Dim, Shape, ValueType};
@@ -72,7 +72,7 @@ fn arg_extreme(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let shape = match &x.shape {
         Some(s) => Some(reduced(
             s,
-            &[norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?],
+            &[axis_of(int_attr(ctx, "axis", 0)?, s.rank())?],
             keepdims,
         )),
         None => None,
@@ -84,7 +84,7 @@ fn top_k(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let shape = match &x.shape {
         Some(s) => {
-            let a = norm_axis(int_attr(ctx, "axis", -1)?, s.rank())?;
+            let a = axis_of(int_attr(ctx, "axis", -1)?, s.rank())?;
             let mut d = s.dims().to_vec();
             d[a] = match ctx.const_ints(1).and_then(|k| k.first().copied()) {
                 Some(k) if k >= 0 => Dim::Known(k as usize),

@@ -8,7 +8,7 @@
 //! rank, the shape is unknown.
 
 use super::common::{norm_axis, tensor, R};
-use super::shape::{data_dim, int_attr};
+use super::shape::{axis_of, data_dim, int_attr};
 use super::{InferCtx, InferFn};
 use crate::attr::Attr;
 use crate::dtype::DType;
@@ -110,7 +110,7 @@ fn split_to_sequence(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             shape: None,
         })]);
     };
-    let a = norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?;
+    let a = axis_of(int_attr(ctx, "axis", 0)?, s.rank())?;
     let mut d = s.dims().to_vec();
     if !ctx.has_input(1) {
         if int_attr(ctx, "keepdims", 1)? == 0 {
@@ -137,7 +137,7 @@ fn concat_from_sequence(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             if new_axis {
                 d.insert(norm_axis(axis, s.rank() + 1)?, data_dim(ctx, "count"));
             } else {
-                let a = norm_axis(axis, s.rank())?;
+                let a = axis_of(axis, s.rank())?;
                 d[a] = data_dim(ctx, "concat");
             }
             Some(Shape(d))

@@ -135,11 +135,19 @@ fn list_len(ctx: &InferCtx<'_>, i: usize) -> Option<usize> {
         .known()
 }
 
+/// Normalise a possibly negative axis of a tensor of rank `rank` >= 1.
+pub(super) fn axis_of(axis: i64, rank: usize) -> R<usize> {
+    if rank == 0 {
+        return Err(format!("axis {axis} given for a rank-0 tensor"));
+    }
+    norm_axis(axis, rank)
+}
+
 /// Normalise axes against `rank`, sorted.
 pub(super) fn norm_axes(axes: &[i64], rank: usize) -> R<Vec<usize>> {
     let mut v = axes
         .iter()
-        .map(|&a| norm_axis(a, rank))
+        .map(|&a| axis_of(a, rank))
         .collect::<R<Vec<_>>>()?;
     v.sort_unstable();
     v.dedup();
@@ -253,7 +261,7 @@ fn transpose(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     };
     let r = s.rank();
     let perm: Vec<usize> = match ctx.call.attrs.ints_opt("perm").map_err(|e| e.to_string())? {
-        Some(p) => p.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>()?,
+        Some(p) => p.iter().map(|&a| axis_of(a, r)).collect::<R<_>>()?,
         None => (0..r).rev().collect(),
     };
     if perm.len() != r {
@@ -274,7 +282,7 @@ fn concat(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let Some(rank) = shapes.iter().flatten().map(|s| s.rank()).next() else {
         return Ok(vec![tensor(first.dtype, None)]);
     };
-    let a = norm_axis(axis, rank)?;
+    let a = axis_of(axis, rank)?;
     let mut out: Vec<Dim> = Vec::with_capacity(rank);
     for i in 0..rank {
         if i == a {
@@ -355,14 +363,14 @@ fn slice(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
                 return Err("slice starts/ends/axes/steps differ in length".into());
             }
             for k in 0..st.len() {
-                let a = norm_axis(ax[k], r)?;
+                let a = axis_of(ax[k], r)?;
                 out[a] = slice_len(&s.dims()[a], st[k], en[k], sp[k])
                     .unwrap_or_else(|| data_dim(ctx, &format!("slice{a}")));
             }
         }
         (_, _, Some(ax), _) => {
             for &a in &ax {
-                let a = norm_axis(a, r)?;
+                let a = axis_of(a, r)?;
                 out[a] = data_dim(ctx, &format!("slice{a}"));
             }
         }
@@ -377,7 +385,7 @@ fn split(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let Some(s) = &x.shape else {
         return Ok(vec![tensor(x.dtype, None); n]);
     };
-    let axis = norm_axis(int_attr(ctx, "axis", 0)?, s.rank())?;
+    let axis = axis_of(int_attr(ctx, "axis", 0)?, s.rank())?;
     let d = &s.dims()[axis];
     let sizes: Vec<Dim> = if ctx.has_input(1) {
         match ctx.const_ints(1) {
@@ -560,7 +568,7 @@ fn pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let r = s.rank();
     let axes: Option<Vec<usize>> = if ctx.has_input(3) {
         ctx.const_ints(3)
-            .map(|a| a.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>())
+            .map(|a| a.iter().map(|&a| axis_of(a, r)).collect::<R<_>>())
             .transpose()?
     } else {
         Some((0..r).collect())
@@ -592,7 +600,7 @@ fn center_crop_pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     };
     let r = s.rank();
     let axes: Vec<usize> = match ctx.call.attrs.ints_opt("axes").map_err(|e| e.to_string())? {
-        Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<R<_>>()?,
+        Some(a) => a.iter().map(|&a| axis_of(a, r)).collect::<R<_>>()?,
         None => (0..r).collect(),
     };
     let mut out = s.dims().to_vec();
@@ -767,7 +775,7 @@ fn compress(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         Some(a) => match &x.shape {
             Some(s) => {
                 let mut d = s.dims().to_vec();
-                d[norm_axis(a, s.rank())?] = count;
+                d[axis_of(a, s.rank())?] = count;
                 Some(Shape(d))
             }
             None => None,
@@ -789,7 +797,7 @@ fn unique(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             s.as_ref().map(|s| dim_product(s.dims())),
         ),
         (Some(a), Some(s)) => {
-            let a = norm_axis(a, s.rank())?;
+            let a = axis_of(a, s.rank())?;
             let mut d = s.dims().to_vec();
             let total = d[a].clone();
             d[a] = n.clone();

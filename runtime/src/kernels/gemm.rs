@@ -88,8 +88,25 @@ pub fn dgemm(m: usize, n: usize, k: usize, a: &[f64], b: &[f64], c: &mut [f64]) 
     // SAFETY: bounds asserted above; all three matrices are contiguous row-major.
     unsafe {
         gemm(
-            m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize,
-            b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, parallelism(m, n, k),
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m, n, k),
         );
     }
 }

@@ -2,12 +2,13 @@
 //! views of tensors, broadcasting and input access. Op files in [`crate::ops`]
 //! use these instead of re-deriving them.
 
-pub mod gemm;
-pub mod window;
 pub mod convert;
-pub mod workprec;
-pub mod strided;
+pub mod fft;
+pub mod gemm;
 pub mod mt19937;
+pub mod strided;
+pub mod window;
+pub mod workprec;
 
 use crate::error::{Result, RuntimeError};
 use egret_ir::Value;
@@ -51,7 +52,11 @@ macro_rules! for_dtypes {
 
 /// Float dtypes (computed natively).
 #[macro_export]
-macro_rules! float_dtypes { () => { [F32, F64, F16, BF16] } }
+macro_rules! float_dtypes {
+    () => {
+        [F32, F64, F16, BF16]
+    };
+}
 
 /// A read-only ndarray view of a tensor (zero-copy).
 pub fn view<T: Element>(t: &Tensor) -> Result<ArrayViewD<'_, T>> {
@@ -83,13 +88,25 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => return Err(RuntimeError::msg(format!("cannot broadcast {a:?} with {b:?}"))),
+            _ => {
+                return Err(RuntimeError::msg(format!(
+                    "cannot broadcast {a:?} with {b:?}"
+                )))
+            }
         };
     }
     Ok(out)
@@ -116,8 +133,12 @@ pub fn zip_map<A: Element, B: Element, O>(
     }
     let va = view::<A>(a)?;
     let vb = view::<B>(b)?;
-    let ba = va.broadcast(IxDyn(&shape)).ok_or_else(|| RuntimeError::msg("broadcast failed"))?;
-    let bb = vb.broadcast(IxDyn(&shape)).ok_or_else(|| RuntimeError::msg("broadcast failed"))?;
+    let ba = va
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| RuntimeError::msg("broadcast failed"))?;
+    let bb = vb
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| RuntimeError::msg("broadcast failed"))?;
     let out: Vec<O> = ba.iter().zip(bb.iter()).map(|(&x, &y)| f(x, y)).collect();
     Ok((shape, out))
 }
@@ -145,7 +166,9 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) {
-        return Err(RuntimeError::msg(format!("axis {axis} out of range for rank {rank}")));
+        return Err(RuntimeError::msg(format!(
+            "axis {axis} out of range for rank {rank}"
+        )));
     }
     Ok(a as usize)
 }
@@ -168,7 +191,9 @@ pub const MAX_ELEMENTS: usize = 1 << 31;
 pub fn checked_len(shape: &[usize]) -> Result<usize> {
     let n = egret_ir::tensor::checked_numel(shape)?;
     if n > MAX_ELEMENTS {
-        return Err(RuntimeError::msg(format!("output shape {shape:?} has {n} elements, above the limit of {MAX_ELEMENTS}")));
+        return Err(RuntimeError::msg(format!(
+            "output shape {shape:?} has {n} elements, above the limit of {MAX_ELEMENTS}"
+        )));
     }
     Ok(n)
 }

@@ -76,8 +76,8 @@ impl Window {
             input: input.to_vec(),
             output: vec![0; n],
         };
-        for i in 0..n {
-            let (x, s) = (input[i], w.strides[i]);
+        for (i, &x) in input.iter().enumerate().take(n) {
+            let s = w.strides[i];
             let ek = w.extent(i);
             match auto_pad {
                 "SAME_UPPER" | "SAME_LOWER" => {

@@ -407,7 +407,7 @@ fn conv_transpose(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<V
         if let Some(bv) = &bv {
             for (p, plane) in out.chunks_mut(osz.max(1)).enumerate() {
                 let v = bv[p % m];
-                plane.iter_mut().for_each(|o| *o = *o + v);
+                plane.iter_mut().for_each(|o| *o += v);
             }
         }
         one(store::<W>(x.dtype(), shape, out)?)

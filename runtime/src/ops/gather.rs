@@ -8,9 +8,9 @@
 
 use crate::error::{Result, RuntimeError};
 use crate::kernels::strided::{self, strides_of, Elem};
-use crate::kernels::{checked_len, input, norm_axis, one, opt_input};
+use crate::kernels::{checked_len, input, one, opt_input};
 use crate::ops::elementwise::Num;
-use crate::ops::shape::map_elems;
+use crate::ops::shape::{axis_of, map_elems};
 use crate::registry::{KernelCtx, Registry};
 use crate::{bail, for_any_dtype, for_dtypes};
 use egret_ir::{Tensor, Value};
@@ -44,7 +44,7 @@ fn gather(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     if x.rank() == 0 {
         bail!("Gather needs rank >= 1");
     }
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let idx = norm_indices(ind, x.shape()[axis])?;
     let mut shape = x.shape()[..axis].to_vec();
     shape.extend_from_slice(ind.shape());
@@ -88,7 +88,7 @@ fn element_offsets(
 
 fn gather_elements(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let (x, ind) = (input(inputs, 0)?, input(inputs, 1)?);
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let idx = norm_indices(ind, *x.shape().get(axis).unwrap_or(&0))?;
     let offs = element_offsets(x.shape(), ind.shape(), axis, &idx)?;
     one(map_elems!(x, T, |s| (
@@ -234,7 +234,7 @@ fn scatter(
 
 fn scatter_elements(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let (x, ind, up) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     if ind.shape() != up.shape() {
         bail!("indices and updates differ in shape");
     }
@@ -252,7 +252,7 @@ fn scatter_nd(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value
 fn tensor_scatter(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let (past, up) = (input(inputs, 0)?, input(inputs, 1)?);
     let r = past.rank();
-    let axis = norm_axis(ctx.attrs().int_or("axis", -2)?, r)?;
+    let axis = axis_of(ctx.attrs().int_or("axis", -2)?, r)?;
     if up.rank() != r || (0..r).any(|i| i != axis && up.shape()[i] != past.shape()[i]) || axis == 0
     {
         bail!(

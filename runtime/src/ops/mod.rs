@@ -1,24 +1,24 @@
 //! Op kernels, one file per op family. Each file exposes `register`.
-pub mod elementwise;
 pub mod activation;
-pub mod cast;
-pub mod shape;
-pub mod gather;
-pub mod reduce;
-pub mod sequence;
-pub mod linalg;
-pub mod conv;
-pub mod pool;
-pub mod norm;
-pub mod resize;
-pub mod quant;
-pub mod rnn;
-pub mod control;
 pub mod attention;
-pub mod signal;
+pub mod cast;
+pub mod control;
+pub mod conv;
+pub mod elementwise;
+pub mod gather;
+pub mod linalg;
 pub mod loss;
-pub mod vision;
+pub mod norm;
+pub mod pool;
+pub mod quant;
+pub mod reduce;
+pub mod resize;
+pub mod rnn;
+pub mod sequence;
+pub mod shape;
+pub mod signal;
 pub mod strings;
+pub mod vision;
 
 /// Register every family's kernels.
 pub fn register_all(r: &mut crate::registry::Registry) {

@@ -10,9 +10,9 @@
 
 use crate::error::{Result, RuntimeError};
 use crate::kernels::strided::split_at_axis;
-use crate::kernels::{checked_len, input, norm_axis, one, opt_input};
+use crate::kernels::{checked_len, input, one, opt_input};
 use crate::ops::elementwise::Num;
-use crate::ops::shape::{norm_axes, opt_ints, transpose_tensor};
+use crate::ops::shape::{axis_of, norm_axes, opt_ints, transpose_tensor};
 use crate::registry::{KernelCtx, Registry};
 use crate::{bail, for_dtypes};
 use egret_ir::{DType, Tensor, Value};
@@ -213,7 +213,7 @@ fn shape_with_axis(shape: &[usize], axis: usize, k: Option<usize>) -> Vec<usize>
 
 fn arg_extreme(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], max: bool) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let keepdims = ctx.attrs().int_or("keepdims", 1)? != 0;
     let last = ctx.attrs().int_or("select_last_index", 0)? != 0;
     let (outer, r, inner) = split_at_axis(x.shape(), axis);
@@ -265,7 +265,7 @@ fn top_k(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         .first()
         .copied()
         .ok_or_else(|| RuntimeError::msg("empty K"))?;
-    let axis = norm_axis(ctx.attrs().int_or("axis", -1)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", -1)?, x.rank())?;
     let largest = ctx.attrs().int_or("largest", 1)? != 0;
     let (outer, r, inner) = split_at_axis(x.shape(), axis);
     let k = usize::try_from(k)
@@ -322,7 +322,7 @@ fn cumulative(ctx: &KernelCtx<'_>, inputs: &[Option<Value>], prod: bool) -> Resu
             .ok_or_else(|| RuntimeError::msg("empty axis"))?,
         None => bail!("missing axis"),
     };
-    let axis = norm_axis(axis, x.rank())?;
+    let axis = axis_of(axis, x.rank())?;
     let exclusive = ctx.attrs().int_or("exclusive", 0)? != 0;
     let reverse = ctx.attrs().int_or("reverse", 0)? != 0;
     let (outer, r, inner) = split_at_axis(x.shape(), axis);

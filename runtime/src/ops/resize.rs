@@ -216,7 +216,7 @@ fn plan_axis(
         let p = xp.floor();
         let frac = xp - p;
         let half = (n / 2) as f64;
-        let off = if n % 2 == 0 {
+        let off = if n.is_multiple_of(2) {
             if frac == 0.0 {
                 -half
             } else {

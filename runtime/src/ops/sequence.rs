@@ -9,7 +9,7 @@
 use crate::bail;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{input, norm_axis, one};
-use crate::ops::shape::{concat_tensors, even_split, opt_ints, split_tensor, to_usize};
+use crate::ops::shape::{axis_of, concat_tensors, even_split, opt_ints, split_tensor, to_usize};
 use crate::registry::{KernelCtx, Registry};
 use egret_ir::{Tensor, Value, ValueType};
 
@@ -91,7 +91,7 @@ fn sequence_erase(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<
 
 fn split_to_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let d = x.shape()[axis];
     let split = inputs
         .get(1)

@@ -96,7 +96,7 @@ pub(crate) fn concat_tensors(ts: &[&Tensor], axis: i64) -> Result<Tensor> {
         .first()
         .ok_or_else(|| RuntimeError::msg("concat of nothing"))?;
     let rank = first.rank();
-    let axis = norm_axis(axis, rank)?;
+    let axis = axis_of(axis, rank)?;
     let mut out_shape = first.shape().to_vec();
     out_shape[axis] = 0;
     for t in ts {
@@ -165,11 +165,19 @@ pub(crate) fn even_split(d: usize, n: usize) -> Result<Vec<usize>> {
     Ok(sizes)
 }
 
+/// Normalise a possibly negative axis of a tensor of rank `rank` >= 1 (scalars have no axis).
+pub(crate) fn axis_of(axis: i64, rank: usize) -> Result<usize> {
+    if rank == 0 {
+        bail!("axis {axis} given for a rank-0 tensor");
+    }
+    norm_axis(axis, rank)
+}
+
 /// Normalise a list of axes against `rank`, sorted and de-duplicated.
 pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
     let mut v = axes
         .iter()
-        .map(|&a| norm_axis(a, rank))
+        .map(|&a| axis_of(a, rank))
         .collect::<Result<Vec<_>>>()?;
     v.sort_unstable();
     if v.windows(2).any(|w| w[0] == w[1]) {
@@ -301,7 +309,7 @@ fn transpose(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>
     let perm: Vec<usize> = match ctx.attrs().ints_opt("perm")? {
         Some(p) => p
             .iter()
-            .map(|&a| norm_axis(a, x.rank()))
+            .map(|&a| axis_of(a, x.rank()))
             .collect::<Result<_>>()?,
         None => (0..x.rank()).rev().collect(),
     };
@@ -369,7 +377,7 @@ fn slice(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
         .collect();
     let mut seen = vec![false; rank];
     for k in 0..starts.len() {
-        let a = norm_axis(axes[k], rank)?;
+        let a = axis_of(axes[k], rank)?;
         if std::mem::replace(&mut seen[a], true) {
             bail!("slice axis {a} repeated");
         }
@@ -406,7 +414,7 @@ fn slice(_ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
 
 fn split(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
-    let axis = norm_axis(ctx.attrs().int_or("axis", 0)?, x.rank())?;
+    let axis = axis_of(ctx.attrs().int_or("axis", 0)?, x.rank())?;
     let d = x.shape()[axis];
     let sizes = match opt_ints(inputs, 1)? {
         Some(s) => s
@@ -616,10 +624,7 @@ fn pad(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let rank = x.rank();
     let pads = ints(inputs, 1)?;
     let axes: Vec<usize> = match opt_ints(inputs, 3)? {
-        Some(a) => a
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<Result<_>>()?,
+        Some(a) => a.iter().map(|&a| axis_of(a, rank)).collect::<Result<_>>()?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -652,10 +657,7 @@ fn center_crop_pad(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<
     let rank = x.rank();
     let target = ints(inputs, 1)?;
     let axes: Vec<usize> = match ctx.attrs().ints_opt("axes")? {
-        Some(a) => a
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<Result<_>>()?,
+        Some(a) => a.iter().map(|&a| axis_of(a, rank)).collect::<Result<_>>()?,
         None => (0..rank).collect(),
     };
     if target.len() != axes.len() {
@@ -1001,7 +1003,7 @@ fn compress(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
     let x = input(inputs, 0)?;
     let cond = input(inputs, 1)?.to_f64_vec()?;
     let (x, axis) = match ctx.attrs().int_opt("axis")? {
-        Some(a) => (x.clone(), norm_axis(a, x.rank())?),
+        Some(a) => (x.clone(), axis_of(a, x.rank())?),
         None => (x.reshaped(vec![x.numel()])?, 0),
     };
     let d = x.shape()[axis];
@@ -1027,8 +1029,8 @@ fn reverse_sequence(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec
     let x = input(inputs, 0)?;
     let lens = ints(inputs, 1)?;
     let r = x.rank();
-    let baxis = norm_axis(ctx.attrs().int_or("batch_axis", 1)?, r)?;
-    let taxis = norm_axis(ctx.attrs().int_or("time_axis", 0)?, r)?;
+    let baxis = axis_of(ctx.attrs().int_or("batch_axis", 1)?, r)?;
+    let taxis = axis_of(ctx.attrs().int_or("time_axis", 0)?, r)?;
     if baxis == taxis || lens.len() != x.shape()[baxis] {
         bail!("bad batch/time axes or sequence_lens length");
     }
@@ -1059,7 +1061,7 @@ fn unique(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
     let sorted = ctx.attrs().int_or("sorted", 1)? != 0;
     let (x, axis) = match ctx.attrs().int_opt("axis")? {
-        Some(a) => (x.clone(), norm_axis(a, x.rank())?),
+        Some(a) => (x.clone(), axis_of(a, x.rank())?),
         None => (x.reshaped(vec![x.numel()])?, 0),
     };
     let (outer, d, inner) = split_at_axis(x.shape(), axis);
@@ -1149,6 +1151,15 @@ mod tests {
             }
         );
         assert!(slice_axis(0, 1, 0, 5).is_err());
+    }
+
+    #[test]
+    fn scalars_have_no_axis() {
+        assert!(axis_of(0, 0).is_err());
+        assert_eq!(axis_of(-1, 3).unwrap(), 2);
+        let s = Tensor::scalar(1f32);
+        assert!(concat_tensors(&[&s, &s], 0).is_err());
+        assert!(split_tensor(&s, 0, &[1]).is_err());
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! The GGUF tokenizer (`tokenizer.ggml.*` metadata) as HF `tokenizer.json` text.

@@ -1,0 +1,315 @@
+//! Running causal language models: a KV cache, prefill then incremental decode,
+//! and the generation loop.
+//!
+//! A [`Decoder`] wraps any graph that follows the decoder convention of HF's
+//! ONNX exports (optimum), which egret's own architecture builders also emit:
+//!
+//! | inputs | |
+//! |---|---|
+//! | `input_ids` | `[batch, seq]` i64 |
+//! | `position_ids` (optional) | `[batch, seq]` i64, `past..past+seq` |
+//! | `attention_mask` (optional) | `[batch, past+seq]` i64, all ones |
+//! | `past_key_values.{i}.key` / `.value` | `[batch, kv_heads, past, head_dim]` |
+//!
+//! | outputs | |
+//! |---|---|
+//! | `logits` | `[batch, seq, vocab]` |
+//! | `present.{i}.key` / `.value` | `[batch, kv_heads, past+seq, head_dim]` |
+//!
+//! The graph is constant-folded once ([`crate::fold`]): dequantizing and
+//! transposing weights happens at load time, not on every decoded token.
+//! Generation runs batch 1; the cache is the full history (other cache policies
+//! plug in at [`KvCache`]).
+
+use crate::error::{Result, RuntimeError};
+use crate::fold::fold_constants;
+use crate::interpreter::Interpreter;
+use crate::sample::Sampler;
+use egret_ir::{DType, Model, Tensor, Value};
+use std::time::{Duration, Instant};
+
+/// A decoder-only language model prepared for repeated runs.
+pub struct Decoder {
+    model: Model,
+    /// Graph-input position of `input_ids`, `position_ids`, `attention_mask`.
+    ids_input: usize,
+    positions_input: Option<usize>,
+    mask_input: Option<usize>,
+    /// Per layer: graph-input positions of the past key and value.
+    past_inputs: Vec<[usize; 2]>,
+    /// Graph-output position of `logits`, and per layer of the present key/value.
+    logits_output: usize,
+    present_outputs: Vec<[usize; 2]>,
+    /// `[kv_heads, head_dim]` and dtype of the cache tensors.
+    cache_dims: [usize; 2],
+    cache_dtype: DType,
+}
+
+/// The attention history of one sequence: one key and one value tensor per
+/// layer, each `[1, kv_heads, len, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    kv: Vec<[Tensor; 2]>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Position of the graph input or output named `name`, if any.
+fn position(names: impl Iterator<Item = String>, name: &str) -> Option<usize> {
+    names.into_iter().position(|n| n == name)
+}
+
+fn missing(what: &str, name: &str) -> RuntimeError {
+    RuntimeError::msg(format!(
+        "not a decoder graph: no {what} named `{name}` (see egret_runtime::generate)"
+    ))
+}
+
+impl Decoder {
+    /// Check that `model` follows the decoder convention and fold its constants.
+    pub fn new(mut model: Model) -> Result<Decoder> {
+        fold_constants(&mut model.graph)?;
+        let g = &model.graph;
+        let in_names = || g.inputs.iter().map(|&o| g.value_name(o).to_string());
+        let out_names = || g.outputs.iter().map(|&o| g.value_name(o).to_string());
+        let input = |n: &str| position(in_names(), n);
+        let output = |n: &str| position(out_names(), n);
+        let ids_input = input("input_ids").ok_or_else(|| missing("input", "input_ids"))?;
+        let logits_output = output("logits").ok_or_else(|| missing("output", "logits"))?;
+        let mut past_inputs = Vec::new();
+        let mut present_outputs = Vec::new();
+        while let Some(k) = input(&format!("past_key_values.{}.key", past_inputs.len())) {
+            let i = past_inputs.len();
+            let need_in = |s: &str| {
+                let n = format!("past_key_values.{i}.{s}");
+                input(&n).ok_or_else(|| missing("input", &n))
+            };
+            let need_out = |s: &str| {
+                let n = format!("present.{i}.{s}");
+                output(&n).ok_or_else(|| missing("output", &n))
+            };
+            past_inputs.push([k, need_in("value")?]);
+            present_outputs.push([need_out("key")?, need_out("value")?]);
+        }
+        let first = past_inputs
+            .first()
+            .ok_or_else(|| missing("input", "past_key_values.0.key"))?;
+        let ty = g.value_type(g.inputs[first[0]]).as_tensor();
+        let dims = ty
+            .and_then(|t| t.shape.as_ref())
+            .filter(|s| s.rank() == 4)
+            .and_then(|s| Some([s.dims()[1].known()?, s.dims()[3].known()?]))
+            .ok_or_else(|| {
+                RuntimeError::msg(
+                    "past_key_values.0.key must be [batch, kv_heads, past, head_dim] \
+                     with known kv_heads and head_dim",
+                )
+            })?;
+        let cache_dtype = ty.map_or(DType::F32, |t| t.dtype);
+        Ok(Decoder {
+            ids_input,
+            positions_input: input("position_ids"),
+            mask_input: input("attention_mask"),
+            past_inputs,
+            logits_output,
+            present_outputs,
+            cache_dims: dims,
+            cache_dtype,
+            model,
+        })
+    }
+
+    /// The (constant-folded) model being run.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Number of transformer layers (cache entries).
+    pub fn layers(&self) -> usize {
+        self.past_inputs.len()
+    }
+
+    /// A cache holding nothing.
+    pub fn empty_cache(&self) -> Result<KvCache> {
+        let [h, d] = self.cache_dims;
+        let empty = Tensor::from_bytes(self.cache_dtype, vec![1, h, 0, d], &[])?;
+        Ok(KvCache {
+            kv: vec![[empty.clone(), empty]; self.layers()],
+            len: 0,
+        })
+    }
+
+    /// Run `ids` (one sequence) after what `cache` holds; append them to the cache
+    /// and return the logits `[ids.len(), vocab]` as f32.
+    pub fn forward(&self, ids: &[i64], cache: &mut KvCache) -> Result<Tensor> {
+        let g = &self.model.graph;
+        let (n, past) = (ids.len(), cache.len);
+        let i64s = |shape: Vec<usize>, v: Vec<i64>| -> Result<Value> {
+            Ok(Value::Tensor(Tensor::from_vec(shape, v)?))
+        };
+        let mut inputs: Vec<Option<Value>> = vec![None; g.inputs.len()];
+        inputs[self.ids_input] = Some(i64s(vec![1, n], ids.to_vec())?);
+        if let Some(p) = self.positions_input {
+            let pos = (past..past + n).map(|p| p as i64).collect();
+            inputs[p] = Some(i64s(vec![1, n], pos)?);
+        }
+        if let Some(m) = self.mask_input {
+            inputs[m] = Some(i64s(vec![1, past + n], vec![1; past + n])?);
+        }
+        for (slots, kv) in self.past_inputs.iter().zip(&cache.kv) {
+            inputs[slots[0]] = Some(Value::Tensor(kv[0].clone()));
+            inputs[slots[1]] = Some(Value::Tensor(kv[1].clone()));
+        }
+        let inputs = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.ok_or_else(|| RuntimeError::Input {
+                    name: g.value_name(g.inputs[i]).to_string(),
+                    msg: "a decoder graph input egret does not know how to fill".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut outs: Vec<Option<Value>> = Interpreter::new(g)?
+            .run(inputs)?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut take = |slot: usize| -> Result<Tensor> {
+            outs.get_mut(slot)
+                .and_then(Option::take)
+                .ok_or_else(|| RuntimeError::msg(format!("decoder output {slot} missing")))?
+                .into_tensor()
+                .map_err(RuntimeError::from)
+        };
+        let logits = take(self.logits_output)?;
+        let mut kv = Vec::with_capacity(self.layers());
+        for slots in &self.present_outputs {
+            let (k, v) = (take(slots[0])?, take(slots[1])?);
+            for t in [&k, &v] {
+                let [h, d] = self.cache_dims;
+                if t.shape() != [1, h, past + n, d] {
+                    return Err(RuntimeError::msg(format!(
+                        "present cache has shape {:?}, expected [1, {h}, {}, {d}]",
+                        t.shape(),
+                        past + n
+                    )));
+                }
+            }
+            kv.push([k, v]);
+        }
+        cache.kv = kv;
+        cache.len = past + n;
+        let vocab = match logits.shape() {
+            [1, s, v] if *s == n => *v,
+            other => {
+                return Err(RuntimeError::msg(format!(
+                    "logits have shape {other:?}, expected [1, {n}, vocab]"
+                )))
+            }
+        };
+        if logits.dtype() != DType::F32 {
+            return Err(RuntimeError::msg(format!(
+                "logits are {}, expected f32",
+                logits.dtype()
+            )));
+        }
+        Ok(logits.reshaped(vec![n, vocab])?)
+    }
+}
+
+/// Timings of one [`generate`] call.
+#[derive(Clone, Debug, Default)]
+pub struct GenerationStats {
+    /// Prompt tokens run in the prefill.
+    pub prefill_tokens: usize,
+    /// Wall time of the prefill (including sampling the first token).
+    pub prefill_time: Duration,
+    /// Tokens produced by incremental decode steps (after the first).
+    pub decode_tokens: usize,
+    /// Wall time of the decode steps.
+    pub decode_time: Duration,
+    /// Every generated token id, in order.
+    pub tokens: Vec<i64>,
+}
+
+fn per_second(n: usize, t: Duration) -> f64 {
+    if t.is_zero() {
+        0.0
+    } else {
+        n as f64 / t.as_secs_f64()
+    }
+}
+
+impl GenerationStats {
+    /// Prompt tokens per second.
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        per_second(self.prefill_tokens, self.prefill_time)
+    }
+
+    /// Decoded tokens per second.
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        per_second(self.decode_tokens, self.decode_time)
+    }
+}
+
+/// The last row of a `[seq, vocab]` logits tensor.
+pub fn last_row(logits: &Tensor) -> Result<&[f32]> {
+    let v = logits.as_slice::<f32>()?;
+    let vocab = logits.shape().last().copied().unwrap_or(0);
+    v.get(v.len().saturating_sub(vocab)..)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| RuntimeError::msg("empty logits"))
+}
+
+/// Generate up to `max_tokens` tokens after `prompt`: one prefill run over the
+/// prompt, then one cached decode step per token. Stops early after a token in
+/// `stop`. `on_token` sees each token as soon as it is chosen (for streaming).
+pub fn generate(
+    decoder: &Decoder,
+    prompt: &[i64],
+    max_tokens: usize,
+    sampler: &mut Sampler,
+    stop: &[i64],
+    on_token: &mut dyn FnMut(i64),
+) -> Result<GenerationStats> {
+    if prompt.is_empty() {
+        return Err(RuntimeError::msg("generation needs a non-empty prompt"));
+    }
+    let mut stats = GenerationStats {
+        prefill_tokens: prompt.len(),
+        ..Default::default()
+    };
+    if max_tokens == 0 {
+        return Ok(stats);
+    }
+    let mut cache = decoder.empty_cache()?;
+    let start = Instant::now();
+    let logits = decoder.forward(prompt, &mut cache)?;
+    let mut next = sampler.sample(last_row(&logits)?)? as i64;
+    stats.prefill_time = start.elapsed();
+    let start = Instant::now();
+    loop {
+        stats.tokens.push(next);
+        on_token(next);
+        if stats.tokens.len() >= max_tokens || stop.contains(&next) {
+            break;
+        }
+        let logits = decoder.forward(&[next], &mut cache)?;
+        next = sampler.sample(last_row(&logits)?)? as i64;
+        stats.decode_tokens += 1;
+    }
+    stats.decode_time = start.elapsed();
+    Ok(stats)
+}
