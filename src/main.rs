@@ -70,6 +70,8 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+    /// Measure a model's quality: embedding similarity of sentence pairs.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn split_kv(s: &str) -> Result<(&str, &str), String> {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { model, json } => cli::inspect::main(&model, json),
+        Command::Eval(args) => cli::eval::main(&args),
         Command::Run {
             model,
             inputs,

@@ -2,9 +2,9 @@
 //!
 //! [`DType`] covers every dense element type ONNX defines that egret computes on,
 //! plus [`BlockFormat`] for block-quantized storage (GGML blocks, int8 per-channel,
-//! int4 group-wise). Sub-byte types (`I4`, `U4`, `F4E2M1`) are held *unpacked*, one
-//! element per byte, so kernels index them like `i8`/`u8`; frontends and exporters
-//! do the packing at the file boundary.
+//! int4 group-wise). Sub-byte types (`I4`, `U4`, `I2`, `U2`, `F4E2M1`) are held
+//! *unpacked*, one element per byte, so kernels index them like `i8`/`u8`;
+//! frontends and exporters do the packing at the file boundary.
 
 use std::fmt;
 use std::str::FromStr;
@@ -140,6 +140,13 @@ pub enum DType {
     F8E5M2FNUZ,
     /// float4 e2m1, unpacked: one raw 4-bit code per byte.
     F4E2M1,
+    /// Signed 2-bit integer (-2..=1), unpacked: one element per byte.
+    I2,
+    /// Unsigned 2-bit integer (0..=3), unpacked: one element per byte.
+    U2,
+    /// float8 e8m0 (the OCP MX scale type: `2^(code-127)`, `0xff` is NaN), stored
+    /// as its raw byte.
+    F8E8M0,
     /// Block-quantized storage of a logically-f32 tensor.
     Block(BlockFormat),
 }
@@ -152,7 +159,8 @@ impl DType {
             F64 | I64 | U64 => 8,
             F32 | I32 | U32 => 4,
             F16 | BF16 | I16 | U16 => 2,
-            I8 | U8 | Bool | I4 | U4 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 => 1,
+            I8 | U8 | Bool | I4 | U4 | I2 | U2 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ
+            | F4E2M1 | F8E8M0 => 1,
             String | Block(_) => return None,
         })
     }
@@ -184,24 +192,30 @@ impl DType {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }
 
-    /// True for signed and unsigned integer types (including 4-bit).
+    /// True for signed and unsigned integer types (including 4- and 2-bit).
     pub fn is_int(self) -> bool {
         use DType::*;
-        matches!(self, I8 | I16 | I32 | I64 | U8 | U16 | U32 | U64 | I4 | U4)
+        matches!(
+            self,
+            I8 | I16 | I32 | I64 | U8 | U16 | U32 | U64 | I4 | U4 | I2 | U2
+        )
     }
 
     /// True for signed integer types.
     pub fn is_signed_int(self) -> bool {
         matches!(
             self,
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::I4
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::I4 | DType::I2
         )
     }
 
-    /// True for the float8 / float4 storage types.
+    /// True for the float8 / float4 storage types (e8m0 included).
     pub fn is_small_float(self) -> bool {
         use DType::*;
-        matches!(self, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1)
+        matches!(
+            self,
+            F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 | F8E8M0
+        )
     }
 
     /// The short name used in the text form (`f32`, `i64`, `bool`, `q4_0`, ...).
@@ -229,12 +243,15 @@ impl DType {
             F8E5M2 => "f8e5m2",
             F8E5M2FNUZ => "f8e5m2fnuz",
             F4E2M1 => "f4e2m1",
+            I2 => "i2",
+            U2 => "u2",
+            F8E8M0 => "f8e8m0",
             Block(b) => b.name(),
         }
     }
 
     /// Every dense dtype (no block formats), in declaration order.
-    pub const DENSE: [DType; 21] = [
+    pub const DENSE: [DType; 24] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -256,6 +273,9 @@ impl DType {
         DType::F8E5M2,
         DType::F8E5M2FNUZ,
         DType::F4E2M1,
+        DType::I2,
+        DType::U2,
+        DType::F8E8M0,
     ];
 }
 

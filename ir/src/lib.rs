@@ -2,7 +2,8 @@
 //!
 //! The vocabulary every other egret crate speaks, and nothing that runs models.
 //!
-//! * [`DType`] and [`BlockFormat`]: element types, including block-quantized storage.
+//! * [`DType`] and [`BlockFormat`]: element types, including block-quantized storage;
+//!   [`blocks`]: the block layouts and their bit-exact dequantization.
 //! * [`Shape`], [`Dim`], [`TensorType`], [`ValueType`]: static types with symbolic dims.
 //! * [`Tensor`]: shared (`Arc`), possibly memory-mapped data.
 //! * [`Graph`], [`Node`], [`Op`], [`OpCall`]: a typed dataflow graph on `petgraph`.
@@ -16,6 +17,7 @@
 //! Start reading at [`graph`].
 
 pub mod attr;
+pub mod blocks;
 mod build;
 pub mod dtype;
 pub mod error;

@@ -252,7 +252,7 @@ impl Tensor {
         if T::DTYPE != self.dtype
             // Sub-byte and float8 codes are read as raw bytes.
             && !(T::DTYPE == DType::U8 && self.dtype.size() == Some(1) && self.dtype != DType::Bool)
-            && !(T::DTYPE == DType::I8 && self.dtype == DType::I4)
+            && !(T::DTYPE == DType::I8 && matches!(self.dtype, DType::I4 | DType::I2))
         {
             return Err(IrError::DTypeMismatch(format!(
                 "tensor is {}, read as {}",
@@ -327,11 +327,11 @@ impl Tensor {
                 .iter()
                 .map(|x| x.to_f64())
                 .collect(),
-            I8 | I4 => self.as_slice::<i8>()?.iter().map(|&x| x as f64).collect(),
+            I8 | I4 | I2 => self.as_slice::<i8>()?.iter().map(|&x| x as f64).collect(),
             I16 => self.as_slice::<i16>()?.iter().map(|&x| x as f64).collect(),
             I32 => self.as_slice::<i32>()?.iter().map(|&x| x as f64).collect(),
             I64 => self.as_slice::<i64>()?.iter().map(|&x| x as f64).collect(),
-            U8 | U4 => self.as_slice::<u8>()?.iter().map(|&x| x as f64).collect(),
+            U8 | U4 | U2 => self.as_slice::<u8>()?.iter().map(|&x| x as f64).collect(),
             U16 => self.as_slice::<u16>()?.iter().map(|&x| x as f64).collect(),
             U32 => self.as_slice::<u32>()?.iter().map(|&x| x as f64).collect(),
             U64 => self.as_slice::<u64>()?.iter().map(|&x| x as f64).collect(),
@@ -355,8 +355,8 @@ impl Tensor {
             I64 => self.as_slice::<i64>()?.to_vec(),
             I32 => self.as_slice::<i32>()?.iter().map(|&x| x as i64).collect(),
             I16 => self.as_slice::<i16>()?.iter().map(|&x| x as i64).collect(),
-            I8 | I4 => self.as_slice::<i8>()?.iter().map(|&x| x as i64).collect(),
-            U8 | U4 => self.as_slice::<u8>()?.iter().map(|&x| x as i64).collect(),
+            I8 | I4 | I2 => self.as_slice::<i8>()?.iter().map(|&x| x as i64).collect(),
+            U8 | U4 | U2 => self.as_slice::<u8>()?.iter().map(|&x| x as i64).collect(),
             U16 => self.as_slice::<u16>()?.iter().map(|&x| x as i64).collect(),
             U32 => self.as_slice::<u32>()?.iter().map(|&x| x as i64).collect(),
             U64 => self.as_slice::<u64>()?.iter().map(|&x| x as i64).collect(),

@@ -11,6 +11,7 @@
 //! [`registry`] for how kernels plug in.
 
 pub mod error;
+pub mod eval;
 pub mod fold;
 pub mod generate;
 pub mod interpreter;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod perplexity;
 pub mod registry;
 pub mod sample;
+pub mod tokenizer;
 
 pub use egret_ir::Value;
 pub use error::{Result, RuntimeError};

@@ -1,5 +1,6 @@
 //! The `egret` subcommands and what they share: model loading and table output.
 
+pub mod eval;
 pub mod inspect;
 pub mod run;
 

@@ -39,7 +39,7 @@ impl HfConfig {
 
     /// The first key of `keys` that is present (HF families name the same
     /// setting differently, e.g. `hidden_size` / `n_embd`).
-    fn find(&self, keys: &[&str]) -> Option<(&str, &Value)> {
+    fn find<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &Value)> {
         keys.iter().find_map(|k| self.root.get(*k).map(|v| (*k, v)))
     }
 

@@ -25,6 +25,7 @@
 pub mod bert;
 mod config;
 pub mod gpt2;
+pub mod llama;
 
 pub use config::HfConfig;
 
@@ -43,6 +44,7 @@ pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
     match cfg.architecture() {
         Some("BertModel" | "bert") => bert::build(cfg, w),
         Some("GPT2LMHeadModel" | "gpt2") => gpt2::build(cfg, w),
+        Some("LlamaForCausalLM" | "llama") => llama::build(cfg, w),
         Some(other) => Err(ArchError::Unsupported(format!("architecture `{other}`"))),
         None => Err(ArchError::Config(
             "neither `architectures` nor `model_type` is set".into(),

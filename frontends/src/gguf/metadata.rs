@@ -313,7 +313,10 @@ impl Metadata {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
-        self.index.get(key).and_then(|&i| self.entries.get(i)).map(|e| &e.1)
+        self.index
+            .get(key)
+            .and_then(|&i| self.entries.get(i))
+            .map(|e| &e.1)
     }
 
     /// The value of `key` converted by `f`; `Ok(None)` when absent, an error
@@ -327,7 +330,10 @@ impl Metadata {
         match self.get(key) {
             None => Ok(None),
             Some(v) => f(v).map(Some).ok_or_else(|| {
-                self.key_err(key, format!("expected {want}, found {} {}", v.ty().name(), v.summary()))
+                self.key_err(
+                    key,
+                    format!("expected {want}, found {} {}", v.ty().name(), v.summary()),
+                )
             }),
         }
     }
@@ -432,8 +438,11 @@ mod tests {
         m.insert("a".into(), MetaValue::I32(7)).unwrap();
         m.insert("b".into(), MetaValue::I64(-1)).unwrap();
         m.insert("c".into(), MetaValue::F64(0.5)).unwrap();
-        m.insert("general.architecture".into(), MetaValue::String("llama".into()))
-            .unwrap();
+        m.insert(
+            "general.architecture".into(),
+            MetaValue::String("llama".into()),
+        )
+        .unwrap();
         assert!(m.insert("a".into(), MetaValue::U8(1)).is_err());
         assert_eq!(m.get_u32("a").unwrap(), 7);
         assert_eq!(m.get_f32("c").unwrap(), 0.5);

@@ -257,14 +257,15 @@ impl GgufFile {
 
         let alignment = match metadata.get("general.alignment") {
             None => DEFAULT_ALIGNMENT,
-            Some(v) => v
-                .as_u64()
-                .filter(|a| a.is_power_of_two())
-                .ok_or_else(|| GgufError::Key {
-                    file: file.clone(),
-                    key: "general.alignment".into(),
-                    msg: format!("must be a power of two, found {}", v.summary()),
-                })?,
+            Some(v) => {
+                v.as_u64()
+                    .filter(|a| a.is_power_of_two())
+                    .ok_or_else(|| GgufError::Key {
+                        file: file.clone(),
+                        key: "general.alignment".into(),
+                        msg: format!("must be a power of two, found {}", v.summary()),
+                    })?
+            }
         };
 
         let mut infos = Vec::with_capacity(n_tensors);
@@ -424,10 +425,19 @@ impl GgufFile {
             .tensor_info(name)
             .ok_or_else(|| t_err("no such tensor".into()))?;
         let dtype = info.dtype().ok_or_else(|| {
-            t_err(format!("egret does not support ggml type {}", info.ggml_type))
+            t_err(format!(
+                "egret does not support ggml type {}",
+                info.ggml_type
+            ))
         })?;
-        Tensor::from_mmap(dtype, info.shape(), self.map.clone(), info.offset, info.nbytes)
-            .map_err(|e| t_err(e.to_string()))
+        Tensor::from_mmap(
+            dtype,
+            info.shape(),
+            self.map.clone(),
+            info.offset,
+            info.nbytes,
+        )
+        .map_err(|e| t_err(e.to_string()))
     }
 
     /// The raw bytes of tensor `name` (packed blocks for quantized types).

@@ -4,7 +4,8 @@
 //! * [`load`] / [`load_bytes`]: a model file (or its bytes) → [`Model`].
 //! * [`read_value_pb`]: a test-data `.pb` file → [`Value`] (a `TensorProto`,
 //!   `SequenceProto` or `OptionalProto`, chosen by the expected [`ValueType`]).
-//! * [`tensor_from_proto`]: one `TensorProto` → [`Tensor`].
+//! * [`tensor_from_proto`]: one `TensorProto` → [`Tensor`]; [`tensor_to_proto`]
+//!   the inverse (inline `raw_data`, sub-byte types packed).
 //! * [`OnnxError`]: every failure, typed. A model with ops egret does not support
 //!   fails with [`OnnxError::Unsupported`] listing *all* of them at once.
 //!
@@ -57,7 +58,7 @@ pub use error::OnnxError;
 /// Re-exported so callers can encode and decode the [`proto`] types (e.g. to
 /// build test models) without depending on `prost` themselves.
 pub use prost::Message;
-pub use tensor::tensor_from_proto;
+pub use tensor::{tensor_from_proto, tensor_to_proto};
 
 use egret_ir::{Model, Tensor, Value, ValueType};
 use proto::{

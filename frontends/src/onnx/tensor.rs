@@ -6,12 +6,13 @@
 //! match it exactly. A file that *declares* a huge tensor therefore fails with a
 //! typed error instead of allocating.
 //!
-//! Sub-byte types (`INT4`, `UINT4`, `FLOAT4E2M1`) arrive packed two per byte, low
-//! nibble first, and are unpacked to egret's one-element-per-byte form (`INT4`
-//! sign-extended). float8 codes are kept as raw bytes.
+//! Sub-byte types arrive packed, lowest bits first: `INT4`, `UINT4`, `FLOAT4E2M1`
+//! two per byte, `INT2`, `UINT2` four per byte. They are unpacked to egret's
+//! one-element-per-byte form (signed types sign-extended); [`tensor_to_proto`]
+//! packs them again. float8 codes (e8m0 included) are kept as raw bytes.
 
 use super::proto::{tensor_proto::DataLocation, SparseTensorProto, TensorProto};
-use super::types::{dtype_from_onnx, onnx_type_name};
+use super::types::{dtype_from_onnx, dtype_to_onnx, onnx_type_name};
 use super::OnnxError;
 use egret_ir::{DType, Tensor};
 use half::{bf16, f16};
@@ -83,11 +84,10 @@ pub(crate) fn decode(
     if !tp.raw_data.is_empty() {
         return from_le_bytes(name, dtype, shape, numel, &tp.raw_data);
     }
-    // Typed fields. Each must hold exactly `numel` values (packed pairs for 4-bit types).
-    let want = if is_packed4(dtype) {
-        numel.div_ceil(2)
-    } else {
-        numel
+    // Typed fields. Each must hold exactly `numel` values (packed bytes for sub-byte types).
+    let want = match packed_bits(dtype) {
+        Some(bits) => numel.div_ceil(8 / bits),
+        None => numel,
     };
     let check = |have: usize, field: &str| {
         if have == want {
@@ -142,7 +142,7 @@ pub(crate) fn decode(
                 ),
                 Bool => Tensor::from_bools(shape.clone(), d.iter().map(|&v| v != 0).collect()),
                 _ => {
-                    // One byte per value: u8, float8, or a packed pair of 4-bit values.
+                    // One byte per value: u8, float8, or packed sub-byte values.
                     let bytes: Vec<u8> = d.iter().map(|&v| v as u8).collect();
                     return from_le_bytes(name, dtype, shape, numel, &bytes);
                 }
@@ -162,14 +162,19 @@ fn dims(name: &str, dims: &[i64]) -> Result<Vec<usize>, OnnxError> {
         .collect()
 }
 
-fn is_packed4(d: DType) -> bool {
-    matches!(d, DType::I4 | DType::U4 | DType::F4E2M1)
+/// Bits per element of a type ONNX packs several to a byte (`None`: not packed).
+fn packed_bits(d: DType) -> Option<usize> {
+    match d {
+        DType::I4 | DType::U4 | DType::F4E2M1 => Some(4),
+        DType::I2 | DType::U2 => Some(2),
+        _ => None,
+    }
 }
 
-/// Bytes a tensor of `numel` elements occupies in an ONNX file (4-bit types packed).
+/// Bytes a tensor of `numel` elements occupies in an ONNX file (sub-byte types packed).
 fn file_bytes(name: &str, dtype: DType, numel: usize) -> Result<usize, OnnxError> {
-    if is_packed4(dtype) {
-        return Ok(numel.div_ceil(2));
+    if let Some(bits) = packed_bits(dtype) {
+        return Ok(numel.div_ceil(8 / bits));
     }
     dtype
         .size()
@@ -177,7 +182,7 @@ fn file_bytes(name: &str, dtype: DType, numel: usize) -> Result<usize, OnnxError
         .ok_or_else(|| OnnxError::tensor(name, format!("{numel} elements of {dtype} overflow")))
 }
 
-/// Little-endian file bytes (4-bit types packed) → tensor. The length is checked first.
+/// Little-endian file bytes (sub-byte types packed) → tensor. The length is checked first.
 fn from_le_bytes(
     name: &str,
     dtype: DType,
@@ -195,28 +200,77 @@ fn from_le_bytes(
             ),
         ));
     }
-    let res = if is_packed4(dtype) {
-        Tensor::from_bytes(dtype, shape, &unpack4(bytes, numel, dtype == DType::I4))
-    } else {
-        Tensor::from_bytes(dtype, shape, bytes)
+    let res = match packed_bits(dtype) {
+        Some(bits) => Tensor::from_bytes(dtype, shape, &unpack(bytes, numel, bits, dtype)),
+        None => Tensor::from_bytes(dtype, shape, bytes),
     };
     res.map_err(|e| OnnxError::tensor(name, e.to_string()))
 }
 
-/// Unpack two 4-bit values per byte (low nibble first), sign-extending if `signed`.
-fn unpack4(packed: &[u8], numel: usize, signed: bool) -> Vec<u8> {
+/// Unpack `8 / bits` values per byte (lowest bits first), sign-extending the
+/// signed integer types.
+fn unpack(packed: &[u8], numel: usize, bits: usize, dtype: DType) -> Vec<u8> {
+    let (per, mask, shift) = (8 / bits, (1u8 << bits) - 1, 8 - bits);
+    let signed = dtype.is_signed_int();
     packed
         .iter()
-        .flat_map(|&b| [b & 0x0f, b >> 4])
+        .flat_map(|&b| (0..per).map(move |k| (b >> (k * bits)) & mask))
         .take(numel)
         .map(|n| {
             if signed {
-                (((n << 4) as i8) >> 4) as u8
+                (((n << shift) as i8) >> shift) as u8
             } else {
                 n
             }
         })
         .collect()
+}
+
+/// Pack one-per-byte values `8 / bits` to a byte, lowest bits first (the inverse
+/// of [`unpack`]; high bits of each value are dropped).
+fn pack(values: &[u8], bits: usize) -> Vec<u8> {
+    let (per, mask) = (8 / bits, (1u8 << bits) - 1);
+    values
+        .chunks(per)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |acc, (k, &v)| acc | ((v & mask) << (k * bits)))
+        })
+        .collect()
+}
+
+/// Encode a tensor as an inline `TensorProto` named `name`: `raw_data` in ONNX's
+/// little-endian layout (sub-byte types packed), `string_data` for strings. The
+/// inverse of [`tensor_from_proto`]; block-quantized tensors have no ONNX form.
+pub fn tensor_to_proto(name: &str, t: &Tensor) -> Result<TensorProto, OnnxError> {
+    let dtype = t.dtype();
+    let data_type = dtype_to_onnx(dtype)
+        .ok_or_else(|| OnnxError::tensor(name, format!("{dtype} has no ONNX type")))?;
+    let dims = t
+        .shape()
+        .iter()
+        .map(|&d| i64::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| OnnxError::tensor(name, format!("dims {:?} overflow", t.shape())))?;
+    let mut tp = TensorProto {
+        name: name.to_string(),
+        data_type,
+        dims,
+        ..Default::default()
+    };
+    if dtype == DType::String {
+        let strings = t
+            .as_strings()
+            .map_err(|e| OnnxError::tensor(name, e.to_string()))?;
+        tp.string_data = strings.iter().map(|s| s.as_bytes().to_vec()).collect();
+    } else {
+        tp.raw_data = match packed_bits(dtype) {
+            Some(bits) => pack(t.bytes(), bits),
+            None => t.bytes().to_vec(),
+        };
+    }
+    Ok(tp)
 }
 
 /// Resolve, validate and read (memory-map when possible) a tensor's external data.
@@ -332,7 +386,7 @@ fn external(
             "{length} bytes in `{location}`, shape {shape:?} of {dtype} needs {want}"
         )));
     }
-    if is_packed4(dtype) {
+    if packed_bits(dtype).is_some() {
         return from_le_bytes(name, dtype, shape, numel, &map[offset..end]);
     }
     Tensor::from_mmap(dtype, shape, map, offset, length)
@@ -357,7 +411,7 @@ pub(crate) fn sparse_to_dense(
     let dtype = vals.dtype();
     let elem = dtype
         .size()
-        .filter(|_| !is_packed4(dtype))
+        .filter(|_| packed_bits(dtype).is_none())
         .ok_or_else(|| err(format!("sparse {dtype} tensors are not supported")))?;
     let dense_bytes = dtype
         .storage_bytes(&shape)
@@ -462,6 +516,34 @@ mod tests {
             tensor_from_proto(&t, None).unwrap().to_i64_vec().unwrap(),
             vec![7, -2]
         );
+    }
+
+    #[test]
+    fn int2_uint2_e8m0_decode_and_pack_back() {
+        // x0 | x1 << 2 | x2 << 4 | x3 << 6, as the ONNX spec packs 2-bit values.
+        let mut t = tp(DataType::Int2, vec![5]);
+        t.raw_data = vec![0b00_11_10_01, 0b10];
+        let x = tensor_from_proto(&t, None).unwrap();
+        assert_eq!(x.to_i64_vec().unwrap(), vec![1, -2, -1, 0, -2]);
+        assert_eq!(tensor_to_proto("t", &x).unwrap().raw_data, t.raw_data);
+        let mut t = tp(DataType::Uint2, vec![4]);
+        t.int32_data = vec![0b11_10_01_00];
+        let x = tensor_from_proto(&t, None).unwrap();
+        assert_eq!(x.to_i64_vec().unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(tensor_to_proto("t", &x).unwrap().raw_data, vec![0xe4]);
+        t.int32_data = vec![0xe4, 0];
+        assert!(tensor_from_proto(&t, None)
+            .unwrap_err()
+            .to_string()
+            .contains("int32_data holds 2 values"));
+        let mut t = tp(DataType::Float8e8m0, vec![3]);
+        t.int32_data = vec![127, 0, 255];
+        let x = tensor_from_proto(&t, None).unwrap();
+        assert_eq!(x.dtype(), DType::F8E8M0);
+        assert_eq!(x.bytes(), &[127, 0, 255]);
+        let i4 = Tensor::from_bytes(DType::I4, vec![3], &[0xf9, 7, 0xff]).unwrap();
+        let back = tensor_from_proto(&tensor_to_proto("q", &i4).unwrap(), None).unwrap();
+        assert_eq!(back.to_i64_vec().unwrap(), vec![-7, 7, -1]);
     }
 
     #[test]

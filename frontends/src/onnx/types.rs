@@ -5,7 +5,7 @@ use super::OnnxError;
 use egret_ir::{DType, Dim, Shape, TensorType, ValueType};
 
 /// The egret dtype of an ONNX `TensorProto.DataType` code, `None` for types egret
-/// does not represent (complex, float8e8m0, 2-bit integers, undefined).
+/// does not represent (complex, undefined).
 pub fn dtype_from_onnx(code: i32) -> Option<DType> {
     Some(match DataType::try_from(code).ok()? {
         DataType::Float => DType::F32,
@@ -29,12 +29,10 @@ pub fn dtype_from_onnx(code: i32) -> Option<DType> {
         DataType::Uint4 => DType::U4,
         DataType::Int4 => DType::I4,
         DataType::Float4e2m1 => DType::F4E2M1,
-        DataType::Undefined
-        | DataType::Complex64
-        | DataType::Complex128
-        | DataType::Float8e8m0
-        | DataType::Uint2
-        | DataType::Int2 => return None,
+        DataType::Float8e8m0 => DType::F8E8M0,
+        DataType::Uint2 => DType::U2,
+        DataType::Int2 => DType::I2,
+        DataType::Undefined | DataType::Complex64 | DataType::Complex128 => return None,
     })
 }
 
@@ -62,6 +60,9 @@ pub fn dtype_to_onnx(d: DType) -> Option<i32> {
         DType::U4 => DataType::Uint4,
         DType::I4 => DataType::Int4,
         DType::F4E2M1 => DataType::Float4e2m1,
+        DType::F8E8M0 => DataType::Float8e8m0,
+        DType::U2 => DataType::Uint2,
+        DType::I2 => DataType::Int2,
         DType::Block(_) => return None,
     };
     Some(t as i32)

@@ -44,6 +44,9 @@ pub(super) fn onnx_dtype(code: i64) -> R<DType> {
         21 => U4,
         22 => I4,
         23 => F4E2M1,
+        24 => F8E8M0,
+        25 => U2,
+        26 => I2,
         _ => return Err(format!("unsupported ONNX element type code {code}")),
     })
 }

@@ -28,6 +28,7 @@ mod rnn;
 mod sequence;
 mod shape;
 mod signal;
+mod statespace;
 mod strings;
 mod vision;
 
@@ -79,6 +80,7 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| control::rule(op_type))
             .or_else(|| attention::rule(op_type))
             .or_else(|| signal::rule(op_type))
+            .or_else(|| statespace::rule(op_type))
             .or_else(|| loss::rule(op_type))
             .or_else(|| vision::rule(op_type))
             .or_else(|| strings::rule(op_type)),

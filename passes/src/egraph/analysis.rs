@@ -13,61 +13,107 @@
 use super::facts::{Facts, SymInt};
 use super::fold;
 use super::lang::ENode;
+use super::op::{OpId, OpKey};
 use egg::{DidMerge, Id};
 use egret_ir::infer::{infer_call, InputFact};
 use egret_ir::{DType, Tensor, TensorType, ValueType};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// The e-graph type egret uses.
 pub type EGraph = egg::EGraph<ENode, Analysis>;
 /// A rewrite rule over egret's language.
 pub type Rewrite = egg::Rewrite<ENode, Analysis>;
 
-/// Side tables and folding policy.
+/// The constant table: tensors by index, deduplicated.
 #[derive(Clone, Debug, Default)]
+struct Tensors {
+    list: Vec<Tensor>,
+    small: HashMap<(DType, Vec<usize>, Vec<u8>), usize>,
+    large: HashMap<(usize, usize, DType, Vec<usize>), usize>,
+    derived: HashMap<String, usize>,
+}
+
+/// Side tables: graph inputs and constants.
+///
+/// The constant table sits behind a lock so rules, which only see `&EGraph`
+/// while searching, can add the tensors their right-hand sides need (a folded
+/// BatchNorm's new weights). Derived tensors are cached by a key naming the
+/// transform and its sources, so a rule firing again reuses them.
+#[derive(Debug, Default)]
 pub struct Analysis {
     /// Graph inputs by index: name and type.
     pub inputs: Vec<(String, ValueType)>,
-    tensors: Vec<Tensor>,
-    small: HashMap<(DType, Vec<usize>, Vec<u8>), usize>,
-    large: HashMap<(usize, usize, DType, Vec<usize>), usize>,
+    tensors: Mutex<Tensors>,
+}
+
+impl Clone for Analysis {
+    fn clone(&self) -> Analysis {
+        Analysis {
+            inputs: self.inputs.clone(),
+            tensors: Mutex::new(self.table().clone()),
+        }
+    }
 }
 
 /// Tensors up to this many bytes are deduplicated by content.
 const DEDUP_BYTES: usize = 4096;
 
 impl Analysis {
+    /// An analysis for a graph with these inputs.
+    pub fn new(inputs: Vec<(String, ValueType)>) -> Analysis {
+        Analysis {
+            inputs,
+            tensors: Mutex::default(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Tensors> {
+        self.tensors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Add a tensor to the constant table (or find an identical one) and return its index.
-    pub fn add_tensor(&mut self, t: Tensor) -> usize {
-        let n = self.tensors.len();
+    pub fn add_tensor(&self, t: Tensor) -> usize {
+        let mut tab = self.table();
+        let n = tab.list.len();
         if t.dtype() == DType::String {
-            self.tensors.push(t);
+            tab.list.push(t);
             return n;
         }
         let bytes = t.bytes();
         let slot = if bytes.len() <= DEDUP_BYTES {
-            *self
-                .small
+            *tab.small
                 .entry((t.dtype(), t.shape().to_vec(), bytes.to_vec()))
                 .or_insert(n)
         } else {
             let key = (bytes.as_ptr() as usize, bytes.len(), t.dtype(), t.shape().to_vec());
-            *self.large.entry(key).or_insert(n)
+            *tab.large.entry(key).or_insert(n)
         };
         if slot == n {
-            self.tensors.push(t);
+            tab.list.push(t);
         }
         slot
     }
 
-    /// The constant with this index.
-    pub fn tensor(&self, i: usize) -> Option<&Tensor> {
-        self.tensors.get(i)
+    /// The index of a tensor derived by a transform, computing it on first use.
+    /// `key` must name the transform and its source constants.
+    pub fn derived(&self, key: String, f: impl FnOnce() -> Option<Tensor>) -> Option<usize> {
+        if let Some(&i) = self.table().derived.get(&key) {
+            return Some(i);
+        }
+        let i = self.add_tensor(f()?);
+        self.table().derived.insert(key, i);
+        Some(i)
+    }
+
+    /// The constant with this index (a cheap shared handle).
+    pub fn tensor(&self, i: usize) -> Option<Tensor> {
+        self.table().list.get(i).cloned()
     }
 
     /// Number of constants in the table.
     pub fn tensor_count(&self) -> usize {
-        self.tensors.len()
+        self.table().list.len()
     }
 }
 
@@ -81,23 +127,23 @@ fn const_facts(t: &Tensor) -> Facts {
     }
 }
 
-/// Infer the facts of an op node from its children's facts.
-pub fn op_facts(eg: &EGraph, node: &ENode) -> Facts {
-    let ENode::Op(op, children) = node else {
-        return Facts::invalid();
-    };
-    let key = op.key();
-    let mut ins: Vec<Option<&Facts>> = Vec::with_capacity(children.len());
-    for &c in children {
-        let f = &eg[c].data;
-        if f.types.is_empty() && f.valid {
-            ins.push(None); // the absent input
-        } else if f.ty().is_none() {
-            return Facts::invalid();
-        } else {
-            ins.push(Some(f));
-        }
-    }
+/// The facts of an op's children, `None` for absent inputs; `None` overall if a
+/// child is invalid or a tuple (a tuple is read only through `get.N`).
+fn child_facts<'a>(eg: &'a EGraph, children: &[Id]) -> Option<Vec<Option<&'a Facts>>> {
+    children
+        .iter()
+        .map(|&c| {
+            let f = &eg[c].data;
+            if f.types.is_empty() && f.valid {
+                Some(None)
+            } else {
+                f.ty().map(|_| Some(f))
+            }
+        })
+        .collect()
+}
+
+fn infer(key: &OpKey, ins: &[Option<&Facts>]) -> Option<Vec<ValueType>> {
     let facts: Vec<Option<InputFact<'_>>> = ins
         .iter()
         .map(|f| {
@@ -109,11 +155,25 @@ pub fn op_facts(eg: &EGraph, node: &ENode) -> Facts {
             })
         })
         .collect();
-    let Ok(types) = infer_call("egraph", &key.call, &facts, key.outputs) else {
+    let mut types = infer_call("egraph", &key.call, &facts, key.outputs).ok()?;
+    types.truncate(key.outputs);
+    Some(types)
+}
+
+/// The output types egret's inference gives an op e-node, `None` if it is ill-typed.
+pub fn node_types(eg: &EGraph, op: OpId, children: &[Id]) -> Option<Vec<ValueType>> {
+    infer(&op.key(), &child_facts(eg, children)?)
+}
+
+/// Infer the facts of an op node from its children's facts.
+fn op_facts(eg: &EGraph, op: OpId, children: &[Id]) -> Facts {
+    let key = op.key();
+    let Some(ins) = child_facts(eg, children) else {
         return Facts::invalid();
     };
-    let mut types = types;
-    types.truncate(key.outputs);
+    let Some(types) = infer(&key, &ins) else {
+        return Facts::invalid();
+    };
     let tuple = key.outputs != 1;
     let (mut value, mut ints) = (None, None);
     if let (false, Some(out)) = (tuple, types.first()) {
@@ -155,7 +215,7 @@ impl egg::Analysis<ENode> for Analysis {
                 None => Facts::invalid(),
             },
             ENode::Const(i) => match eg.analysis.tensor(*i) {
-                Some(t) => const_facts(t),
+                Some(t) => const_facts(&t),
                 None => Facts::invalid(),
             },
             ENode::Get(i, [c]) => {
@@ -165,7 +225,7 @@ impl egg::Analysis<ENode> for Analysis {
                     _ => Facts::invalid(),
                 }
             }
-            ENode::Op(..) => op_facts(eg, node),
+            ENode::Op(op, children) => op_facts(eg, *op, children),
         }
     }
 

@@ -30,10 +30,7 @@ pub fn import(g: &Graph) -> Result<Imported, IrError> {
         .iter()
         .map(|&o| (g.value_name(o).to_string(), g.value_type(o).clone()))
         .collect();
-    let mut eg = EGraph::new(Analysis {
-        inputs,
-        ..Default::default()
-    });
+    let mut eg = EGraph::new(Analysis::new(inputs));
     let input_index: HashMap<OutletId, usize> =
         g.inputs.iter().enumerate().map(|(i, &o)| (o, i)).collect();
     let mut ids: HashMap<OutletId, Id> = HashMap::new();

@@ -5,6 +5,8 @@
 //!   float formats (float8 e4m3fn/e4m3fnuz/e5m2/e5m2fnuz, float4 e2m1) and into
 //!   f16/bf16, with ONNX's `saturate` rule, plus decoding of the small formats.
 //!   NaN, infinity and overflow follow the ONNX reference (ml_dtypes).
+//! * [`e8m0_encode`] / [`e8m0_decode`]: float8 e8m0 (the MX scale type), with
+//!   Cast's `round_mode` ([`E8m0Round`]), bit-exact with `onnx.numpy_helper`.
 //! * [`Wide`], [`Widen`], [`Narrow`]: a scalar in the widest exact form of its
 //!   source type and the numpy-style conversion back to any native type.
 //! * [`collect_as`]: build a tensor of any dense dtype from an iterator of [`Wide`].
@@ -194,34 +196,112 @@ impl FloatFormat {
     }
 }
 
-/// Decode a small-float tensor (float8 / float4 codes) into f32 values.
+/// How Cast rounds a value to float8 e8m0 (its `round_mode` attribute).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum E8m0Round {
+    /// Towards +infinity in magnitude: any mantissa bit bumps the exponent (the default).
+    #[default]
+    Up,
+    /// Truncate the mantissa.
+    Down,
+    /// To nearest, ties away from zero.
+    Nearest,
+}
+
+impl E8m0Round {
+    /// Parse a `round_mode` attribute value (`up`, `down`, `nearest`).
+    pub fn parse(s: &str) -> Result<E8m0Round> {
+        match s {
+            "up" => Ok(E8m0Round::Up),
+            "down" => Ok(E8m0Round::Down),
+            "nearest" => Ok(E8m0Round::Nearest),
+            _ => Err(RuntimeError::msg(format!(
+                "round_mode `{s}` is not one of up, down, nearest"
+            ))),
+        }
+    }
+}
+
+/// The value of a float8 e8m0 code: `2^(code - 127)`, `0xff` is NaN.
+pub fn e8m0_decode(code: u8) -> f64 {
+    if code == 0xff {
+        f64::NAN
+    } else {
+        2f64.powi(code as i32 - 127)
+    }
+}
+
+/// Encode an f32 as float8 e8m0 like the ONNX reference (`to_float8e8m0`): the
+/// code is the f32's biased exponent (the sign is dropped, NaN and infinities
+/// give `0xff`), bumped by one when `round` says so. With `saturate`, the largest
+/// exponent is never bumped into the NaN code.
+pub fn e8m0_encode(x: f32, saturate: bool, round: E8m0Round) -> u8 {
+    let bits = x.to_bits();
+    let exp = (bits >> 23) & 0xff;
+    if exp == 0xff {
+        return 0xff;
+    }
+    let bump = match round {
+        E8m0Round::Down => false,
+        E8m0Round::Up => bits & 0x7f_ffff != 0,
+        E8m0Round::Nearest => {
+            let (guard, round_bit, sticky) = (
+                bits & 0x40_0000 != 0,
+                bits & 0x20_0000 != 0,
+                bits & 0x1f_ffff != 0,
+            );
+            guard && (round_bit || sticky || exp > 0)
+        }
+    };
+    if bump && !(saturate && exp == 0xfe) {
+        (exp + 1) as u8
+    } else {
+        exp as u8
+    }
+}
+
+/// Decode a small-float tensor (float8 / float4 / e8m0 codes) into f32 values.
 pub fn decode_small(t: &Tensor) -> Result<Vec<f32>> {
-    let fmt = FloatFormat::of(t.dtype())
-        .filter(|_| t.dtype().is_small_float())
-        .ok_or_else(|| RuntimeError::msg(format!("{} is not a float8/float4 type", t.dtype())))?;
-    let table: Vec<f32> = (0..=255u32).map(|c| fmt.decode(c) as f32).collect();
+    let dt = t.dtype();
+    let table: Vec<f32> = if dt == DType::F8E8M0 {
+        (0..=255u8).map(|c| e8m0_decode(c) as f32).collect()
+    } else {
+        let fmt = FloatFormat::of(dt)
+            .filter(|_| dt.is_small_float())
+            .ok_or_else(|| RuntimeError::msg(format!("{dt} is not a float8/float4 type")))?;
+        (0..=255u32).map(|c| fmt.decode(c) as f32).collect()
+    };
     Ok(t.as_slice::<u8>()?
         .iter()
         .map(|&c| table[c as usize])
         .collect())
 }
 
-/// Wrap an integer into int4 (two's complement of the low four bits), as a cast does.
-pub fn wrap_i4(v: i64) -> i8 {
-    (((v & 0xF) as i8) << 4) >> 4
+/// Wrap an integer into a sub-byte integer dtype (int4, uint4, int2, uint2) as a
+/// cast does: keep the low bits, sign-extend for the signed types. Returns the
+/// stored byte (two's complement for negative values), `None` for other dtypes.
+pub fn wrap_sub_byte(dt: DType, v: i64) -> Option<u8> {
+    let bits = match dt {
+        DType::I4 | DType::U4 => 4,
+        DType::I2 | DType::U2 => 2,
+        _ => return None,
+    };
+    let low = (v & ((1 << bits) - 1)) as u8;
+    Some(if dt.is_signed_int() {
+        (((low << (8 - bits)) as i8) >> (8 - bits)) as u8
+    } else {
+        low
+    })
 }
 
-/// Wrap an integer into uint4 (the low four bits), as a cast does.
-pub fn wrap_u4(v: i64) -> u8 {
-    (v & 0xF) as u8
-}
-
-/// Inclusive value range of an integer dtype (int4/uint4 included), for saturation.
+/// Inclusive value range of an integer dtype (sub-byte types included), for saturation.
 pub fn int_range(dt: DType) -> Option<(i64, i64)> {
     use DType::*;
     Some(match dt {
         I4 => (-8, 7),
         U4 => (0, 15),
+        I2 => (-2, 1),
+        U2 => (0, 3),
         I8 => (i8::MIN as i64, i8::MAX as i64),
         U8 => (0, u8::MAX as i64),
         I16 => (i16::MIN as i64, i16::MAX as i64),
@@ -378,27 +458,42 @@ macro_rules! half_conv {
 }
 half_conv!(f16 => F16, bf16 => BF16);
 
-/// Build a tensor of dtype `dt` from widened values. Integers wrap (int4/uint4
-/// too), float8 types honour `saturate`, strings use numpy's formatting.
+/// Build a tensor of dtype `dt` from widened values. Integers wrap (sub-byte
+/// types too), float8 types honour `saturate`, e8m0 rounds up, strings use
+/// numpy's formatting.
 pub fn collect_as(
     dt: DType,
     shape: Vec<usize>,
     it: impl Iterator<Item = Wide>,
     saturate: bool,
 ) -> Result<Tensor> {
+    collect_rounded(dt, shape, it, saturate, E8m0Round::Up)
+}
+
+/// [`collect_as`] with an explicit e8m0 rounding mode.
+pub fn collect_rounded(
+    dt: DType,
+    shape: Vec<usize>,
+    it: impl Iterator<Item = Wide>,
+    saturate: bool,
+    round: E8m0Round,
+) -> Result<Tensor> {
     use DType::*;
     Ok(match dt {
         Bool => Tensor::from_bools(shape, it.map(bool::narrow).collect())?,
-        I4 => Tensor::from_bytes(
-            I4,
-            shape,
-            &it.map(|w| wrap_i4(w.to_i64()) as u8).collect::<Vec<u8>>(),
-        )?,
-        U4 => Tensor::from_bytes(
-            U4,
-            shape,
-            &it.map(|w| wrap_u4(w.to_i64())).collect::<Vec<u8>>(),
-        )?,
+        I4 | U4 | I2 | U2 => {
+            let bytes: Vec<u8> = it
+                .map(|w| wrap_sub_byte(dt, w.to_i64()).unwrap_or(0))
+                .collect();
+            Tensor::from_bytes(dt, shape, &bytes)?
+        }
+        // numpy-style: the value goes to f32 first, then its exponent is taken.
+        F8E8M0 => {
+            let codes: Vec<u8> = it
+                .map(|w| e8m0_encode(f32::narrow(w), saturate, round))
+                .collect();
+            Tensor::from_bytes(dt, shape, &codes)?
+        }
         F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 => {
             let fmt = FloatFormat::of(dt)
                 .ok_or_else(|| RuntimeError::msg(format!("no format for {dt}")))?;
@@ -498,9 +593,14 @@ pub fn parse_wide(s: &str) -> Result<Wide> {
 }
 
 /// Convert a tensor to dtype `to` with ONNX Cast semantics (numpy `astype` rules:
-/// integers wrap, floats round to nearest even, float8 honours `saturate`, strings
-/// are formatted and parsed like numpy does).
+/// integers wrap, floats round to nearest even, float8 honours `saturate`, e8m0
+/// rounds up, strings are formatted and parsed like numpy does).
 pub fn cast_tensor(x: &Tensor, to: DType, saturate: bool) -> Result<Tensor> {
+    cast_rounded(x, to, saturate, E8m0Round::Up)
+}
+
+/// [`cast_tensor`] with an explicit e8m0 rounding mode (Cast's `round_mode`).
+pub fn cast_rounded(x: &Tensor, to: DType, saturate: bool, round: E8m0Round) -> Result<Tensor> {
     use DType::*;
     let shape = x.shape().to_vec();
     if x.dtype() == to {
@@ -509,33 +609,20 @@ pub fn cast_tensor(x: &Tensor, to: DType, saturate: bool) -> Result<Tensor> {
     if to == String {
         return Ok(Tensor::from_strings(shape, to_strings(x)?)?);
     }
+    let collect =
+        |it: Vec<Wide>| collect_rounded(to, shape.clone(), it.into_iter(), saturate, round);
     match x.dtype() {
-        String => {
-            let w = x
-                .as_strings()?
+        String => collect(
+            x.as_strings()?
                 .iter()
                 .map(|s| parse_wide(s))
-                .collect::<Result<Vec<_>>>()?;
-            collect_as(to, shape, w.into_iter(), saturate)
-        }
-        I4 => collect_as(
-            to,
-            shape,
-            x.as_slice::<i8>()?.iter().map(|v| v.widen()),
-            saturate,
+                .collect::<Result<Vec<_>>>()?,
         ),
-        U4 => collect_as(
-            to,
-            shape,
-            x.as_slice::<u8>()?.iter().map(|v| v.widen()),
-            saturate,
-        ),
-        dt if dt.is_small_float() => {
-            let v = decode_small(x)?;
-            collect_as(to, shape, v.iter().map(|v| v.widen()), saturate)
-        }
+        I4 | I2 => collect(x.as_slice::<i8>()?.iter().map(|v| v.widen()).collect()),
+        U4 | U2 => collect(x.as_slice::<u8>()?.iter().map(|v| v.widen()).collect()),
+        dt if dt.is_small_float() => collect(decode_small(x)?.iter().map(|v| v.widen()).collect()),
         dt => crate::for_dtypes!(dt, S => {
-            collect_as(to, shape, x.as_slice::<S>()?.iter().map(|v| v.widen()), saturate)
+            collect(x.as_slice::<S>()?.iter().map(|v| v.widen()).collect())
         }, [F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool]),
     }
 }
@@ -682,11 +769,49 @@ mod tests {
     }
 
     #[test]
-    fn int4_wraps() {
-        assert_eq!(wrap_i4(-9), 7);
-        assert_eq!(wrap_i4(8), -8);
-        assert_eq!(wrap_u4(-1), 15);
+    fn sub_byte_ints_wrap() {
+        let w = |dt, v| wrap_sub_byte(dt, v).unwrap();
+        assert_eq!(w(DType::I4, -9) as i8, 7);
+        assert_eq!(w(DType::I4, 8) as i8, -8);
+        assert_eq!(w(DType::U4, -1), 15);
+        // ONNX test_cast_FLOAT_to_INT2 / _UINT2: -3..=3 wrap to [1,-2,-1,0,1,-2,-1] / [1,2,3,0,1,2,3].
+        let i2: Vec<i8> = (-3..=3).map(|v| w(DType::I2, v) as i8).collect();
+        assert_eq!(i2, vec![1, -2, -1, 0, 1, -2, -1]);
+        let u2: Vec<u8> = (-3..=3).map(|v| w(DType::U2, v)).collect();
+        assert_eq!(u2, vec![1, 2, 3, 0, 1, 2, 3]);
+        assert_eq!(wrap_sub_byte(DType::I8, 3), None);
         assert_eq!(int_range(DType::I4), Some((-8, 7)));
+        assert_eq!(int_range(DType::I2), Some((-2, 1)));
+        assert_eq!(int_range(DType::U2), Some((0, 3)));
+    }
+
+    #[test]
+    fn e8m0_matches_onnx_reference() {
+        // Values and codes of ONNX test_cast_e8m0_FLOAT_to_FLOAT8E8M0 (round up).
+        let x = [0.0f32, 0.124, 0.25, 0.5, 1.1, 2.0, 4.0, 8.0];
+        let up: Vec<u8> = x
+            .iter()
+            .map(|&v| e8m0_encode(v, true, E8m0Round::Up))
+            .collect();
+        assert_eq!(up, vec![0, 124, 125, 126, 128, 128, 129, 130]);
+        // Hand-derived from to_float8e8m0: 1.5 = 1.1b * 2^0 (guard bit set).
+        let enc = |v: f32, r| e8m0_encode(v, true, r);
+        assert_eq!(enc(1.5, E8m0Round::Down), 127);
+        assert_eq!(enc(1.5, E8m0Round::Nearest), 128);
+        assert_eq!(enc(1.25, E8m0Round::Nearest), 127);
+        assert_eq!(enc(-4.0, E8m0Round::Up), 129);
+        assert_eq!(enc(f32::INFINITY, E8m0Round::Up), 0xff);
+        assert_eq!(enc(f32::MAX, E8m0Round::Up), 0xfe);
+        assert_eq!(e8m0_encode(f32::MAX, false, E8m0Round::Up), 0xff);
+        assert_eq!(e8m0_decode(127), 1.0);
+        assert_eq!(e8m0_decode(0), 2f64.powi(-127));
+        assert!(e8m0_decode(0xff).is_nan());
+        let t = Tensor::from_vec(vec![3], vec![1.5f32, 3.0, 0.3]).unwrap();
+        let y = cast_rounded(&t, DType::F8E8M0, true, E8m0Round::Down).unwrap();
+        assert_eq!(y.bytes(), &[127, 128, 125]);
+        let back = cast_tensor(&y, DType::F16, true).unwrap();
+        assert_eq!(back.to_f64_vec().unwrap(), vec![1.0, 2.0, 0.25]);
+        assert!(E8m0Round::parse("sideways").is_err());
     }
 
     #[test]

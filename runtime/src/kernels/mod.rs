@@ -2,6 +2,7 @@
 //! views of tensors, broadcasting and input access. Op files in [`crate::ops`]
 //! use these instead of re-deriving them.
 
+pub mod attention;
 pub mod convert;
 pub mod fft;
 pub mod gemm;

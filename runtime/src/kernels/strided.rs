@@ -92,7 +92,7 @@ macro_rules! for_any_dtype {
                 type $T = half::bf16;
                 $body
             }
-            __D::I8 | __D::I4 => {
+            __D::I8 | __D::I4 | __D::I2 => {
                 type $T = i8;
                 $body
             }
@@ -110,6 +110,8 @@ macro_rules! for_any_dtype {
             }
             __D::U8
             | __D::U4
+            | __D::U2
+            | __D::F8E8M0
             | __D::F8E4M3FN
             | __D::F8E4M3FNUZ
             | __D::F8E5M2

@@ -1,10 +1,11 @@
-//! Kernels: Cast, CastLike and BitCast, including float8/int4 and string conversions.
+//! Kernels: Cast, CastLike and BitCast, including float8/e8m0, int4/int2 and
+//! string conversions.
 //!
 //! The conversions themselves live in [`crate::kernels::convert`]; Cast's target
 //! dtype is the output type that inference derived from the `to` code.
 
 use crate::error::{Result, RuntimeError};
-use crate::kernels::convert::cast_tensor;
+use crate::kernels::convert::{cast_rounded, E8m0Round};
 use crate::kernels::{input, one};
 use crate::registry::{KernelCtx, Registry};
 use egret_ir::{DType, Tensor, Value};
@@ -26,22 +27,21 @@ pub(crate) fn out_dtype(ctx: &KernelCtx<'_>, i: usize) -> Result<DType> {
         .ok_or_else(|| RuntimeError::msg(format!("output {i} has no tensor type")))
 }
 
-/// The `saturate` attribute (default on).
-fn saturate(ctx: &KernelCtx<'_>) -> Result<bool> {
-    Ok(ctx.attrs().int_or("saturate", 1)? != 0)
+/// Cast `x` to `to` with the node's `saturate` (default on) and `round_mode`
+/// (default `up`, used for float8 e8m0) attributes.
+fn cast_with_attrs(ctx: &KernelCtx<'_>, x: &Tensor, to: DType) -> Result<Vec<Value>> {
+    let a = ctx.attrs();
+    let saturate = a.int_or("saturate", 1)? != 0;
+    let round = E8m0Round::parse(a.string_or("round_mode", "up")?)?;
+    one(cast_rounded(x, to, saturate, round)?)
 }
 
 fn cast(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    one(cast_tensor(
-        input(inputs, 0)?,
-        out_dtype(ctx, 0)?,
-        saturate(ctx)?,
-    )?)
+    cast_with_attrs(ctx, input(inputs, 0)?, out_dtype(ctx, 0)?)
 }
 
 fn cast_like(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    let to = input(inputs, 1)?.dtype();
-    one(cast_tensor(input(inputs, 0)?, to, saturate(ctx)?)?)
+    cast_with_attrs(ctx, input(inputs, 0)?, input(inputs, 1)?.dtype())
 }
 
 /// Reinterpret the bits of each element as `to` (same element size).

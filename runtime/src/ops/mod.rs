@@ -17,6 +17,7 @@ pub mod rnn;
 pub mod sequence;
 pub mod shape;
 pub mod signal;
+pub mod statespace;
 pub mod strings;
 pub mod vision;
 
@@ -39,6 +40,7 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     control::register(r);
     attention::register(r);
     signal::register(r);
+    statespace::register(r);
     loss::register(r);
     vision::register(r);
     strings::register(r);

@@ -2,8 +2,9 @@
 //!
 //! Scales and zero points are per tensor, per axis (`axis`) or blocked
 //! (`block_size` along `axis`). Quantized values can be any integer type
-//! (int4/uint4 included, saturating) or a float8/float4 type (`saturate`). The
-//! output type is the one inference derived (zero point type / `output_dtype`).
+//! (int4/uint4/int2/uint2 included, saturating) or a float8/float4 type
+//! (`saturate`). Scales may be float8 e8m0 (MX scales). The output type is the
+//! one inference derived (zero point type / `output_dtype`).
 
 use super::cast::out_dtype;
 use crate::bail;
@@ -90,7 +91,7 @@ impl Layout {
     }
 }
 
-/// Elements as f64: numbers directly, float8/float4 codes decoded.
+/// Elements as f64: numbers directly, float8/float4/e8m0 codes decoded.
 fn values_f64(t: &Tensor) -> Result<Vec<f64>> {
     if t.dtype().is_small_float() {
         Ok(decode_small(t)?.into_iter().map(f64::from).collect())
@@ -137,11 +138,7 @@ fn quantize(
     precision: i64,
 ) -> Result<Tensor> {
     let layout = Layout::new(x.shape(), scale.shape(), axis, block)?;
-    let (xs, ss, zs) = (
-        x.to_f64_vec()?,
-        scale.to_f64_vec()?,
-        zero_points(zp, scale)?,
-    );
+    let (xs, ss, zs) = (x.to_f64_vec()?, values_f64(scale)?, zero_points(zp, scale)?);
     let prec = division_precision(precision, scale.dtype())?;
     let q = xs.iter().enumerate().map(|(i, &v)| {
         let p = layout.index(i);
@@ -185,7 +182,7 @@ fn dequantize(
 ) -> Result<Tensor> {
     let layout = Layout::new(x.shape(), scale.shape(), axis, block)?;
     let xs = values_f64(x)?;
-    let ss = scale.to_f64_vec()?;
+    let ss = values_f64(scale)?;
     let zs = if x.dtype().is_small_float() {
         vec![0.0; ss.len()]
     } else {
