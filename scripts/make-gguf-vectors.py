@@ -12,6 +12,12 @@ package implements it) with random block bytes whose f16 scale fields are set to
 random finite values, so every bit field of every format is exercised. F16 and
 BF16 cover specials (zeros, subnormals, infinities, NaNs with payloads).
 
+With the SmolLM2 model fetched (scripts/fetch-models.sh smollm2) it also writes
+smollm2-tokens.json: token ids of tricky strings from a from-scratch byte-level
+BPE written here after llama.cpp's (`llm_tokenizer_bpe`, pre-tokenizer `smollm`:
+the regexes `\p{N}` then GPT-2's, applied in turn), independent of the HF
+`tokenizers` library the Rust side uses. Needs `pip install regex`.
+
 It also writes tiny.gguf: a GGUF v3 file with one tensor per type (the same
 bytes, shaped [rows, 2 * block]) and metadata of every value type, including
 nested arrays, for the reader tests. Its metadata and tensor table are described
@@ -141,5 +147,111 @@ def main():
     print(f"wrote {len(types)} types to {OUT} ({total} bytes)", file=sys.stderr)
 
 
+# llama.cpp's pre-tokenizer regexes for `tokenizer.ggml.pre = smollm`, in order.
+SMOLLM_SPLITS = [
+    r"\p{N}",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+]
+
+TRICKY = [
+    "The capital of France is",
+    "Hello world",
+    " leading space and trailing  ",
+    "multiple   spaces\there\n\nnew lines\r\n",
+    "digits 1234567 and 3.14159, 2024-11-23",
+    "unicode: caf\u00e9, na\u00efve, \u00fcber, \u65e5\u672c\u8a9e, \U0001F600\U0001F44D",
+    "I'm sure they'll say it's 'quoted' and won't",
+    "<|im_start|>user\nHi there<|im_end|>\n",
+    "code: fn main() { println!(\"{}\", x[0] + 1); }",
+    "\u0645\u0631\u062d\u0628\u0627 \u0928\u092e\u0938\u094d\u0924\u0947 \u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439\u0442\u0435",
+    "tabs\t\tand   \n  mixed \u00a0nbsp",
+]
+
+
+def bytes_to_unicode():
+    """GPT-2's reversible byte -> printable character map."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) \
+        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def split_all(text, patterns):
+    """Apply each regex in turn to every fragment; matches and gaps both stay."""
+    import regex
+    frags = [text]
+    for pat in patterns:
+        out = []
+        for f in frags:
+            pos = 0
+            for m in regex.finditer(pat, f):
+                if m.start() > pos:
+                    out.append(f[pos:m.start()])
+                if m.end() > m.start():
+                    out.append(m.group())
+                pos = m.end()
+            if pos < len(f):
+                out.append(f[pos:])
+        frags = out
+    return frags
+
+
+def bpe_encode(text, vocab, ranks, specials):
+    """Byte-level BPE: special tokens whole, then split, map bytes, merge by rank."""
+    import regex
+    b2u = bytes_to_unicode()
+    ids = []
+    special_re = "(" + "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")"
+    for part in regex.split(special_re, text):
+        if part in specials:
+            ids.append(vocab[part])
+            continue
+        for frag in split_all(part, SMOLLM_SPLITS):
+            word = [b2u[b] for b in frag.encode("utf-8")]
+            while len(word) > 1:
+                pairs = [(ranks.get((a, b), 1 << 60), i) for i, (a, b) in enumerate(zip(word, word[1:]))]
+                rank, i = min(pairs)
+                if rank == 1 << 60:
+                    break
+                word[i:i + 2] = [word[i] + word[i + 1]]
+            ids.extend(vocab[w] for w in word)
+    return ids
+
+
+def smollm2_tokens():
+    path = os.path.expanduser(os.environ.get("EGRET_CACHE", "~/.cache/egret"))
+    path = os.path.join(path, "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(path):
+        print(f"skipping tokenizer vectors: {path} absent", file=sys.stderr)
+        return
+    r = gguf.GGUFReader(path)
+
+    def field(name):
+        f = r.fields[name]
+        return [bytes(f.parts[i]).decode("utf-8") if f.types[-1] == gguf.GGUFValueType.STRING
+                else int(f.parts[i][0]) for i in f.data]
+
+    tokens = field("tokenizer.ggml.tokens")
+    types = field("tokenizer.ggml.token_type")
+    merges = field("tokenizer.ggml.merges")
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ranks = {tuple(m.split(" ")): i for i, m in enumerate(merges)}
+    specials = {t for t, ty in zip(tokens, types) if ty == 3}
+    cases = [{"text": t, "ids": bpe_encode(t, vocab, ranks, specials)} for t in TRICKY]
+    assert cases[0]["ids"] == [504, 3575, 282, 4649, 314], cases[0]["ids"]
+    out = os.path.join(OUT, "smollm2-tokens.json")
+    with open(out + ".tmp", "w") as f:
+        json.dump(cases, f, indent=1, ensure_ascii=True)
+        f.write("\n")
+    os.replace(out + ".tmp", out)
+
+
 if __name__ == "__main__":
     main()
+    smollm2_tokens()

@@ -72,6 +72,9 @@ Examples:
     },
     /// Measure a model's quality: embedding similarity of sentence pairs.
     Eval(cli::eval::EvalArgs),
+    /// Continue a prompt with a language model, streaming tokens and reporting
+    /// prefill and decode speed.
+    Generate(cli::generate::GenerateArgs),
 }
 
 fn split_kv(s: &str) -> Result<(&str, &str), String> {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { model, json } => cli::inspect::main(&model, json),
         Command::Eval(args) => cli::eval::main(&args),
+        Command::Generate(args) => cli::generate::main(&args),
         Command::Run {
             model,
             inputs,

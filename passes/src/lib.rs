@@ -1,5 +1,5 @@
 //! # egret-passes
-//!
-//! (Design notes are being written; see the module docs.)
 
 pub mod egraph;
+pub mod extract;
+pub mod rules;

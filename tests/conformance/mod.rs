@@ -283,7 +283,7 @@ fn run_case(case: &Case, backend: Backend) -> TestResult {
         status: Status::Fail,
         detail,
     };
-    let model = match onnx::load(&case.model) {
+    let model = match onnx::load(&case.model).map_err(onnx::OnnxError::into_root) {
         Ok(m) => m,
         Err(onnx::OnnxError::Unsupported(list)) => {
             let ops: Vec<String> = list

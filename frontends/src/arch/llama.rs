@@ -209,7 +209,9 @@ pub fn params_from_gguf(file: &GgufFile) -> Result<Params, ArchError> {
 
 /// Build `LlamaForCausalLM` from its HF config and weights.
 pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
-    build_with(&params_from_config(cfg)?, &HF_NAMES, w)
+    // Only a single positive id is recorded (some configs list several).
+    let eos = cfg.dim(&["eos_token_id"]).ok().map(|id| id as i64);
+    build_with(&params_from_config(cfg)?, &HF_NAMES, w, eos)
 }
 
 /// Build the llama graph of a GGUF file (`general.architecture` = `llama`),
@@ -221,11 +223,22 @@ pub fn build_gguf(file: &GgufFile) -> Result<Model, ArchError> {
         heads: p.heads,
         kv_heads: p.kv_heads,
     };
-    build_with(&p, &GGUF_NAMES, &w)
+    let eos = file
+        .metadata()
+        .opt_i64("tokenizer.ggml.eos_token_id")
+        .map_err(|e| ArchError::Config(e.to_string()))?;
+    build_with(&p, &GGUF_NAMES, &w, eos)
 }
 
-/// Build the graph for `p` with weights named by `names`.
-pub fn build_with(p: &Params, names: &Names, w: &dyn WeightSource) -> Result<Model, ArchError> {
+/// Build the graph for `p` with weights named by `names`. The end-of-sequence
+/// id, when known, is recorded as the metadata `eos_token_id` (generation stops
+/// there).
+pub fn build_with(
+    p: &Params,
+    names: &Names,
+    w: &dyn WeightSource,
+    eos: Option<i64>,
+) -> Result<Model, ArchError> {
     let mut b = Builder::new("llama", w);
     let ids = b.token_input("input_ids")?;
     let batch_seq = vec![Dim::Sym("batch".into()), Dim::Sym("seq".into())];
@@ -277,7 +290,10 @@ pub fn build_with(p: &Params, names: &Names, w: &dyn WeightSource) -> Result<Mod
     let logits = b.unrows(logits)?;
     let mut named: Vec<(&str, OutletId)> = vec![("logits", logits)];
     named.extend(outputs.iter().map(|(n, o)| (n.as_str(), *o)));
-    b.finish(&named, &[("architecture", "LlamaForCausalLM")])
+    let eos = eos.map(|id| id.to_string());
+    let mut meta = vec![("architecture", "LlamaForCausalLM")];
+    meta.extend(eos.as_deref().map(|id| ("eos_token_id", id)));
+    b.finish(&named, &meta)
 }
 
 /// A `[batch, kv_heads, past, head_dim]` cache input.

@@ -296,6 +296,11 @@ impl Metadata {
         }
     }
 
+    /// The file the metadata came from (as named in errors).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.entries.len()

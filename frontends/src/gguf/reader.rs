@@ -440,6 +440,12 @@ impl GgufFile {
         .map_err(|e| t_err(e.to_string()))
     }
 
+    /// The model's tokenizer as HF `tokenizer.json` text (see
+    /// [`super::tokenizer`]), or `None` if the file has none.
+    pub fn tokenizer_json(&self) -> Result<Option<String>, GgufError> {
+        super::tokenizer::tokenizer_json(&self.metadata)
+    }
+
     /// The raw bytes of tensor `name` (packed blocks for quantized types).
     pub fn tensor_bytes(&self, name: &str) -> Option<&[u8]> {
         let info = self.tensor_info(name)?;

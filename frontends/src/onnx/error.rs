@@ -104,6 +104,15 @@ pub enum OnnxError {
         /// The IR error.
         source: IrError,
     },
+    /// An import error of a model file, with the file named ([`super::load`]
+    /// wraps every error that does not already name it).
+    #[error("{}: {source}", path.display())]
+    InFile {
+        /// The model file.
+        path: PathBuf,
+        /// What went wrong in it.
+        source: Box<OnnxError>,
+    },
 }
 
 fn fmt_ops(ops: &[(String, String, i64)]) -> String {
@@ -120,6 +129,26 @@ fn fmt_ops(ops: &[(String, String, i64)]) -> String {
 }
 
 impl OnnxError {
+    /// The error itself, without the [`OnnxError::InFile`] wrapper (for callers
+    /// that match on the kind of failure).
+    pub fn into_root(self) -> OnnxError {
+        match self {
+            OnnxError::InFile { source, .. } => source.into_root(),
+            other => other,
+        }
+    }
+
+    /// Wrap the error in [`OnnxError::InFile`] unless it names its file already.
+    pub(crate) fn in_file(self, path: &std::path::Path) -> OnnxError {
+        match self {
+            e @ (OnnxError::Io { .. } | OnnxError::Decode { .. } | OnnxError::InFile { .. }) => e,
+            e => OnnxError::InFile {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
+        }
+    }
+
     /// A [`OnnxError::Tensor`] error.
     pub(crate) fn tensor(name: &str, msg: impl Into<String>) -> OnnxError {
         OnnxError::Tensor {

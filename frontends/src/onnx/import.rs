@@ -13,6 +13,7 @@
 use super::normalize::{normalize, resolve_deferred};
 use super::proto::{
     attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto,
+    ValueInfoProto,
 };
 use super::tensor::{decode, sparse_to_dense, ExternalFiles};
 use super::types::{more_specific, value_type, SymGen};
@@ -192,6 +193,19 @@ impl<'a> Lower<'a> {
         })
     }
 
+    /// The declared type of a graph input or output (`what`), errors naming it.
+    fn declared(
+        &mut self,
+        vi: &ValueInfoProto,
+        what: &str,
+        graph: &str,
+    ) -> Result<(String, Option<ValueType>), OnnxError> {
+        let ty = self.decode_type(vi.r#type.as_ref()).map_err(|e| {
+            OnnxError::Invalid(format!("{what} `{}` of graph `{graph}`: {e}", vi.name))
+        })?;
+        Ok((vi.name.clone(), ty))
+    }
+
     /// Lower one graph; `depth` counts enclosing graphs, `owner` names the node holding it.
     fn graph(&mut self, gp: &GraphProto, depth: usize, owner: &str) -> Result<LGraph, OnnxError> {
         if depth > MAX_SUBGRAPH_DEPTH {
@@ -215,7 +229,7 @@ impl<'a> Lower<'a> {
         let init: HashSet<String> = consts.iter().map(|(n, _)| n.clone()).collect();
         let mut inputs = vec![];
         for vi in gp.input.iter().filter(|vi| !init.contains(&vi.name)) {
-            inputs.push((vi.name.clone(), self.decode_type(vi.r#type.as_ref())?));
+            inputs.push(self.declared(vi, "input", &gp.name)?);
         }
         let mut nodes = vec![];
         for np in &gp.node {
@@ -223,7 +237,7 @@ impl<'a> Lower<'a> {
         }
         let mut outputs = vec![];
         for vi in &gp.output {
-            outputs.push((vi.name.clone(), self.decode_type(vi.r#type.as_ref())?));
+            outputs.push(self.declared(vi, "output", &gp.name)?);
         }
         let mut value_info = HashMap::new();
         for vi in &gp.value_info {
@@ -311,8 +325,12 @@ impl<'a> Lower<'a> {
                     a.name
                 )));
             }
+            // Subgraph errors carry their own context; the rest get this node's.
             match self.attr(a, depth, &label).map_err(|e| match e {
                 OnnxError::Invalid(m) => nerr(format!("attribute `{}`: {m}", a.name)),
+                e @ (OnnxError::Tensor { .. } | OnnxError::ExternalData { .. }) => {
+                    nerr(format!("attribute `{}`: {e}", a.name))
+                }
                 other => other,
             })? {
                 Converted::Attr(x) => attrs.set(&a.name, x),

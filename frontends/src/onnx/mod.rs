@@ -6,8 +6,9 @@
 //!   `SequenceProto` or `OptionalProto`, chosen by the expected [`ValueType`]).
 //! * [`tensor_from_proto`]: one `TensorProto` → [`Tensor`]; [`tensor_to_proto`]
 //!   the inverse (inline `raw_data`, sub-byte types packed).
-//! * [`OnnxError`]: every failure, typed. A model with ops egret does not support
-//!   fails with [`OnnxError::Unsupported`] listing *all* of them at once.
+//! * [`OnnxError`]: every failure, typed, naming the file, node, op or tensor it
+//!   is about. A model with ops egret does not support fails with
+//!   [`OnnxError::Unsupported`] listing *all* of them at once.
 //!
 //! # What import does
 //! * Graph inputs become `Input` nodes, except inputs shadowed by an initializer
@@ -96,10 +97,12 @@ fn folder_of(path: &Path) -> &Path {
 }
 
 /// Load an `.onnx` model file. External data is resolved relative to its folder.
+/// Every error names the file ([`OnnxError::into_root`] strips that wrapper).
 pub fn load(path: &Path) -> Result<Model, OnnxError> {
     let bytes = read(path)?;
     let mp: ModelProto = parse(&bytes, || path.display().to_string())?;
-    let mut model = import::import_model(&mp, Some(folder_of(path)))?;
+    let mut model =
+        import::import_model(&mp, Some(folder_of(path))).map_err(|e| e.in_file(path))?;
     model
         .metadata
         .insert("source".into(), path.display().to_string());

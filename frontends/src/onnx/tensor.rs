@@ -65,6 +65,11 @@ pub(crate) fn decode(
     }
     let ir = |e: egret_ir::IrError| err(e.to_string());
     if dtype == DType::String {
+        if !tp.raw_data.is_empty() {
+            return Err(err(
+                "string tensors cannot use raw_data (strings go in string_data)".into(),
+            ));
+        }
         if tp.string_data.len() != numel {
             return Err(err(format!(
                 "{} strings for {numel} elements",

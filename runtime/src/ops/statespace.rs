@@ -308,7 +308,7 @@ fn linear_attention(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec
     with_workprec!(dt, W => {
         let mut state = match opt_input(inputs, 3)? {
             Some(p) => load::<W>(p)?.into_owned(),
-            None => vec![W::zero(); d.b * d.hkv * d.dk * d.dv],
+            None => vec![W::default(); d.b * d.hkv * d.dk * d.dv],
         };
         let decay = opt_input(inputs, 4)?.map(load::<W>).transpose()?;
         let beta = opt_input(inputs, 5)?.map(load::<W>).transpose()?;
