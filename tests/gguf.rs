@@ -249,3 +249,32 @@ fn smollm2_header_and_tensors() {
     );
     assert!(f.tensor("output.weight").is_err()); // tied embeddings
 }
+
+#[derive(serde::Deserialize)]
+struct TokenCase {
+    text: String,
+    ids: Vec<i64>,
+}
+
+#[test]
+fn smollm2_tokenizer_matches_llama_cpp_semantics() {
+    let Some(f) = smollm2() else { return };
+    let json = f.tokenizer_json().unwrap().expect("SmolLM2 has a tokenizer");
+    let tok = egret_runtime::tokenizer::Tokenizer::from_json(&json).unwrap();
+    assert_eq!(tok.vocab_size(), 49152);
+    // The reference ids of the issue (no BOS: add_bos_token is false).
+    let ids = tok.encode("The capital of France is", true).unwrap();
+    assert_eq!(ids, [504, 3575, 282, 4649, 314]);
+    // Tricky strings against the script's from-scratch BPE (llama.cpp's rules).
+    let cases: Vec<TokenCase> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smollm2-tokens.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(cases.len() >= 10);
+    for c in &cases {
+        let got = tok.encode(&c.text, true).unwrap();
+        assert_eq!(got, c.ids, "{:?}", c.text);
+        assert_eq!(tok.decode(&got, false).unwrap(), c.text, "round trip");
+    }
+    assert_eq!(tok.token_id("<|im_start|>"), Some(1));
+}

@@ -326,11 +326,11 @@ impl Metadata {
 
     /// The value of `key` converted by `f`; `Ok(None)` when absent, an error
     /// naming the key when present with an unusable type or value.
-    fn typed<T>(
-        &self,
+    fn typed<'a, T>(
+        &'a self,
         key: &str,
         want: &str,
-        f: impl FnOnce(&MetaValue) -> Option<T>,
+        f: impl FnOnce(&'a MetaValue) -> Option<T>,
     ) -> Result<Option<T>, GgufError> {
         match self.get(key) {
             None => Ok(None),

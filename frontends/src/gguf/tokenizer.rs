@@ -116,11 +116,23 @@ pub fn tokenizer_json(md: &Metadata) -> Result<Option<String>, GgufError> {
         })?;
         Ok(Some((tok.to_string(), id)))
     };
-    let mut single: Vec<Value> = Vec::new();
+    // The post-processor template: [BOS] $A [EOS], each only if its flag is set.
+    let mut single = vec![json!({"Sequence": {"id": "A", "type_id": 0}})];
     let mut special_tokens = Map::new();
-    let mut add = |flag: &str, id_key: &str, front: bool| -> Result<(), GgufError> {
+    for (flag, id_key, front) in [
+        (
+            "tokenizer.ggml.add_bos_token",
+            "tokenizer.ggml.bos_token_id",
+            true,
+        ),
+        (
+            "tokenizer.ggml.add_eos_token",
+            "tokenizer.ggml.eos_token_id",
+            false,
+        ),
+    ] {
         if md.opt_bool(flag)? != Some(true) {
-            return Ok(());
+            continue;
         }
         let (tok, id) = special(id_key)?
             .ok_or_else(|| unsupported(id_key, format!("missing, but {flag} is set")))?;
@@ -134,19 +146,7 @@ pub fn tokenizer_json(md: &Metadata) -> Result<Option<String>, GgufError> {
             tok.clone(),
             json!({"id": tok, "ids": [id], "tokens": [tok]}),
         );
-        Ok(())
-    };
-    single.push(json!({"Sequence": {"id": "A", "type_id": 0}}));
-    add(
-        "tokenizer.ggml.add_bos_token",
-        "tokenizer.ggml.bos_token_id",
-        true,
-    )?;
-    add(
-        "tokenizer.ggml.add_eos_token",
-        "tokenizer.ggml.eos_token_id",
-        false,
-    )?;
+    }
     let post = if special_tokens.is_empty() {
         json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false})
     } else {

@@ -30,6 +30,8 @@ mod shape;
 mod signal;
 mod statespace;
 mod strings;
+mod tfidf;
+mod training;
 mod vision;
 
 use crate::error::IrError;
@@ -83,8 +85,10 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| statespace::rule(op_type))
             .or_else(|| loss::rule(op_type))
             .or_else(|| vision::rule(op_type))
-            .or_else(|| strings::rule(op_type)),
+            .or_else(|| strings::rule(op_type))
+            .or_else(|| tfidf::rule(op_type)),
         "ai.onnx.ml" => strings::ml_rule(op_type),
+        "ai.onnx.preview.training" => training::rule(op_type),
         _ => None,
     }
 }

@@ -46,7 +46,7 @@ fn sink_binary(eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let [l, r] = ch else { return None };
     let single = |id: Id| facts(eg, id).known_shape().is_some_and(|s| s.iter().product::<usize>() == 1);
     for (ta, pa) in transposes(eg, *l) {
-        let mut build = |rhs_operand: Id| {
+        let build = |rhs_operand: Id| {
             let mut b = Rhs::new();
             let (ai, ci) = (b.class(ta), b.class(rhs_operand));
             let u = b.op(key.call.clone(), &[ai, ci]);

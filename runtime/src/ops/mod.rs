@@ -19,6 +19,8 @@ pub mod shape;
 pub mod signal;
 pub mod statespace;
 pub mod strings;
+pub mod tfidf;
+pub mod training;
 pub mod vision;
 
 /// Register every family's kernels.
@@ -44,4 +46,6 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     loss::register(r);
     vision::register(r);
     strings::register(r);
+    tfidf::register(r);
+    training::register(r);
 }
