@@ -39,10 +39,14 @@ fn model() -> Option<&'static (Decoder, Tokenizer)> {
         if !path.exists() {
             return None;
         }
-        let loaded = egret_frontends::load(&path).expect("SmolLM2 loads");
-        let tok = Tokenizer::from_json(loaded.tokenizer_json.as_deref().expect("GGUF tokenizer"))
-            .expect("tokenizer parses");
-        Some((Decoder::new(loaded.model).expect("decoder graph"), tok))
+        let f = egret_frontends::gguf::GgufFile::open(&path).unwrap();
+        let model = egret_frontends::arch::llama::build_gguf(&f).unwrap();
+        let json = egret_frontends::gguf::tokenizer::tokenizer_json(f.metadata()).unwrap().unwrap();
+        let tok = Tokenizer::from_json(&json).expect("tokenizer parses");
+        let t = std::time::Instant::now();
+        let d = Decoder::new(model).expect("decoder graph");
+        eprintln!("fold {:?}", t.elapsed());
+        Some((d, tok))
     })
     .as_ref()
     .or_else(|| {

@@ -15,6 +15,7 @@ mod cast;
 pub mod common;
 mod control;
 mod conv;
+pub mod egret_ops;
 mod elementwise;
 mod gather;
 mod linalg;
@@ -22,6 +23,7 @@ mod loss;
 mod norm;
 mod pool;
 mod quant;
+mod random;
 mod reduce;
 mod resize;
 mod rnn;
@@ -86,8 +88,10 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| loss::rule(op_type))
             .or_else(|| vision::rule(op_type))
             .or_else(|| strings::rule(op_type))
-            .or_else(|| tfidf::rule(op_type)),
+            .or_else(|| tfidf::rule(op_type))
+            .or_else(|| random::rule(op_type)),
         "ai.onnx.ml" => strings::ml_rule(op_type),
+        egret_ops::DOMAIN => egret_ops::rule(op_type),
         "ai.onnx.preview.training" => training::rule(op_type),
         _ => None,
     }

@@ -1,6 +1,7 @@
 //! Op kernels, one file per op family. Each file exposes `register`.
 pub mod activation;
 pub mod attention;
+pub mod blocks;
 pub mod cast;
 pub mod control;
 pub mod conv;
@@ -11,6 +12,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod random;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
@@ -38,6 +40,7 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     norm::register(r);
     resize::register(r);
     quant::register(r);
+    blocks::register(r);
     rnn::register(r);
     control::register(r);
     attention::register(r);
@@ -48,4 +51,5 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     strings::register(r);
     tfidf::register(r);
     training::register(r);
+    random::register(r);
 }
