@@ -75,6 +75,21 @@ Examples:
     /// Continue a prompt with a language model, streaming tokens and reporting
     /// prefill and decode speed.
     Generate(cli::generate::GenerateArgs),
+    /// Optimize a model by equality saturation (or a chosen pass pipeline).
+    Optimize(cli::optimize::OptimizeArgs),
+    /// List the optimizer's passes, or calibrate its cost model.
+    #[command(after_help = "\
+Examples:
+  egret passes
+  egret passes --calibrate > cost.json   # then: egret optimize --cost-model cost.json")]
+    Passes {
+        /// Time the interpreter on micro-graphs and print cost-model constants as JSON.
+        #[arg(long)]
+        calibrate: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn split_kv(s: &str) -> Result<(&str, &str), String> {
@@ -103,6 +118,8 @@ fn main() -> ExitCode {
         Command::Inspect { model, json } => cli::inspect::main(&model, json),
         Command::Eval(args) => cli::eval::main(&args),
         Command::Generate(args) => cli::generate::main(&args),
+        Command::Optimize(args) => cli::optimize::main(&args),
+        Command::Passes { calibrate, json } => cli::passes::main(calibrate, json),
         Command::Run {
             model,
             inputs,

@@ -55,10 +55,13 @@ pub enum LoadError {
     /// The safetensors frontend (or its architecture builder) failed.
     #[error(transparent)]
     Safetensors(#[from] safetensors::SafetensorsError),
+    /// The GGUF frontend (or its architecture builder) failed.
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
 }
 
 /// Load a model, choosing the frontend by file extension (`.onnx`,
-/// `.safetensors`; a folder is a safetensors model folder). This is the
+/// `.safetensors`, `.gguf`; a folder is a safetensors model folder). This is the
 /// one place a new format gets wired in; the CLI and library users both call it.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let bad = |msg: String| LoadError::Path {
@@ -77,12 +80,13 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         .unwrap_or_default();
     match ext.as_str() {
         "safetensors" => Ok(safetensors::load(path)?),
+        "gguf" => Ok(gguf::load(path)?),
         "onnx" => Ok(Loaded {
             model: onnx::load(path)?,
             tokenizer_json: None,
         }),
         _ => Err(bad(format!(
-            "unknown model format `.{ext}` (expected .onnx, .safetensors or a model folder)"
+            "unknown model format `.{ext}` (expected .onnx, .safetensors, .gguf or a model folder)"
         ))),
     }
 }

@@ -65,7 +65,8 @@ pub fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Result<Ten
             return cast(t, d);
         }
         d if d.is_float() => {
-            let t = Tensor::from_vec(shape, (0..n).map(|_| rng.uniform()).collect()).map_err(|e| e.to_string())?;
+            let t = Tensor::from_vec(shape, (0..n).map(|_| rng.uniform()).collect())
+                .map_err(|e| e.to_string())?;
             return cast(t, d);
         }
         d => return Err(format!("cannot make random {d} data")),
@@ -74,19 +75,27 @@ pub fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Result<Ten
 }
 
 fn cast(t: Tensor, to: DType) -> Result<Tensor, String> {
-    egret_runtime::kernels::convert::cast_rounded(&t, to, true, Default::default()).map_err(|e| e.to_string())
+    egret_runtime::kernels::convert::cast_rounded(&t, to, true, Default::default())
+        .map_err(|e| e.to_string())
 }
 
 /// Random values for every input of `g`. Symbolic dims take their size from
 /// `dims` (default 2); the same symbol gets the same size everywhere.
-pub fn random_inputs(g: &Graph, dims: &HashMap<String, usize>, seed: u64) -> Result<Vec<Value>, CheckError> {
+pub fn random_inputs(
+    g: &Graph,
+    dims: &HashMap<String, usize>,
+    seed: u64,
+) -> Result<Vec<Value>, CheckError> {
     let mut rng = Rng(seed);
     g.inputs
         .iter()
         .map(|&o| {
             let name = g.value_name(o).to_string();
             let err = |m: String| CheckError::Input(name.clone(), m);
-            let t = g.value_type(o).as_tensor().ok_or_else(|| err("not a tensor".into()))?;
+            let t = g
+                .value_type(o)
+                .as_tensor()
+                .ok_or_else(|| err("not a tensor".into()))?;
             let shape: Vec<usize> = t
                 .shape
                 .as_ref()
@@ -98,7 +107,9 @@ pub fn random_inputs(g: &Graph, dims: &HashMap<String, usize>, seed: u64) -> Res
                     Dim::Sym(s) => dims.get(s).copied().unwrap_or(2),
                 })
                 .collect();
-            random_tensor(t.dtype, &shape, &mut rng).map(Value::Tensor).map_err(err)
+            random_tensor(t.dtype, &shape, &mut rng)
+                .map(Value::Tensor)
+                .map_err(err)
         })
         .collect()
 }
@@ -115,7 +126,11 @@ pub struct MaxError {
 /// Compare output lists (`got` against `want`). NaN matches NaN; infinities must match exactly.
 pub fn max_error(got: &[Value], want: &[Value]) -> Result<MaxError, CheckError> {
     if got.len() != want.len() {
-        return Err(CheckError::Mismatch(format!("{} outputs vs {}", got.len(), want.len())));
+        return Err(CheckError::Mismatch(format!(
+            "{} outputs vs {}",
+            got.len(),
+            want.len()
+        )));
     }
     let mut e = MaxError::default();
     for (i, (g, w)) in got.iter().zip(want).enumerate() {

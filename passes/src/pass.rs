@@ -88,7 +88,11 @@ impl EqSatPass {
             .map(|sets| {
                 let rules = sets
                     .iter()
-                    .map(|s| rules::by_name(s).map(|r| (r.rules)()).ok_or_else(|| format!("no rule set `{s}`")))
+                    .map(|s| {
+                        rules::by_name(s)
+                            .map(|r| (r.rules)())
+                            .ok_or_else(|| format!("no rule set `{s}`"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((sets.join("+"), rules.into_iter().flatten().collect()))
             })
@@ -115,7 +119,8 @@ impl Pass for EqSatPass {
                 rules: r.clone(),
             })
             .collect();
-        let (g, stats) = saturate(&model.graph, stages, ctx.limits, &ctx.cost).map_err(|e| e.to_string())?;
+        let (g, stats) =
+            saturate(&model.graph, stages, ctx.limits, &ctx.cost).map_err(|e| e.to_string())?;
         model.graph = g;
         Ok(Some(stats))
     }

@@ -104,7 +104,12 @@ fn extract_graph(
 }
 
 /// Saturate `g` with `stages` under `limits` and extract the cheapest graph.
-pub fn saturate(g: &Graph, stages: Vec<Stage>, limits: Limits, model: &CostModel) -> Result<(Graph, Stats), IrError> {
+pub fn saturate(
+    g: &Graph,
+    stages: Vec<Stage>,
+    limits: Limits,
+    model: &CostModel,
+) -> Result<(Graph, Stats), IrError> {
     let imported = import(g)?;
     let roots = imported.roots.clone();
     let mut eg = imported.egraph;
@@ -171,5 +176,12 @@ pub fn saturate(g: &Graph, stages: Vec<Stage>, limits: Limits, model: &CostModel
 /// Import `g` and export it again with no rewriting (tests the translation).
 pub fn round_trip(g: &Graph) -> Result<Graph, IrError> {
     let imported = import(g)?;
-    extract_graph(&imported.egraph, &imported.roots, &imported.names, g, &CostModel::default()).map(|r| r.0)
+    extract_graph(
+        &imported.egraph,
+        &imported.roots,
+        &imported.names,
+        g,
+        &CostModel::default(),
+    )
+    .map(|r| r.0)
 }

@@ -3,6 +3,8 @@
 pub mod eval;
 pub mod generate;
 pub mod inspect;
+pub mod optimize;
+pub mod passes;
 pub mod run;
 
 use anyhow::{Context, Result};

@@ -9,8 +9,10 @@
 //! * [`tokenizer`]: the vocabulary in the metadata converted to an HF
 //!   `tokenizer.json`, so one tokenizer implementation serves every format.
 //!
-//! The architecture graph builders (llama, ...) live in the frontend's `arch`
-//! module and read weights through [`GgufFile`].
+//! [`load`] turns a file into a [`crate::Loaded`]: the graph of its
+//! `general.architecture`, built by the frontend's `arch` module from weights
+//! read through [`GgufFile`], plus the tokenizer. The GGUF metadata is copied
+//! into the model's metadata (arrays summarised) so `egret inspect` shows it.
 
 pub mod ggml_type;
 pub mod metadata;
@@ -20,6 +22,10 @@ pub mod tokenizer;
 pub use ggml_type::GgmlType;
 pub use metadata::{MetaArray, MetaType, MetaValue, Metadata};
 pub use reader::{GgufFile, TensorInfo};
+
+use crate::arch::ArchError;
+use crate::Loaded;
+use std::path::Path;
 
 /// Everything that can go wrong reading a GGUF file. Each variant names the file
 /// and, where it applies, the metadata key or tensor.
@@ -51,6 +57,14 @@ pub enum GgufError {
         /// What is wrong.
         msg: String,
     },
+    /// The architecture's graph could not be built.
+    #[error("{file}: {source}")]
+    Build {
+        /// The file.
+        file: String,
+        /// The builder's error.
+        source: ArchError,
+    },
     /// A tensor info is malformed or the tensor cannot be used.
     #[error("{file}: tensor `{tensor}`: {msg}")]
     Tensor {
@@ -61,4 +75,35 @@ pub enum GgufError {
         /// What is wrong.
         msg: String,
     },
+}
+
+/// Load a GGUF model: the graph of its architecture (`llama`), its tokenizer
+/// as `tokenizer.json` text, and its metadata.
+pub fn load(path: &Path) -> Result<Loaded, GgufError> {
+    let file = GgufFile::open(path)?;
+    let md = file.metadata();
+    let build_err = |source| GgufError::Build {
+        file: file.path().to_string(),
+        source,
+    };
+    let mut model = match md.architecture()? {
+        "llama" => crate::arch::llama::build_gguf(&file).map_err(build_err)?,
+        other => {
+            return Err(build_err(ArchError::Unsupported(format!(
+                "GGUF architecture `{other}` (egret builds: llama)"
+            ))))
+        }
+    };
+    for (k, v) in md.iter() {
+        model
+            .metadata
+            .entry(k.to_string())
+            .or_insert_with(|| v.summary());
+    }
+    model.metadata.insert("source".into(), file.path().to_string());
+    model.metadata.insert("format".into(), format!("gguf v{}", file.version()));
+    Ok(Loaded {
+        model,
+        tokenizer_json: file.tokenizer_json()?,
+    })
 }

@@ -86,7 +86,12 @@ impl Analysis {
                 .entry((t.dtype(), t.shape().to_vec(), bytes.to_vec()))
                 .or_insert(n)
         } else {
-            let key = (bytes.as_ptr() as usize, bytes.len(), t.dtype(), t.shape().to_vec());
+            let key = (
+                bytes.as_ptr() as usize,
+                bytes.len(),
+                t.dtype(),
+                t.shape().to_vec(),
+            );
             *tab.large.entry(key).or_insert(n)
         };
         if slot == n {
@@ -181,8 +186,10 @@ fn op_facts(eg: &EGraph, op: OpId, children: &[Id]) -> Facts {
         value = ints.as_deref().and_then(|v| fold::ints_value(v, out));
         let all_const = ins.iter().all(|f| f.is_none_or(|f| f.value.is_some()));
         if value.is_none() && all_const {
-            let vals: Vec<Option<&Tensor>> =
-                ins.iter().map(|f| f.and_then(|f| f.value.as_ref())).collect();
+            let vals: Vec<Option<&Tensor>> = ins
+                .iter()
+                .map(|f| f.and_then(|f| f.value.as_ref()))
+                .collect();
             value = fold::eval(&key, &vals, out);
             if let Some(v) = &value {
                 ints = fold::const_ints(v);
@@ -240,7 +247,9 @@ impl egg::Analysis<ENode> for Analysis {
         let Some(t) = eg[id].data.value.clone() else {
             return;
         };
-        if t.numel() > fold::FOLD_MAX_ELEMS || eg[id].nodes.iter().any(|n| matches!(n, ENode::Const(_))) {
+        if t.numel() > fold::FOLD_MAX_ELEMS
+            || eg[id].nodes.iter().any(|n| matches!(n, ENode::Const(_)))
+        {
             return;
         }
         let k = eg.analysis.add_tensor(t);

@@ -80,7 +80,9 @@ pub fn export(
     }
     let mut built: HashMap<Id, Built> = HashMap::new();
     for &root in roots {
-        build(eg, root, choice, &want, &inputs, &mut nm, &mut g, &mut built)?;
+        build(
+            eg, root, choice, &want, &inputs, &mut nm, &mut g, &mut built,
+        )?;
     }
     for (i, (&r, name)) in roots.iter().zip(&out_names).enumerate() {
         let o = match built.get(&eg.find(r)) {
@@ -133,9 +135,11 @@ fn build(
         open.remove(&id);
         let b = match &node {
             ENode::Absent => Built::Absent,
-            ENode::Input(i) => Built::Value(*inputs.get(*i).ok_or_else(|| {
-                IrError::Invalid(format!("input {i} out of range"))
-            })?),
+            ENode::Input(i) => Built::Value(
+                *inputs
+                    .get(*i)
+                    .ok_or_else(|| IrError::Invalid(format!("input {i} out of range")))?,
+            ),
             ENode::Const(k) => {
                 let t = eg
                     .analysis

@@ -117,9 +117,9 @@ impl Facts {
     /// Comparison key for change detection in merges.
     fn info(&self) -> (bool, usize, usize, bool, usize) {
         let known = |t: &ValueType| {
-            t.as_tensor()
-                .and_then(|t| t.shape.as_ref())
-                .map_or(0, |s| 1 + s.dims().iter().filter(|d| d.known().is_some()).count())
+            t.as_tensor().and_then(|t| t.shape.as_ref()).map_or(0, |s| {
+                1 + s.dims().iter().filter(|d| d.known().is_some()).count()
+            })
         };
         let ints_known = self.ints.as_ref().map_or(0, |v| {
             1 + v.iter().filter(|x| matches!(x, SymInt::Int(_))).count()
@@ -181,17 +181,19 @@ pub fn numel_guess(t: &ValueType, sym: usize) -> usize {
 /// Make `a` at least as precise as `b`: same dtype and rank, known dims win.
 pub fn refine(a: &mut ValueType, b: &ValueType) {
     match (a, b) {
-        (ValueType::Tensor(x), ValueType::Tensor(y)) if x.dtype == y.dtype => match (&mut x.shape, &y.shape) {
-            (None, Some(s)) => x.shape = Some(s.clone()),
-            (Some(p), Some(q)) if p.rank() == q.rank() => {
-                for (d, e) in p.0.iter_mut().zip(q.dims()) {
-                    if d.known().is_none() && e.known().is_some() {
-                        *d = e.clone();
+        (ValueType::Tensor(x), ValueType::Tensor(y)) if x.dtype == y.dtype => {
+            match (&mut x.shape, &y.shape) {
+                (None, Some(s)) => x.shape = Some(s.clone()),
+                (Some(p), Some(q)) if p.rank() == q.rank() => {
+                    for (d, e) in p.0.iter_mut().zip(q.dims()) {
+                        if d.known().is_none() && e.known().is_some() {
+                            *d = e.clone();
+                        }
                     }
                 }
+                _ => {}
             }
-            _ => {}
-        },
+        }
         (ValueType::Optional(x), ValueType::Optional(y)) => refine(x, y),
         _ => {}
     }
@@ -202,8 +204,7 @@ pub fn refine(a: &mut ValueType, b: &ValueType) {
 pub fn same_type(a: &ValueType, b: &ValueType) -> bool {
     match (a.as_tensor(), b.as_tensor()) {
         (Some(x), Some(y)) => {
-            x.dtype == y.dtype
-                && matches!((&x.shape, &y.shape), (Some(p), Some(q)) if p == q)
+            x.dtype == y.dtype && matches!((&x.shape, &y.shape), (Some(p), Some(q)) if p == q)
         }
         _ => a == b,
     }

@@ -124,7 +124,12 @@ pub fn sym_ints(key: &OpKey, ins: &[Option<&Facts>], out: &ValueType) -> Option<
             };
             let start = clamp(attr_int(key, "start", 0)?);
             let end = clamp(attr_int(key, "end", r)?);
-            Some(dims.get(start..end.max(start))?.iter().map(SymInt::from).collect())
+            Some(
+                dims.get(start..end.max(start))?
+                    .iter()
+                    .map(SymInt::from)
+                    .collect(),
+            )
         }
         "Identity" | "Cast" | "Squeeze" | "Unsqueeze" => ints_of(arg(0)).cloned(),
         "Gather" => {

@@ -42,7 +42,8 @@ impl OpKey {
 
     /// True for a standard-domain op of this type.
     pub fn is(&self, op_type: &str) -> bool {
-        (self.call.domain.is_empty() || self.call.domain == "ai.onnx") && self.call.op_type == op_type
+        (self.call.domain.is_empty() || self.call.domain == "ai.onnx")
+            && self.call.op_type == op_type
     }
 }
 
@@ -107,7 +108,8 @@ impl fmt::Display for OpId {
 
 fn is_word(s: &str) -> bool {
     !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
         && s.parse::<f64>().is_err()
 }
 
@@ -136,7 +138,12 @@ fn join<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
 fn tensor_text(t: &Tensor) -> String {
     let ptr = t.bytes().as_ptr() as usize;
     match (t.as_strings(), t.numel() <= 16) {
-        (Ok(s), _) => format!("<{}{:?}:{}>", t.dtype(), t.shape(), join(s, |x| string_text(x))),
+        (Ok(s), _) => format!(
+            "<{}{:?}:{}>",
+            t.dtype(),
+            t.shape(),
+            join(s, |x| string_text(x))
+        ),
         (_, true) => format!(
             "<{}{:?}:{}>",
             t.dtype(),

@@ -8,7 +8,7 @@
 
 pub mod cost;
 
-pub use cost::CostModel;
+pub use cost::{calibrate, CostModel};
 
 use crate::egraph::{node_types, EGraph, ENode};
 use egg::Id;
@@ -58,7 +58,9 @@ impl Extraction {
             let mut changed = false;
             for &id in &ids {
                 for (k, n) in eg[id].nodes.iter().enumerate() {
-                    let Some(&c0) = own.get(&(id, k)) else { continue };
+                    let Some(&c0) = own.get(&(id, k)) else {
+                        continue;
+                    };
                     let mut total = c0;
                     let mut ready = true;
                     for &c in egg::Language::children(n) {

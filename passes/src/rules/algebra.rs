@@ -25,7 +25,9 @@ fn neutral(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
 
 fn identity(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let x = *ch.first()?;
-    let training = ch.get(2).is_some_and(|&t| facts(eg, t).splat() != Some(0.0) && !is_absent(eg, t));
+    let training = ch
+        .get(2)
+        .is_some_and(|&t| facts(eg, t).splat() != Some(0.0) && !is_absent(eg, t));
     let ok = match key.op_type() {
         "Identity" => true,
         "Dropout" => key.outputs == 1 && !training,
@@ -40,7 +42,9 @@ fn same_shape_noop(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs
     if key.is("Slice") {
         let steps_ok = match ch.get(4) {
             None => true,
-            Some(&s) => is_absent(eg, s) || crate::egraph::known_ints(eg, s)?.iter().all(|&v| v > 0),
+            Some(&s) => {
+                is_absent(eg, s) || crate::egraph::known_ints(eg, s)?.iter().all(|&v| v > 0)
+            }
         };
         if !steps_ok {
             return None;
@@ -54,7 +58,10 @@ pub fn perm(eg: &EGraph, key: &OpKey, x: Id) -> Option<Vec<usize>> {
     let r = rank(eg, x)?;
     match ints_attr(key, "perm") {
         Some(p) => {
-            let p: Vec<usize> = p.iter().map(|&v| usize::try_from(v).ok()).collect::<Option<_>>()?;
+            let p: Vec<usize> = p
+                .iter()
+                .map(|&v| usize::try_from(v).ok())
+                .collect::<Option<_>>()?;
             let mut seen = vec![false; r];
             for &i in &p {
                 *seen.get_mut(i)? = true;
@@ -80,7 +87,10 @@ fn transpose(eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let x = *ich.first()?;
     let q = perm(eg, &inner, x)?;
     // out[i] = a[p[i]] = x[q[p[i]]]
-    let r: Vec<usize> = p.iter().map(|&i| q.get(i).copied()).collect::<Option<_>>()?;
+    let r: Vec<usize> = p
+        .iter()
+        .map(|&i| q.get(i).copied())
+        .collect::<Option<_>>()?;
     if r.iter().enumerate().all(|(i, &v)| i == v) {
         return Some(Rhs::existing(x));
     }
@@ -103,7 +113,10 @@ fn reshape_chain(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> 
         return Some(Rhs::existing(x));
     }
     let target: Vec<i64> = if let Some(shape) = facts(eg, class).known_shape() {
-        shape.iter().map(|&d| i64::try_from(d).ok()).collect::<Option<_>>()?
+        shape
+            .iter()
+            .map(|&d| i64::try_from(d).ok())
+            .collect::<Option<_>>()?
     } else if key.is("Reshape") && int_attr(key, "allowzero", 0)? == 0 {
         // A target without `0` (copy) entries does not depend on the input's shape.
         let s = crate::egraph::known_ints(eg, *ch.get(1)?)?;
@@ -166,7 +179,10 @@ pub fn lossless(from: DType, to: DType) -> bool {
         }
         (Some((fb, fs)), None, _, Some(m)) => fb - u32::from(fs) <= m,
         (None, None, Some(_), Some(_)) => {
-            matches!((from, to), (F16, F32) | (F16, F64) | (BF16, F32) | (BF16, F64) | (F32, F64))
+            matches!(
+                (from, to),
+                (F16, F32) | (F16, F64) | (BF16, F32) | (BF16, F64) | (F32, F64)
+            )
         }
         _ => false,
     }
@@ -196,7 +212,11 @@ fn involution(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
 }
 
 fn squeeze_unsqueeze(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
-    let other = if key.is("Squeeze") { "Unsqueeze" } else { "Squeeze" };
+    let other = if key.is("Squeeze") {
+        "Unsqueeze"
+    } else {
+        "Squeeze"
+    };
     let (_, ich) = find_op(eg, *ch.first()?, other)?;
     let x = *ich.first()?;
     same_type(eg, x, class).then(|| Rhs::existing(x))
@@ -205,18 +225,28 @@ fn squeeze_unsqueeze(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<R
 /// The algebraic rule set.
 pub fn rules() -> Vec<Rewrite> {
     vec![
-        FnRule::rewrite("neutral-element", &["Add", "Sub", "Mul", "Div", "Pow"], neutral),
+        FnRule::rewrite(
+            "neutral-element",
+            &["Add", "Sub", "Mul", "Div", "Pow"],
+            neutral,
+        ),
         FnRule::rewrite("identity", &["Identity", "Dropout"], identity),
         FnRule::rewrite(
             "same-shape-noop",
-            &["Reshape", "Expand", "Squeeze", "Flatten", "Tile", "Cast", "Slice"],
+            &[
+                "Reshape", "Expand", "Squeeze", "Flatten", "Tile", "Cast", "Slice",
+            ],
             same_shape_noop,
         ),
         FnRule::rewrite("transpose-transpose", &["Transpose"], transpose),
         FnRule::rewrite("reshape-chain", RESHAPE_LIKE, reshape_chain),
         FnRule::rewrite("cast-chain", &["Cast"], cast_chain),
         FnRule::rewrite("involution", &["Neg", "Not"], involution),
-        FnRule::rewrite("squeeze-unsqueeze", &["Squeeze", "Unsqueeze"], squeeze_unsqueeze),
+        FnRule::rewrite(
+            "squeeze-unsqueeze",
+            &["Squeeze", "Unsqueeze"],
+            squeeze_unsqueeze,
+        ),
     ]
 }
 

@@ -16,7 +16,9 @@ use egret_ir::{Attr, DType, OpCall, Tensor};
 const SQRT2: f64 = std::f64::consts::SQRT_2;
 
 fn is_float(eg: &EGraph, id: Id) -> bool {
-    facts(eg, id).dtype().is_some_and(|d| matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16))
+    facts(eg, id)
+        .dtype()
+        .is_some_and(|d| matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16))
 }
 
 /// `x` if class `id` holds `Mul(x, c)` (either order) with `c ≈ v`.
@@ -115,7 +117,9 @@ fn softmax(eg: &EGraph, class: Id, _key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let [e, s] = ch else { return None };
     for (_, ech) in ops_in(eg, *e, "Exp") {
         let d = *ech.first()?;
-        let Some(axis) = reduce_of(eg, *s, "ReduceSum", *e) else { continue };
+        let Some(axis) = reduce_of(eg, *s, "ReduceSum", *e) else {
+            continue;
+        };
         for (_, dch) in ops_in(eg, d, "Sub") {
             let [x, m] = dch else { continue };
             if reduce_of(eg, *m, "ReduceMax", *x) == Some(axis) && same_type(eg, *x, class) {
@@ -154,8 +158,9 @@ fn mean_over_trailing(eg: &EGraph, id: Id, x: Id) -> Option<usize> {
 
 /// True if class `id` holds `d²` (as `Pow(d, 2)` or `Mul(d, d)`).
 fn square_of(eg: &EGraph, id: Id, d: Id) -> bool {
-    ops_in(eg, id, "Pow").any(|(_, c)| c.first() == Some(&d) && c.get(1).is_some_and(|&e| splat_near(eg, e, 2.0, 0.0)))
-        || ops_in(eg, id, "Mul").any(|(_, c)| c == [d, d])
+    ops_in(eg, id, "Pow").any(|(_, c)| {
+        c.first() == Some(&d) && c.get(1).is_some_and(|&e| splat_near(eg, e, 2.0, 0.0))
+    }) || ops_in(eg, id, "Mul").any(|(_, c)| c == [d, d])
 }
 
 /// `(x, axis, eps)` if class `n` holds `(x - mean(x)) / sqrt(mean((x - mean(x))²) + eps)`.
@@ -167,7 +172,8 @@ fn layer_norm_core(eg: &EGraph, n: Id) -> Option<(Id, usize, f64)> {
             let [x, mu] = s else { return None };
             let axis = mean_over_trailing(eg, *mu, *x)?;
             let sq = ops_in(eg, var, "ReduceMean").find_map(|(_, m)| m.first().copied())?;
-            (mean_over_trailing(eg, var, sq) == Some(axis) && square_of(eg, sq, *d)).then_some((*x, axis, eps))
+            (mean_over_trailing(eg, var, sq) == Some(axis) && square_of(eg, sq, *d))
+                .then_some((*x, axis, eps))
         })
     })
 }
@@ -185,32 +191,42 @@ fn rms_core(eg: &EGraph, n: Id) -> Option<(Id, usize, f64)> {
         _ => None,
     });
     div.or_else(|| {
-        ops_in(eg, n, "Mul").flat_map(|(_, c)| both_orders(c)).find_map(|(x, r)| {
-            ops_in(eg, r, "Reciprocal").find_map(|(_, rc)| check(x, *rc.first()?))
-        })
+        ops_in(eg, n, "Mul")
+            .flat_map(|(_, c)| both_orders(c))
+            .find_map(|(x, r)| {
+                ops_in(eg, r, "Reciprocal").find_map(|(_, rc)| check(x, *rc.first()?))
+            })
     })
 }
 
 /// True if `p`'s dims equal the trailing dims of `x` from `axis` (after leading 1s).
 fn affine_param(eg: &EGraph, p: Id, x: Id, axis: usize) -> bool {
-    let (Some(pd), Some(xd)) = (facts(eg, p).dims(), facts(eg, x).dims()) else { return false };
+    let (Some(pd), Some(xd)) = (facts(eg, p).dims(), facts(eg, x).dims()) else {
+        return false;
+    };
     let tail = xd.get(axis..).unwrap_or(&[]);
     let start = pd.len().saturating_sub(tail.len());
-    pd[..start].iter().all(|d| d.known() == Some(1)) && &pd[start..] == tail && pd.len() >= tail.len()
+    pd[..start].iter().all(|d| d.known() == Some(1))
+        && &pd[start..] == tail
+        && pd.len() >= tail.len()
         && facts(eg, p).dtype() == facts(eg, x).dtype()
 }
 
 fn norm_call(op: &str, axis: usize, eps: f64) -> OpCall {
-    OpCall::new(op).with("axis", Attr::Int(axis as i64)).with("epsilon", Attr::Float(eps as f32))
+    OpCall::new(op)
+        .with("axis", Attr::Int(axis as i64))
+        .with("epsilon", Attr::Float(eps as f32))
 }
 
 fn layer_norm(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     // Mul(core, gamma) [+ beta]
     let scaled = |m: Id| -> Option<(Id, usize, f64, Id)> {
-        ops_in(eg, m, "Mul").flat_map(|(_, c)| both_orders(c)).find_map(|(n, g)| {
-            let (x, axis, eps) = layer_norm_core(eg, n)?;
-            affine_param(eg, g, x, axis).then_some((x, axis, eps, g))
-        })
+        ops_in(eg, m, "Mul")
+            .flat_map(|(_, c)| both_orders(c))
+            .find_map(|(n, g)| {
+                let (x, axis, eps) = layer_norm_core(eg, n)?;
+                affine_param(eg, g, x, axis).then_some((x, axis, eps, g))
+            })
     };
     let (x, axis, eps, g, beta) = if key.is("Add") {
         both_orders(ch).into_iter().find_map(|(m, bt)| {
@@ -281,7 +297,9 @@ fn f32s(eg: &EGraph, id: Id) -> Option<Vec<f32>> {
 }
 
 fn fold_bn(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
-    let [c, scale, bias, mean, var] = ch else { return None };
+    let [c, scale, bias, mean, var] = ch else {
+        return None;
+    };
     if key.outputs != 1 || int_attr(key, "training_mode", 0)? != 0 {
         return None;
     }
@@ -291,26 +309,44 @@ fn fold_bn(eg: &EGraph, class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let b0 = cch.get(2).copied().filter(|&b| !is_absent(eg, b));
     let wt = facts(eg, w).value.clone()?;
     let cout = *wt.shape().first()?;
-    let params: Vec<Vec<f32>> = [*scale, *bias, *mean, *var].iter().map(|&p| f32s(eg, p)).collect::<Option<_>>()?;
-    if params.iter().any(|p| p.len() != cout) || wt.dtype() != DType::F32 || !same_type(eg, *c, class) {
+    let params: Vec<Vec<f32>> = [*scale, *bias, *mean, *var]
+        .iter()
+        .map(|&p| f32s(eg, p))
+        .collect::<Option<_>>()?;
+    if params.iter().any(|p| p.len() != cout)
+        || wt.dtype() != DType::F32
+        || !same_type(eg, *c, class)
+    {
         return None;
     }
     let b0v = match b0 {
         Some(b) => f32s(eg, b).filter(|v| v.len() == cout)?,
         None => vec![0.0; cout],
     };
-    let s: Vec<f64> = (0..cout).map(|o| f64::from(params[0][o]) / (f64::from(params[3][o]) + eps).sqrt()).collect();
+    let s: Vec<f64> = (0..cout)
+        .map(|o| f64::from(params[0][o]) / (f64::from(params[3][o]) + eps).sqrt())
+        .collect();
     let ids = [w, *scale, *bias, *mean, *var].map(|i| const_index(eg, i));
-    let tag = format!("bnfold:{ids:?}:{:?}:{eps}", b0.and_then(|b| const_index(eg, b)));
+    let tag = format!(
+        "bnfold:{ids:?}:{:?}:{eps}",
+        b0.and_then(|b| const_index(eg, b))
+    );
     let wk = eg.analysis.derived(format!("{tag}:w"), || {
         let v = wt.as_slice::<f32>().ok()?;
         let per = v.len() / cout.max(1);
-        let out: Vec<f32> = v.iter().enumerate().map(|(i, &x)| (f64::from(x) * s[i / per.max(1)]) as f32).collect();
+        let out: Vec<f32> = v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (f64::from(x) * s[i / per.max(1)]) as f32)
+            .collect();
         Tensor::from_vec(wt.shape().to_vec(), out).ok()
     })?;
     let bk = eg.analysis.derived(format!("{tag}:b"), || {
         let out: Vec<f32> = (0..cout)
-            .map(|o| ((f64::from(b0v[o]) - f64::from(params[2][o])) * s[o] + f64::from(params[1][o])) as f32)
+            .map(|o| {
+                ((f64::from(b0v[o]) - f64::from(params[2][o])) * s[o] + f64::from(params[1][o]))
+                    as f32
+            })
             .collect();
         Tensor::from_vec(vec![cout], out).ok()
     })?;

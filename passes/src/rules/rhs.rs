@@ -15,7 +15,9 @@
 //! A rule bug can then cost an optimisation, never a wrong shape.
 
 use crate::egraph::{EGraph, ENode, OpId, OpKey};
-use egg::{Applier, ENodeOrVar, Id, PatternAst, RecExpr, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{
+    Applier, ENodeOrVar, Id, PatternAst, RecExpr, SearchMatches, Searcher, Subst, Symbol, Var,
+};
 use egret_ir::verify::compatible;
 use egret_ir::OpCall;
 use std::borrow::Cow;
@@ -153,7 +155,12 @@ impl Searcher<ENode, crate::egraph::Analysis> for FnRule {
 }
 
 impl Applier<ENode, crate::egraph::Analysis> for FnRule {
-    fn apply_matches(&self, eg: &mut EGraph, matches: &[SearchMatches<ENode>], _rule: Symbol) -> Vec<Id> {
+    fn apply_matches(
+        &self,
+        eg: &mut EGraph,
+        matches: &[SearchMatches<ENode>],
+        _rule: Symbol,
+    ) -> Vec<Id> {
         let mut changed = vec![];
         for m in matches {
             let Some(ast) = &m.ast else { continue };
@@ -189,7 +196,10 @@ pub struct Guarded {
 
 impl Guarded {
     /// Apply pattern `rhs` when every condition holds.
-    pub fn new(rhs: &str, conds: Vec<Box<dyn Fn(&EGraph, &Subst) -> bool + Send + Sync>>) -> Result<Guarded, String> {
+    pub fn new(
+        rhs: &str,
+        conds: Vec<Box<dyn Fn(&EGraph, &Subst) -> bool + Send + Sync>>,
+    ) -> Result<Guarded, String> {
         let rhs: RecExpr<ENodeOrVar<ENode>> = rhs.parse().map_err(|e| format!("{e:?}"))?;
         Ok(Guarded { rhs, conds })
     }

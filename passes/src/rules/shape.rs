@@ -50,5 +50,9 @@ fn reshape_target(eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs
 
 /// The shape rule set (folding is done by the analysis; see the module docs).
 pub fn rules() -> Vec<Rewrite> {
-    vec![FnRule::rewrite("reshape-target", &["Reshape"], reshape_target)]
+    vec![FnRule::rewrite(
+        "reshape-target",
+        &["Reshape"],
+        reshape_target,
+    )]
 }

@@ -10,9 +10,33 @@ use egg::Id;
 
 /// Unary ops that act on each element independently.
 pub const ELEMENTWISE_UNARY: &[&str] = &[
-    "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Abs", "Sqrt", "Erf", "Cast", "Gelu", "Swish",
-    "LeakyRelu", "HardSigmoid", "HardSwish", "Softplus", "Elu", "Selu", "Reciprocal", "Floor", "Ceil",
-    "Round", "Sign", "Not", "Sin", "Cos", "Mish",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "Erf",
+    "Cast",
+    "Gelu",
+    "Swish",
+    "LeakyRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Elu",
+    "Selu",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Not",
+    "Sin",
+    "Cos",
+    "Mish",
 ];
 
 /// Binary elementwise ops (with broadcasting).
@@ -44,7 +68,11 @@ fn sink_unary(eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
 /// (either operand order).
 fn sink_binary(eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]) -> Option<Rhs> {
     let [l, r] = ch else { return None };
-    let single = |id: Id| facts(eg, id).known_shape().is_some_and(|s| s.iter().product::<usize>() == 1);
+    let single = |id: Id| {
+        facts(eg, id)
+            .known_shape()
+            .is_some_and(|s| s.iter().product::<usize>() == 1)
+    };
     for (ta, pa) in transposes(eg, *l) {
         let build = |rhs_operand: Id| {
             let mut b = Rhs::new();

@@ -11,7 +11,11 @@ pub fn facts(eg: &EGraph, id: Id) -> &Facts {
 }
 
 /// Every op node of type `op_type` in class `id`, with its key and children.
-pub fn ops_in<'a>(eg: &'a EGraph, id: Id, op_type: &'a str) -> impl Iterator<Item = (Arc<OpKey>, &'a [Id])> + 'a {
+pub fn ops_in<'a>(
+    eg: &'a EGraph,
+    id: Id,
+    op_type: &'a str,
+) -> impl Iterator<Item = (Arc<OpKey>, &'a [Id])> + 'a {
     eg[id].nodes.iter().filter_map(move |n| match n {
         ENode::Op(op, ch) => {
             let k = op.key();
@@ -45,7 +49,9 @@ pub fn same_type(eg: &EGraph, a: Id, b: Id) -> bool {
 
 /// True if the class is a known constant whose elements all equal `x` (within `tol`).
 pub fn splat_near(eg: &EGraph, id: Id, x: f64, tol: f64) -> bool {
-    facts(eg, id).splat().is_some_and(|v| (v - x).abs() <= tol * x.abs().max(1.0))
+    facts(eg, id)
+        .splat()
+        .is_some_and(|v| (v - x).abs() <= tol * x.abs().max(1.0))
 }
 
 /// True if the class is an absent optional input.

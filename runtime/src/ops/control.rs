@@ -311,6 +311,90 @@ fn scan_kernel(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Interpreter;
+    use egret_ir::{OpCall, Shape};
+    use std::sync::Arc;
+
+    fn f32_ty(dims: &[usize]) -> ValueType {
+        ValueType::tensor(DType::F32, Some(Shape::known(dims)))
+    }
+
+    /// A huge trip count with a condition that turns false after iteration 3:
+    /// the loop stops there, carrying `x + 4` and scanning the iteration numbers.
+    #[test]
+    fn loop_stops_on_condition_despite_huge_trip_count() {
+        let mut body = Graph::new("body");
+        let i = body.add_input("i", ValueType::tensor(DType::I64, Some(Shape::known(&[]))));
+        body.add_input("c", ValueType::tensor(DType::Bool, Some(Shape::known(&[]))));
+        let x = body.add_input("x", f32_ty(&[1]));
+        let three = body.add_const("three", Tensor::scalar(3i64));
+        let one = body.add_const("one", Tensor::from_vec(vec![1], vec![1f32]).unwrap());
+        let c = body.call1("lt", OpCall::new("Less"), &[i, three]).unwrap();
+        let y = body.call1("add", OpCall::new("Add"), &[x, one]).unwrap();
+        body.outputs = vec![c, y, i];
+
+        let mut g = Graph::new("main");
+        let x0 = g.add_input("x0", f32_ty(&[1]));
+        let m = g.add_const("m", Tensor::scalar(i64::MAX));
+        let t = g.add_const("t", Tensor::from_bools(vec![], vec![true]).unwrap());
+        let outs = g
+            .call(
+                "loop",
+                OpCall::new("Loop").with("body", Attr::Graph(Arc::new(body))),
+                &[Some(m), Some(t), Some(x0)],
+                2,
+            )
+            .unwrap();
+        g.outputs = outs;
+        let x0 = Tensor::from_vec(vec![1], vec![10f32]).unwrap();
+        let got = Interpreter::new(&g)
+            .unwrap()
+            .run(vec![Value::Tensor(x0)])
+            .unwrap();
+        assert_eq!(got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), &[14.0]);
+        let scan = got[1].as_tensor().unwrap();
+        assert_eq!(scan.shape(), &[4]);
+        assert_eq!(scan.as_slice::<i64>().unwrap(), &[0, 1, 2, 3]);
+    }
+
+    /// Scan along axis 1 in reverse: the state sums each row, the scan output
+    /// (stacked on axis 1) is each row reversed.
+    #[test]
+    fn scan_reverse_input_along_axis_1() {
+        let mut body = Graph::new("body");
+        let s = body.add_input("s", f32_ty(&[2]));
+        let x = body.add_input("x", f32_ty(&[2]));
+        let s2 = body.call1("add", OpCall::new("Add"), &[s, x]).unwrap();
+        body.outputs = vec![s2, x];
+
+        let mut g = Graph::new("main");
+        let s0 = g.add_input("s0", f32_ty(&[2]));
+        let xs = g.add_input("xs", f32_ty(&[2, 3]));
+        let outs = g
+            .call(
+                "scan",
+                OpCall::new("Scan")
+                    .with("body", Attr::Graph(Arc::new(body)))
+                    .with("num_scan_inputs", Attr::Int(1))
+                    .with("scan_input_axes", Attr::Ints(vec![1]))
+                    .with("scan_input_directions", Attr::Ints(vec![1]))
+                    .with("scan_output_axes", Attr::Ints(vec![-1])),
+                &[Some(s0), Some(xs)],
+                2,
+            )
+            .unwrap();
+        g.outputs = outs;
+        let s0 = Tensor::from_vec(vec![2], vec![0f32, 100.]).unwrap();
+        let xs = Tensor::from_vec(vec![2, 3], vec![1f32, 2., 3., 4., 5., 6.]).unwrap();
+        let got = Interpreter::new(&g)
+            .unwrap()
+            .run(vec![Value::Tensor(s0), Value::Tensor(xs)])
+            .unwrap();
+        assert_eq!(got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), &[6., 115.]);
+        let y = got[1].as_tensor().unwrap();
+        assert_eq!(y.shape(), &[2, 3]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[3., 2., 1., 6., 5., 4.]);
+    }
 
     #[test]
     fn stack_inserts_axis() {

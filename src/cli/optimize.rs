@@ -1,0 +1,213 @@
+//! `egret optimize`: run a pass pipeline (equality saturation by default) and
+//! write the optimized model; `--check` compares interpreter outputs.
+
+use super::{load_model, table};
+use anyhow::{anyhow, bail, Context, Result};
+use egret_ir::Value;
+use egret_passes::check::{self, MaxError};
+use egret_passes::extract::CostModel;
+use egret_passes::pass::{PassContext, PassReport, Registry, DEFAULT_PIPELINE};
+use egret_passes::saturate::Limits;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `egret optimize` was asked to do.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Without --passes the default pipeline runs: dce, eqsat (every built-in rule set,
+staged). `egret passes` lists the passes. OUT receives the model in egret's
+text form (large weights appear as @name references; the .egret container that
+carries them is a later addition).
+
+Examples:
+  egret optimize model.onnx -o model.txt
+  egret optimize model.onnx -o model.txt --passes algebra,fusion --check
+  egret optimize model.onnx -o model.txt --check --dim batch=2 --json")]
+pub struct OptimizeArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Where to write the optimized model (text form).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Comma-separated pass names (see `egret passes`).
+    #[arg(long, value_delimiter = ',')]
+    pub passes: Vec<String>,
+    /// Run the interpreter before and after on the same inputs and report the maximum error.
+    #[arg(long)]
+    pub check: bool,
+    /// An input for --check: NAME=FILE (.npy); others are random.
+    #[arg(long = "input", short, value_name = "NAME=FILE", value_parser = crate::parse_input)]
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Size of a symbolic dim for random --check inputs: NAME=N (others are 2).
+    #[arg(long = "dim", value_name = "NAME=N", value_parser = crate::parse_dim)]
+    pub dims: Vec<(String, usize)>,
+    /// Seed for random --check inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Saturation limit: e-nodes.
+    #[arg(long, default_value_t = Limits::default().nodes)]
+    pub max_nodes: usize,
+    /// Saturation limit: iterations per stage.
+    #[arg(long, default_value_t = Limits::default().iterations)]
+    pub max_iters: usize,
+    /// Saturation limit: seconds per stage.
+    #[arg(long, default_value_t = Limits::default().time.as_secs_f64())]
+    pub time_limit: f64,
+    /// Cost-model constants (JSON from `egret passes --calibrate`).
+    #[arg(long, value_name = "FILE")]
+    pub cost_model: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    passes: Vec<PassReport>,
+    check: Option<CheckReport>,
+}
+
+#[derive(Serialize)]
+struct CheckReport {
+    max_error: MaxError,
+    before_ms: f64,
+    after_ms: f64,
+}
+
+fn inputs_for(g: &egret_ir::Graph, args: &OptimizeArgs) -> Result<Vec<Value>> {
+    let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
+    let mut vals = check::random_inputs(g, &dims, args.seed)?;
+    let given: HashMap<&str, &Path> = args
+        .inputs
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    for (i, &o) in g.inputs.iter().enumerate() {
+        if let Some(p) = given.get(g.value_name(o)) {
+            let t = egret_frontends::npy::read(p)
+                .with_context(|| format!("reading {}", p.display()))?;
+            vals[i] = Value::Tensor(t);
+        }
+    }
+    for (n, _) in &args.inputs {
+        if !g.inputs.iter().any(|&o| g.value_name(o) == n) {
+            bail!("`{n}` is not an input of the model");
+        }
+    }
+    Ok(vals)
+}
+
+fn timed_run(g: &egret_ir::Graph, inputs: &[Value]) -> Result<(Vec<Value>, f64)> {
+    let it = egret_runtime::Interpreter::new(g)?;
+    let t = Instant::now();
+    let out = it.run(inputs.to_vec())?;
+    Ok((out, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Write `text` to `path` atomically (temp file + rename).
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Run `egret optimize`.
+pub fn main(args: &OptimizeArgs) -> Result<()> {
+    let mut model = load_model(&args.model)?;
+    let before = model.graph.clone();
+    let registry = Registry::builtin();
+    let names: Vec<&str> = if args.passes.is_empty() {
+        DEFAULT_PIPELINE.to_vec()
+    } else {
+        args.passes.iter().map(|s| s.trim()).collect()
+    };
+    let pipeline = registry.pipeline(&names).map_err(|e| anyhow!(e))?;
+    let cost = match &args.cost_model {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing cost model {}", p.display()))?,
+        None => CostModel::default(),
+    };
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        bail!("--time-limit must be a positive number of seconds");
+    }
+    let ctx = PassContext {
+        limits: Limits {
+            nodes: args.max_nodes,
+            iterations: args.max_iters,
+            time: Duration::from_secs_f64(args.time_limit),
+        },
+        cost,
+    };
+    let passes = pipeline.run(&mut model, &ctx)?;
+    let check = if args.check {
+        let inputs = inputs_for(&before, args)?;
+        let (want, before_ms) =
+            timed_run(&before, &inputs).context("running the original model")?;
+        let (got, after_ms) =
+            timed_run(&model.graph, &inputs).context("running the optimized model")?;
+        Some(CheckReport {
+            max_error: check::max_error(&got, &want)?,
+            before_ms,
+            after_ms,
+        })
+    } else {
+        None
+    };
+    write_atomic(&args.output, &egret_ir::text::print_model(&model))?;
+    let report = Report { passes, check };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = report
+        .passes
+        .iter()
+        .map(|p| {
+            let s = p.saturation.as_ref();
+            vec![
+                p.pass.clone(),
+                p.nodes_before.to_string(),
+                p.nodes_after.to_string(),
+                s.map_or("-".into(), |s| s.peak_enodes.to_string()),
+                s.map_or("-".into(), |s| {
+                    s.stages
+                        .iter()
+                        .map(|t| t.iterations)
+                        .sum::<usize>()
+                        .to_string()
+                }),
+                s.map_or("-".into(), |s| format!("{:.0}", s.cost_before / 1e3)),
+                s.map_or("-".into(), |s| format!("{:.0}", s.cost_after / 1e3)),
+                format!("{:.3}", p.seconds),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "pass",
+                "nodes before",
+                "nodes after",
+                "peak e-nodes",
+                "iterations",
+                "cost before (us)",
+                "cost after (us)",
+                "seconds"
+            ],
+            &rows
+        )
+    );
+    if let Some(c) = &report.check {
+        println!(
+            "  check: max abs error {:.3e}, max rel error {:.3e}; interpreter {:.1} ms before, {:.1} ms after",
+            c.max_error.abs, c.max_error.rel, c.before_ms, c.after_ms
+        );
+    }
+    println!("  wrote {}", args.output.display());
+    Ok(())
+}
