@@ -93,7 +93,12 @@ fn reader_matches_gguf_py_on_every_type() {
         let info = f.tensor_info(&t.name).unwrap();
         assert_eq!(info.ggml_type.name(), t.ty, "{}", t.name);
         assert_eq!(info.shape(), t.shape, "{}", t.name);
-        assert_eq!((info.offset, info.nbytes), (t.offset, t.bytes), "{}", t.name);
+        assert_eq!(
+            (info.offset, info.nbytes),
+            (t.offset, t.bytes),
+            "{}",
+            t.name
+        );
         // Zero-copy tensor with the row-major shape; same bytes as the vectors.
         let tensor = f.tensor(&t.name).unwrap();
         assert_eq!(tensor.shape(), &t.shape[..]);
@@ -130,7 +135,10 @@ fn metadata_of_every_value_type() {
     assert_eq!(md.get_u64("t.u64").unwrap(), (1u64 << 63) + 5);
     assert_eq!(md.opt_i64("t.i64").unwrap(), Some(-(1i64 << 62)));
     assert_eq!(md.get("t.f64"), Some(&MetaValue::F64(-1.5e300)));
-    assert_eq!(md.opt_strings("t.strs").unwrap(), Some(vec!["a", "", "c d"]));
+    assert_eq!(
+        md.opt_strings("t.strs").unwrap(),
+        Some(vec!["a", "", "c d"])
+    );
     let nested = md.get_array("t.nested").unwrap();
     let inner: Vec<Vec<i64>> = nested
         .items
@@ -179,7 +187,7 @@ fn version_2_reads_like_version_3() {
 fn truncated_and_garbage_files_are_errors() {
     let good = std::fs::read(fixtures().join("tiny.gguf")).unwrap();
     let header_end = 1088; // first tensor's data offset (tiny.json)
-    // Every truncation inside the header, and some inside the data, fails cleanly.
+                           // Every truncation inside the header, and some inside the data, fails cleanly.
     for cut in (0..header_end).chain((header_end..good.len()).step_by(97)) {
         let r = open_bytes("cut", &good[..cut]);
         assert!(r.is_err(), "truncated at {cut} was accepted");
@@ -259,7 +267,10 @@ struct TokenCase {
 #[test]
 fn smollm2_tokenizer_matches_llama_cpp_semantics() {
     let Some(f) = smollm2() else { return };
-    let json = f.tokenizer_json().unwrap().expect("SmolLM2 has a tokenizer");
+    let json = f
+        .tokenizer_json()
+        .unwrap()
+        .expect("SmolLM2 has a tokenizer");
     let tok = egret_runtime::tokenizer::Tokenizer::from_json(&json).unwrap();
     assert_eq!(tok.vocab_size(), 49152);
     // The reference ids of the issue (no BOS: add_bos_token is false).

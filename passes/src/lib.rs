@@ -6,3 +6,4 @@ pub mod extract;
 pub mod pass;
 pub mod rules;
 pub mod saturate;
+pub mod soundness;

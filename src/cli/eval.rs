@@ -129,34 +129,36 @@ fn read_pairs(path: &Path) -> Result<Vec<(String, String)>> {
 fn similarity(model: &egret_ir::Model, tokenizer: &str, file: &Path) -> Result<Similarity> {
     let t0 = Instant::now();
     let pairs = read_pairs(file)?;
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut sentences: Vec<&str> = Vec::new();
     for (a, b) in &pairs {
-        for s in [a.as_str(), b.as_str()] {
-            index.entry(s).or_insert_with(|| {
+        for s in [a, b] {
+            if !index.contains_key(s) {
+                index.insert(s.clone(), sentences.len());
                 sentences.push(s);
-                sentences.len() - 1
-            });
+            }
         }
     }
     let embedder = Embedder::new(model, tokenizer)?;
     let bar = Progress::new(sentences.len() as u64, "sentences");
     let emb = embedder.embed(&sentences, &mut |done| bar.set(done as u64))?;
     bar.finish();
-    let pairs: Vec<Pair> = pairs
-        .into_iter()
-        .map(|(a, b)| {
-            let (ia, ib) = (index[a.as_str()], index[b.as_str()]);
-            Pair {
-                cosine: cosine(&emb[ia], &emb[ib]),
-                a,
-                b,
-            }
+    let vec_of = |s: &String| index.get(s).and_then(|&i| emb.get(i));
+    let pairs = pairs
+        .iter()
+        .map(|(a, b)| match (vec_of(a), vec_of(b)) {
+            (Some(ea), Some(eb)) => Ok(Pair {
+                cosine: cosine(ea, eb),
+                a: a.clone(),
+                b: b.clone(),
+            }),
+            _ => bail!("no embedding for the pair {a:?} / {b:?}"),
         })
-        .collect();
+        .collect::<Result<Vec<Pair>>>()?;
+    let sentences = sentences.len();
     Ok(Similarity {
         mean_cosine: pairs.iter().map(|p| p.cosine).sum::<f64>() / pairs.len() as f64,
-        sentences: sentences.len(),
+        sentences,
         pairs,
         eval_ms: ms(t0.elapsed()),
     })

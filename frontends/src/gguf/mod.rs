@@ -100,8 +100,12 @@ pub fn load(path: &Path) -> Result<Loaded, GgufError> {
             .entry(k.to_string())
             .or_insert_with(|| v.summary());
     }
-    model.metadata.insert("source".into(), file.path().to_string());
-    model.metadata.insert("format".into(), format!("gguf v{}", file.version()));
+    model
+        .metadata
+        .insert("source".into(), file.path().to_string());
+    model
+        .metadata
+        .insert("format".into(), format!("gguf v{}", file.version()));
     Ok(Loaded {
         model,
         tokenizer_json: file.tokenizer_json()?,

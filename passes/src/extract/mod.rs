@@ -41,6 +41,11 @@ fn well_typed(eg: &EGraph, class: Id, node: &ENode) -> bool {
 impl Extraction {
     /// Greedy bottom-up extraction under `model`.
     pub fn greedy(eg: &EGraph, model: &CostModel) -> Extraction {
+        Extraction::greedy_by(eg, &|id, n| model.node_cost(eg, id, n))
+    }
+
+    /// Greedy bottom-up extraction with any non-negative node cost.
+    pub fn greedy_by(eg: &EGraph, node_cost: &dyn Fn(Id, &ENode) -> f64) -> Extraction {
         let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
         ids.sort();
         let mut ok: HashSet<(Id, usize)> = HashSet::new();
@@ -49,7 +54,7 @@ impl Extraction {
             for (k, n) in eg[id].nodes.iter().enumerate() {
                 if eg[id].data.valid && well_typed(eg, id, n) {
                     ok.insert((id, k));
-                    own.insert((id, k), model.node_cost(eg, id, n));
+                    own.insert((id, k), node_cost(id, n));
                 }
             }
         }
