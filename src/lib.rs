@@ -6,7 +6,9 @@
 //! * [`ir`]: the graph IR (types, tensors, graphs, inference, text form).
 //! * [`frontends`]: importers (ONNX today).
 //! * [`runtime`]: the reference interpreter.
+//! * [`passes`]: the pass manager and equality-saturation optimizer.
 
 pub use egret_frontends as frontends;
 pub use egret_ir as ir;
+pub use egret_passes as passes;
 pub use egret_runtime as runtime;

@@ -193,10 +193,7 @@ fn failures_are_clear_errors() {
     );
     let gguf = dir.join("model.gguf");
     std::fs::write(&gguf, b"GGUF").unwrap();
-    fails(
-        &["inspect", gguf.to_str().unwrap()],
-        ".gguf models are not supported yet",
-    );
+    fails(&["inspect", gguf.to_str().unwrap()], "malformed GGUF");
     std::fs::remove_dir_all(&dir).unwrap();
     // Usage errors come from clap (exit code 2), not from a panic.
     let o = egret(&["run", "tiny.onnx", "--dim", "batch"]);

@@ -289,3 +289,22 @@ fn smollm2_tokenizer_matches_llama_cpp_semantics() {
     }
     assert_eq!(tok.token_id("<|im_start|>"), Some(1));
 }
+
+#[test]
+fn smollm2_loads_with_tokenizer_and_metadata() {
+    let p = cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if smollm2().is_none() {
+        return;
+    }
+    let loaded = egret_frontends::load(&p).unwrap();
+    let md = &loaded.model.metadata;
+    assert_eq!(
+        md.get("general.architecture").map(String::as_str),
+        Some("llama")
+    );
+    assert_eq!(md.get("llama.block_count").map(String::as_str), Some("30"));
+    assert_eq!(md.get("format").map(String::as_str), Some("gguf v3"));
+    assert!(md["tokenizer.ggml.tokens"].starts_with("[string; 49152]"));
+    let json = loaded.tokenizer_json.expect("tokenizer");
+    assert!(json.contains("\"pre_tokenizer\""));
+}

@@ -539,7 +539,8 @@ fn empty_op_type() {
     fails_with(&dir.model(&model(g)), &["node `blank` ()", "empty op_type"]);
 }
 
-/// A graph computing `out` = a constant, nesting `depth` more levels of If inside.
+/// A graph computing `out` = a constant, nesting `depth` more levels of If inside
+/// (in the `then` branches; the `else` branches are flat).
 fn nested_if(depth: usize, out: &str) -> GraphProto {
     let cond = with_attr(
         node(
@@ -565,7 +566,7 @@ fn nested_if(depth: usize, out: &str) -> GraphProto {
         let inner = format!("v{depth}");
         let n = node(&format!("if{depth}"), "If", &[&format!("c{depth}")], &[out]);
         let n = with_attr(n, graph_attr("then_branch", nested_if(depth - 1, &inner)));
-        with_attr(n, graph_attr("else_branch", nested_if(depth - 1, &inner)))
+        with_attr(n, graph_attr("else_branch", nested_if(0, &inner)))
     };
     graph(vec![cond, body], vec![], vec![f32_vi(out, &[])])
 }
@@ -577,12 +578,18 @@ fn deeply_nested_subgraphs() {
     let ok = dir.model(&model(nested_if(16, "y")));
     let loaded = egret_frontends::load(&ok).expect("16 nested levels load");
     assert_eq!(loaded.model.graph.outputs.len(), 1);
-    // ... 40 are not.
+    // ... 20 are not ...
     let e = fails_with(
-        &dir.model(&model(nested_if(40, "y"))),
-        &["subgraphs nested deeper than 16 levels"],
+        &dir.model(&model(nested_if(20, "y"))),
+        &["subgraphs nested deeper than 16 levels (node `if4`)"],
     );
     assert!(matches!(e, OnnxError::TooDeep { .. }), "{e:?}");
+    // ... and 200 stop the protobuf decoder before any graph is built.
+    let e = fails_with(
+        &dir.model(&model(nested_if(200, "y"))),
+        &["not a valid ONNX protobuf", "recursion limit reached"],
+    );
+    assert!(matches!(e, OnnxError::Decode { .. }), "{e:?}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::egraph::Rewrite;
 use crate::extract::CostModel;
 use crate::rules;
 use crate::saturate::{saturate, Limits, Stage, Stats};
-use egret_ir::{Graph, Model, NodeId, Op};
+use egret_ir::{Attr, Graph, Model, NodeId, Op};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,9 +42,9 @@ pub struct PassContext {
 pub struct PassReport {
     /// Pass name.
     pub pass: String,
-    /// Nodes before.
+    /// Nodes before (subgraphs included).
     pub nodes_before: usize,
-    /// Nodes after.
+    /// Nodes after (subgraphs included).
     pub nodes_after: usize,
     /// Wall time, seconds.
     pub seconds: f64,
@@ -99,6 +99,69 @@ impl EqSatPass {
             .collect::<Result<_, String>>()?;
         Ok(EqSatPass::new(name, doc, stages))
     }
+}
+
+impl EqSatPass {
+    /// Saturate `g`, and first, recursively, every subgraph (`If`/`Loop`/`Scan`
+    /// bodies: closed graphs, since captures are explicit inputs). The returned
+    /// statistics are the main graph's, with node counts including subgraphs.
+    pub fn optimize(&self, g: &Graph, ctx: &PassContext) -> Result<(Graph, Stats), String> {
+        let mut g = g.clone();
+        let before = total_nodes(&g);
+        let ids: Vec<NodeId> = g.node_ids().collect();
+        for id in ids {
+            let Op::Call(call) = &g.node(id).op else {
+                continue;
+            };
+            let mut call = call.clone();
+            let mut changed = false;
+            for (_, a) in call.attrs.0.iter_mut() {
+                let subs: Vec<&mut Arc<Graph>> = match a {
+                    Attr::Graph(s) => vec![s],
+                    Attr::Graphs(s) => s.iter_mut().collect(),
+                    _ => continue,
+                };
+                for s in subs {
+                    *s = Arc::new(self.optimize(s, ctx)?.0);
+                    changed = true;
+                }
+            }
+            if changed {
+                g.node_mut(id).op = Op::Call(call);
+            }
+        }
+        let stages = self
+            .stages
+            .iter()
+            .map(|(n, r)| Stage {
+                name: n.clone(),
+                rules: r.clone(),
+            })
+            .collect();
+        let (out, mut stats) =
+            saturate(&g, stages, ctx.limits, &ctx.cost).map_err(|e| e.to_string())?;
+        stats.nodes_before = before;
+        stats.nodes_after = total_nodes(&out);
+        Ok((out, stats))
+    }
+}
+
+/// Nodes of a graph including those of its subgraphs.
+pub fn total_nodes(g: &Graph) -> usize {
+    g.node_ids()
+        .map(|id| {
+            1 + g.node(id).op.as_call().map_or(0, |c| {
+                c.attrs
+                    .iter()
+                    .map(|(_, a)| match a {
+                        Attr::Graph(s) => total_nodes(s),
+                        Attr::Graphs(s) => s.iter().map(|s| total_nodes(s)).sum(),
+                        _ => 0,
+                    })
+                    .sum()
+            })
+        })
+        .sum()
 }
 
 impl Pass for EqSatPass {
@@ -237,14 +300,14 @@ impl Pipeline {
                 pass: p.name().to_string(),
                 msg,
             };
-            let before = model.graph.node_count();
+            let before = total_nodes(&model.graph);
             let t = Instant::now();
             let saturation = p.run(model, ctx).map_err(err)?;
             egret_ir::verify::verify(&model.graph).map_err(|e| err(format!("verifier: {e}")))?;
             reports.push(PassReport {
                 pass: p.name().to_string(),
                 nodes_before: before,
-                nodes_after: model.graph.node_count(),
+                nodes_after: total_nodes(&model.graph),
                 seconds: t.elapsed().as_secs_f64(),
                 saturation,
             });

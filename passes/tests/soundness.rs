@@ -19,7 +19,9 @@ fn f32ty(d: &[usize]) -> ValueType {
 
 impl B {
     fn new() -> B {
-        B { g: Graph::new("example") }
+        B {
+            g: Graph::new("example"),
+        }
     }
     fn input(&mut self, name: &str, ty: ValueType) -> OutletId {
         self.g.add_input(name, ty)
@@ -29,14 +31,20 @@ impl B {
     }
     fn c(&mut self, shape: &[usize], v: Vec<f32>) -> OutletId {
         let n = self.g.node_count();
-        self.g.add_const(&format!("c{n}"), Tensor::from_vec(shape.to_vec(), v).unwrap())
+        self.g.add_const(
+            &format!("c{n}"),
+            Tensor::from_vec(shape.to_vec(), v).unwrap(),
+        )
     }
     fn s(&mut self, v: f32) -> OutletId {
         self.c(&[], vec![v])
     }
     fn ints(&mut self, v: &[i64]) -> OutletId {
         let n = self.g.node_count();
-        self.g.add_const(&format!("i{n}"), Tensor::from_vec(vec![v.len()], v.to_vec()).unwrap())
+        self.g.add_const(
+            &format!("i{n}"),
+            Tensor::from_vec(vec![v.len()], v.to_vec()).unwrap(),
+        )
     }
     fn op(&mut self, call: OpCall, ins: &[OutletId]) -> OutletId {
         let n = self.g.node_count();
@@ -179,7 +187,10 @@ fn gemm() -> Graph {
 fn conv_bn() -> Graph {
     let mut b = B::new();
     let x = b.x("x", &[1, 2, 5, 5]);
-    let w = b.c(&[3, 2, 3, 3], (0..54).map(|i| (i as f32 * 0.37).sin()).collect());
+    let w = b.c(
+        &[3, 2, 3, 3],
+        (0..54).map(|i| (i as f32 * 0.37).sin()).collect(),
+    );
     let bias = b.c(&[3], vec![0.1, -0.2, 0.3]);
     let conv = OpCall::new("Conv").with("pads", Attr::Ints(vec![1, 1, 1, 1]));
     let c = b.op(conv, &[x, w, bias]);
@@ -193,7 +204,14 @@ fn conv_bn() -> Graph {
 
 fn reshape_target() -> Graph {
     let mut b = B::new();
-    let ty = ValueType::tensor(DType::F32, Some(Shape(vec![Dim::Sym("n".into()), Dim::Known(4), Dim::Known(6)])));
+    let ty = ValueType::tensor(
+        DType::F32,
+        Some(Shape(vec![
+            Dim::Sym("n".into()),
+            Dim::Known(4),
+            Dim::Known(6),
+        ])),
+    );
     let x = b.input("x", ty);
     let s = b.o("Shape", &[x]);
     let zero = b.g.add_const("zero", Tensor::scalar(0i64));
@@ -201,7 +219,10 @@ fn reshape_target() -> Graph {
     let ax = b.ints(&[0]);
     let n1 = b.o("Unsqueeze", &[n, ax]);
     let rest = b.ints(&[24]);
-    let target = b.op(OpCall::new("Concat").with("axis", Attr::Int(0)), &[n1, rest]);
+    let target = b.op(
+        OpCall::new("Concat").with("axis", Attr::Int(0)),
+        &[n1, rest],
+    );
     let y = b.o("Reshape", &[x, target]);
     b.done(y)
 }
@@ -217,7 +238,10 @@ fn examples(rule: &str) -> Vec<Graph> {
             binary_with_const("Div", 1.0, false),
             binary_with_const("Pow", 1.0, false),
         ],
-        "identity" => vec![unary_chain(&["Relu", "Identity"]), unary_chain(&["Dropout"])],
+        "identity" => vec![
+            unary_chain(&["Relu", "Identity"]),
+            unary_chain(&["Dropout"]),
+        ],
         "same-shape-noop" => {
             let mut b = B::new();
             let x = b.x("x", &[2, 3]);
@@ -227,7 +251,10 @@ fn examples(rule: &str) -> Vec<Graph> {
             let e = b.o("Expand", &[c, s]);
             vec![b.done(e)]
         }
-        "transpose-transpose" => vec![transpose_pair(&[1, 2, 0], &[2, 0, 1]), transpose_pair(&[1, 0, 2], &[0, 2, 1])],
+        "transpose-transpose" => vec![
+            transpose_pair(&[1, 2, 0], &[2, 0, 1]),
+            transpose_pair(&[1, 0, 2], &[0, 2, 1]),
+        ],
         "reshape-chain" => {
             let mut b = B::new();
             let x = b.x("x", &[2, 3]);
@@ -259,7 +286,10 @@ fn examples(rule: &str) -> Vec<Graph> {
             b.done(s)
         }],
         "reshape-target" => vec![reshape_target()],
-        "commute" => vec![pat("(Sub (Add ?a ?b) ?b)", &[("?a", f(&[3])), ("?b", f(&[2, 3]))])],
+        "commute" => vec![pat(
+            "(Sub (Add ?a ?b) ?b)",
+            &[("?a", f(&[3])), ("?b", f(&[2, 3]))],
+        )],
         "matmul-add-gemm" => vec![gemm()],
         "gelu" => vec![gelu(0), gelu(1), gelu(2)],
         "silu" => vec![pat("(Mul ?x (Sigmoid ?x))", &[("?x", f(&[2, 3]))])],
@@ -267,9 +297,15 @@ fn examples(rule: &str) -> Vec<Graph> {
         "layer-norm" => vec![layer_norm(true), layer_norm(false)],
         "rms-norm" => vec![rms_norm()],
         "batchnorm-into-conv" => vec![conv_bn()],
-        "transpose-sink-unary" => vec![pat("(Relu (Transpose{perm=[1,0]} ?x))", &[("?x", f(&[2, 3]))])],
+        "transpose-sink-unary" => vec![pat(
+            "(Relu (Transpose{perm=[1,0]} ?x))",
+            &[("?x", f(&[2, 3]))],
+        )],
         "transpose-sink-binary" => vec![
-            pat("(Add (Transpose{perm=[1,0]} ?a) (Transpose{perm=[1,0]} ?b))", &[("?a", f(&[2, 3])), ("?b", f(&[1, 3]))]),
+            pat(
+                "(Add (Transpose{perm=[1,0]} ?a) (Transpose{perm=[1,0]} ?b))",
+                &[("?a", f(&[2, 3])), ("?b", f(&[1, 3]))],
+            ),
             {
                 let mut b = B::new();
                 let x = b.x("x", &[2, 3]);
@@ -289,8 +325,14 @@ fn every_builtin_rule_is_sound_and_fires() {
     for (set, rule) in rules::all_rules() {
         let name = rule.name.to_string();
         let report = check_rule(&rule, &examples(&name), &opts).unwrap_or_else(|e| panic!("{e}"));
-        println!("{set}/{name}: fired on {} examples, max error {:?}", report.fired, report.max_error);
-        assert!(report.fired > 0, "rule `{name}` never fired on its examples");
+        println!(
+            "{set}/{name}: fired on {} examples, max error {:?}",
+            report.fired, report.max_error
+        );
+        assert!(
+            report.fired > 0,
+            "rule `{name}` never fired on its examples"
+        );
     }
 }
 
@@ -335,7 +377,12 @@ fn fusions_are_chosen_by_the_default_pipeline() {
             ..Default::default()
         };
         pipeline.run(&mut m, &PassContext::default()).unwrap();
-        assert_eq!(op_types(&m.graph), want, "{}", egret_ir::text::print_graph(&m.graph));
+        assert_eq!(
+            op_types(&m.graph),
+            want,
+            "{}",
+            egret_ir::text::print_graph(&m.graph)
+        );
         let inputs = egret_passes::check::random_inputs(&g, &HashMap::new(), 7).unwrap();
         let e = egret_passes::check::compare(&g, &m.graph, &inputs).unwrap();
         assert!(e.rel <= 1e-5, "{e:?}");

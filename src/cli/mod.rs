@@ -109,10 +109,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("m.gguf");
         std::fs::write(&p, b"x").unwrap();
-        assert!(load_model(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("not supported yet"));
+        assert!(format!("{:#}", load_model(&p).unwrap_err()).contains("malformed GGUF"));
         let p = dir.join("m.bin");
         std::fs::write(&p, b"x").unwrap();
         assert!(load_model(&p)

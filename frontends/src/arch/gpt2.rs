@@ -1,11 +1,15 @@
 //! `GPT2LMHeadModel`: pre-norm causal decoder with learned positions, fused QKV
 //! `Conv1D` projections (`[in, out]` weights) and an LM head tied to `wte`.
 //!
-//! Input `input_ids` `[batch, seq]` i64; output `logits` `[batch, seq, vocab]`.
-//! Weights may carry the `transformer.` prefix that `GPT2LMHeadModel` saves.
+//! The graph follows the decoder convention of `egret_runtime::generate`: inputs
+//! `input_ids` `[batch, seq]` i64 and `past_key_values.{i}.key` / `.value`
+//! `[batch, heads, past, head_dim]` (empty for a plain forward pass); outputs
+//! `logits` `[batch, seq, vocab]` and `present.{i}.key` / `.value`. Positions
+//! continue after the cache. Weights may carry the `transformer.` prefix that
+//! `GPT2LMHeadModel` saves.
 
-use super::{ArchError, AttnSpec, Builder, HfConfig, WeightLayout, WeightSource};
-use egret_ir::{Attr, Model};
+use super::{ArchError, AttnSpec, Builder, HfConfig, Kv, WeightLayout, WeightSource};
+use egret_ir::{Attr, Model, OutletId};
 
 /// Build `GPT2LMHeadModel` from its config and weights.
 pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
@@ -25,11 +29,17 @@ pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
         ""
     };
 
+    let head_dim = width / heads;
     let mut b = Builder::new("gpt2", w);
     let ids = b.token_input("input_ids")?;
+    let past: Vec<Kv> = (0..layers).map(|i| b.past_kv(i, heads, head_dim)).collect();
     b.set_scope("embeddings");
     let tok = b.embedding(&format!("{p}wte.weight"), ids)?;
-    let pos_ids = b.positions(None)?;
+    let offset = match past.first() {
+        Some(&kv) => Some(b.cache_len(kv)?),
+        None => None,
+    };
+    let pos_ids = b.positions(offset)?;
     let pos = b.embedding(&format!("{p}wpe.weight"), pos_ids)?;
     let x = b.op("Add", &[tok, pos], vec![])?;
     let mut h = b.rows(x)?;
@@ -37,11 +47,12 @@ pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
     let spec = AttnSpec {
         heads,
         kv_heads: heads,
-        head_dim: width / heads,
+        head_dim,
         causal: true,
     };
     let split = b.ints(&[width as i64; 3])?;
-    for i in 0..layers {
+    let mut outputs = Vec::with_capacity(1 + 2 * layers);
+    for (i, &cache) in past.iter().enumerate() {
         let l = format!("{p}h.{i}");
         b.set_scope(&format!("layer.{i}"));
         let n = b.layer_norm(h, &format!("{l}.ln_1"), eps)?;
@@ -52,7 +63,9 @@ pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
             vec![("axis", Attr::Int(1))],
             3,
         )?;
-        let att = b.attention(parts[0], parts[1], parts[2], &spec, None, None)?;
+        let att = b.attention(parts[0], parts[1], parts[2], &spec, None, Some(cache))?;
+        outputs.push((format!("present.{i}.key"), att.present.key));
+        outputs.push((format!("present.{i}.value"), att.present.value));
         let o = b.linear_as(att.y, &format!("{l}.attn.c_proj"), WeightLayout::InOut)?;
         h = b.op("Add", &[h, o], vec![])?;
         let n = b.layer_norm(h, &format!("{l}.ln_2"), eps)?;
@@ -71,8 +84,7 @@ pub fn build(cfg: &HfConfig, w: &dyn WeightSource) -> Result<Model, ArchError> {
     let logits = b.linear(h, head)?;
     b.set_scope("");
     let logits = b.unrows(logits)?;
-    b.finish(
-        &[("logits", logits)],
-        &[("architecture", "GPT2LMHeadModel")],
-    )
+    outputs.insert(0, ("logits".to_string(), logits));
+    let named: Vec<(&str, OutletId)> = outputs.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+    b.finish(&named, &[("architecture", "GPT2LMHeadModel")])
 }

@@ -381,7 +381,10 @@ fn rope_attention(
         Some(past.value),
     ];
     let outs = b.op_n("Attention", &ins, attrs, 3)?;
-    let y = b.rows(outs[0])?;
+    // Back to rows (`Builder::rows` needs a static width, which the symbolic
+    // `[batch, seq]` reshapes before lose).
+    let s = b.ints(&[-1, (p.heads * p.head_dim) as i64])?;
+    let y = b.op("Reshape", &[outs[0], s], vec![])?;
     Ok(AttnOut {
         y,
         present: Kv {

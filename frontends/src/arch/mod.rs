@@ -443,10 +443,29 @@ impl<'w> Builder<'w> {
         self.op("Reshape", &[x, s], vec![])
     }
 
-    /// Rows `[tokens, width]` back to `[batch, seq, width]`.
+    /// Rows `[tokens, width]` back to `[batch, seq, width]`. The result is typed
+    /// `[batch, seq, width]` (shape inference alone cannot see through the
+    /// run-time shape tensor, and later ops need the static width).
     pub fn unrows(&mut self, x: OutletId) -> Result<OutletId, ArchError> {
-        let s = self.bs_shape(&[self.width(x)? as i64])?;
-        self.op("Reshape", &[x, s], vec![])
+        let width = self.width(x)?;
+        let s = self.bs_shape(&[width as i64])?;
+        let y = self.op("Reshape", &[x, s], vec![])?;
+        let dtype = self
+            .g
+            .value_type(x)
+            .as_tensor()
+            .map_or(DType::F32, |t| t.dtype);
+        if let Some(out) = self.g.node_mut(y.node).outputs.get_mut(y.slot) {
+            out.ty = ValueType::Tensor(TensorType {
+                dtype,
+                shape: Some(egret_ir::Shape(vec![
+                    Dim::Sym("batch".into()),
+                    Dim::Sym("seq".into()),
+                    Dim::Known(width),
+                ])),
+            });
+        }
+        Ok(y)
     }
 
     /// The shape `[batch, seq, ..tail]` as an i64 tensor.
@@ -479,28 +498,55 @@ impl<'w> Builder<'w> {
         self.op("Unsqueeze", &[b, axes], vec![])
     }
 
-    /// Rows `[tokens, heads · head_dim]` as `[batch, heads, seq, head_dim]`.
-    fn split_heads(
-        &mut self,
-        x: OutletId,
-        heads: usize,
-        head_dim: usize,
-    ) -> Result<OutletId, ArchError> {
-        let s = self.bs_shape(&[heads as i64, head_dim as i64])?;
-        let x = self.op("Reshape", &[x, s], vec![])?;
-        self.op(
-            "Transpose",
-            &[x],
-            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        )
+    /// A `[batch, kv_heads, past, head_dim]` f32 cache input named by the decoder
+    /// convention of `egret_runtime::generate`: `past_key_values.{layer}.key` /
+    /// `.value`.
+    pub fn past_kv(&mut self, layer: usize, kv_heads: usize, head_dim: usize) -> Kv {
+        let mut one = |what: &str| {
+            let dims = vec![
+                Dim::Sym("batch".into()),
+                Dim::Known(kv_heads),
+                Dim::Sym("past".into()),
+                Dim::Known(head_dim),
+            ];
+            self.input(&format!("past_key_values.{layer}.{what}"), DType::F32, dims)
+        };
+        Kv {
+            key: one("key"),
+            value: one("value"),
+        }
     }
 
-    /// Scaled dot-product attention over rows `q: [tokens, heads · head_dim]`,
-    /// `k`, `v: [tokens, kv_heads · head_dim]`, with an optional boolean key mask
-    /// (`[batch, 1, 1, past + seq]`, true = attend, see [`Builder::key_mask`])
-    /// and an optional cache of earlier keys/values. The scale is
-    /// `1/sqrt(head_dim)`; GQA repeats each key/value head `heads / kv_heads`
-    /// times (`h0 h0 h1 h1 ..`, as HF's `repeat_kv` and ONNX `Attention` do).
+    /// The number of cached positions of `past` as an i64 scalar.
+    pub fn cache_len(&mut self, past: Kv) -> Result<OutletId, ArchError> {
+        let shape = self.op("Shape", &[past.key], vec![])?;
+        let two = self.int_scalar(2);
+        self.op("Gather", &[shape, two], vec![("axis", Attr::Int(0))])
+    }
+
+    /// `x` as `[batch, seq, width]`: rows are reshaped (the result keeps its
+    /// static width), 3-D values pass through.
+    fn batched(&mut self, x: OutletId) -> Result<OutletId, ArchError> {
+        let rank = self
+            .g
+            .value_type(x)
+            .as_tensor()
+            .and_then(|t| t.shape.as_ref())
+            .map(|s| s.rank());
+        match rank {
+            Some(2) => self.unrows(x),
+            _ => Ok(x),
+        }
+    }
+
+    /// Scaled dot-product attention: the ONNX `Attention` op (opset 23) on
+    /// `q: [.., heads · head_dim]`, `k`, `v: [.., kv_heads · head_dim]` given as
+    /// rows `[tokens, ..]` or as `[batch, seq, ..]`, with an optional boolean key
+    /// mask (`[batch, 1, 1, past + seq]`, true = attend, see
+    /// [`Builder::key_mask`]) and an optional cache of earlier keys/values
+    /// (see [`Builder::past_kv`]). The scale is `1/sqrt(head_dim)`; GQA repeats
+    /// each key/value head `heads / kv_heads` times (`h0 h0 h1 h1 ..`, as HF's
+    /// `repeat_kv`). `y` comes back as rows.
     pub fn attention(
         &mut self,
         q: OutletId,
@@ -521,88 +567,30 @@ impl<'w> Builder<'w> {
                 "{heads} attention heads are not a multiple of {kv_heads} key/value heads"
             )));
         }
-        let q = self.split_heads(q, heads, head_dim)?;
-        let mut k = self.split_heads(k, kv_heads, head_dim)?;
-        let mut v = self.split_heads(v, kv_heads, head_dim)?;
-        if let Some(p) = past {
-            let axis = vec![("axis", Attr::Int(2))];
-            k = self.op("Concat", &[p.key, k], axis.clone())?;
-            v = self.op("Concat", &[p.value, v], axis)?;
-        }
-        let present = Kv { key: k, value: v };
-        let (k, v) = if heads == kv_heads {
-            (k, v)
-        } else {
-            let rep = (heads / kv_heads) as i64;
-            (
-                self.repeat_kv(k, rep, heads, head_dim)?,
-                self.repeat_kv(v, rep, heads, head_dim)?,
-            )
-        };
-        let scale = self.scalar("scale", 1.0 / (head_dim as f32).sqrt());
-        let q = self.op("Mul", &[q, scale], vec![])?;
-        let kt = self.op(
-            "Transpose",
-            &[k],
-            vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        )?;
-        let mut scores = self.op("MatMul", &[q, kt], vec![])?;
-        let causal_mask = if causal {
-            Some(self.causal_mask(present.key)?)
-        } else {
-            None
-        };
-        let allowed = match (mask, causal_mask) {
-            (Some(m), Some(c)) => Some(self.op("And", &[m, c], vec![])?),
-            (m, c) => m.or(c),
-        };
-        if let Some(a) = allowed {
-            let lowest = self.scalar("masked", f32::MIN);
-            scores = self.op("Where", &[a, scores, lowest], vec![])?;
-        }
-        let p = self.op("Softmax", &[scores], vec![("axis", Attr::Int(-1))])?;
-        let y = self.op("MatMul", &[p, v], vec![])?;
-        let y = self.op(
-            "Transpose",
-            &[y],
-            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        )?;
-        let s = self.ints(&[-1, (heads * head_dim) as i64])?;
-        let y = self.op("Reshape", &[y, s], vec![])?;
-        Ok(AttnOut { y, present })
-    }
-
-    /// `[batch, kv_heads, len, d]` to `[batch, heads, len, d]`, each head repeated
-    /// `rep` times in place.
-    fn repeat_kv(
-        &mut self,
-        x: OutletId,
-        rep: i64,
-        heads: usize,
-        d: usize,
-    ) -> Result<OutletId, ArchError> {
-        let axis = self.ints(&[2])?;
-        let x = self.op("Unsqueeze", &[x, axis], vec![])?;
-        let by = self.ints(&[1, 1, rep, 1, 1])?;
-        let x = self.op("Expand", &[x, by], vec![])?;
-        let s = self.ints(&[0, heads as i64, -1, d as i64])?;
-        self.op("Reshape", &[x, s], vec![])
-    }
-
-    /// The boolean `[seq, total]` mask of a causal decoder whose keys `key`
-    /// (`[batch, heads, total, d]`) end with the `seq` new tokens.
-    fn causal_mask(&mut self, key: OutletId) -> Result<OutletId, ArchError> {
-        let seq = self.tokens()?.seq;
-        let shape = self.op("Shape", &[key], vec![])?;
-        let two = self.int_scalar(2);
-        let total = self.op("Gather", &[shape, two], vec![("axis", Attr::Int(0))])?;
-        let past = self.op("Sub", &[total, seq], vec![])?;
-        let q_pos = self.positions(Some(past))?;
-        let col = self.ints(&[1])?;
-        let q_pos = self.op("Unsqueeze", &[q_pos, col], vec![])?;
-        let (zero, step) = (self.int_scalar(0), self.int_scalar(1));
-        let k_pos = self.op("Range", &[zero, total, step], vec![])?;
-        self.op("LessOrEqual", &[k_pos, q_pos], vec![])
+        let (q, k, v) = (self.batched(q)?, self.batched(k)?, self.batched(v)?);
+        let attrs = vec![
+            ("q_num_heads", Attr::Int(heads as i64)),
+            ("kv_num_heads", Attr::Int(kv_heads as i64)),
+            ("is_causal", Attr::Int(i64::from(causal))),
+            ("scale", Attr::Float(1.0 / (head_dim as f32).sqrt())),
+        ];
+        let ins = [
+            Some(q),
+            Some(k),
+            Some(v),
+            mask,
+            past.map(|p| p.key),
+            past.map(|p| p.value),
+        ];
+        let outs = self.op_n("Attention", &ins, attrs, 3)?;
+        let y = self.rows(outs[0])?;
+        Ok(AttnOut {
+            y,
+            present: Kv {
+                key: outs[1],
+                value: outs[2],
+            },
+        })
     }
 
     /// Finish: name the outputs and wrap the graph in a [`Model`] with the

@@ -98,7 +98,10 @@ pub fn load(path: &Path) -> Result<Loaded, GgufError> {
         model
             .metadata
             .entry(k.to_string())
-            .or_insert_with(|| v.summary());
+            .or_insert_with(|| match v.as_str() {
+                Some(s) if s.len() <= 80 && !s.contains('\n') => s.to_string(),
+                _ => v.summary(),
+            });
     }
     model
         .metadata

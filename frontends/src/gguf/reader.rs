@@ -38,6 +38,11 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_DEPTH: usize = 8;
 /// Most dims a ggml tensor can have.
 const MAX_DIMS: usize = 4;
+/// Most metadata values (array elements included) accepted in one file. A value
+/// takes as little as one byte on disk but a [`MetaValue`] in memory, so this
+/// bounds memory independently of the file size; the largest real vocabularies
+/// (256k tokens plus merges) need well under a million.
+const MAX_META_VALUES: usize = 1 << 24;
 
 /// One tensor's entry in the GGUF tensor table.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +107,8 @@ impl std::fmt::Debug for GgufFile {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Metadata values still allowed (see [`MAX_META_VALUES`]).
+    budget: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -160,6 +167,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn value(&mut self, ty: MetaType, depth: usize) -> Result<MetaValue, String> {
+        self.budget = self
+            .budget
+            .checked_sub(1)
+            .ok_or_else(|| format!("more than {MAX_META_VALUES} metadata values"))?;
         Ok(match ty {
             MetaType::U8 => MetaValue::U8(self.array::<1>("u8")?[0]),
             MetaType::I8 => MetaValue::I8(i8::from_le_bytes(self.array("i8")?)),
@@ -183,6 +194,11 @@ impl<'a> Cursor<'a> {
                 }
                 let elem = self.meta_type("array element type")?;
                 let n = self.count(elem.min_bytes(), "array length")?;
+                if n > self.budget {
+                    return Err(format!(
+                        "array of {n} values exceeds the limit of {MAX_META_VALUES} metadata values"
+                    ));
+                }
                 let items = (0..n)
                     .map(|_| self.value(elem, depth + 1))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -219,7 +235,11 @@ impl GgufFile {
             file: file.clone(),
             msg,
         };
-        let mut c = Cursor { buf: &map, pos: 0 };
+        let mut c = Cursor {
+            buf: &map,
+            pos: 0,
+            budget: MAX_META_VALUES,
+        };
         let magic = c.array::<4>("magic").map_err(fmt_err)?;
         if &magic != MAGIC {
             return Err(fmt_err(format!("not a GGUF file (magic {magic:02x?})")));

@@ -75,7 +75,9 @@ fn infer_attention(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let (qh, kvh) = (heads(ctx, "q_num_heads")?, heads(ctx, "kv_num_heads")?);
     let (Some(qd), Some(kd), Some(vd)) = (qd, kd, vd) else {
         // Unknown ranks: only the dtypes are known.
-        return Ok((0..ctx.num_outputs.max(1)).map(|_| tensor(dt, None)).collect());
+        return Ok((0..ctx.num_outputs.max(1))
+            .map(|_| tensor(dt, None))
+            .collect());
     };
     if qd.len() != kd.len() || kd.len() != vd.len() {
         return Err("Q, K and V must all be 3D or all 4D".into());
@@ -134,10 +136,7 @@ mod tests {
     use crate::infer::InputFact;
 
     fn fact(t: &ValueType) -> Option<InputFact<'_>> {
-        Some(InputFact {
-            ty: t,
-            value: None,
-        })
+        Some(InputFact { ty: t, value: None })
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn fresh_sym(tag: &str) -> Dim {
 }
 
 /// The most specific type both `a` and `b` are instances of: equal dims stay,
-/// differing dims become fresh symbols, differing ranks an unknown shape.
+/// differing dims become fresh symbols, differing ranks an unknown shape;
+/// differing kinds (tensor, sequence, optional) give `b`.
 fn merge(a: &ValueType, b: &ValueType) -> ValueType {
     match (a, b) {
         (ValueType::Tensor(x), ValueType::Tensor(y)) => ValueType::Tensor(merge_tensor(x, y)),
@@ -38,7 +39,9 @@ fn merge(a: &ValueType, b: &ValueType) -> ValueType {
         (ValueType::Optional(x), ValueType::Optional(y)) => {
             ValueType::Optional(Box::new(merge(x, y)))
         }
-        _ => a.clone(),
+        // Kinds differ (an optional initial value, a plain body result): the
+        // body's type is what every iteration after the first produces.
+        _ => b.clone(),
     }
 }
 

@@ -34,6 +34,7 @@ mod statespace;
 mod strings;
 mod tfidf;
 mod training;
+mod tree;
 mod vision;
 
 use crate::error::IrError;
@@ -90,7 +91,7 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| strings::rule(op_type))
             .or_else(|| tfidf::rule(op_type))
             .or_else(|| random::rule(op_type)),
-        "ai.onnx.ml" => strings::ml_rule(op_type),
+        "ai.onnx.ml" => strings::ml_rule(op_type).or_else(|| tree::ml_rule(op_type)),
         egret_ops::DOMAIN => egret_ops::rule(op_type),
         "ai.onnx.preview.training" => training::rule(op_type),
         _ => None,

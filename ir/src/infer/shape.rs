@@ -191,12 +191,20 @@ fn infer_minus_one(input: &[Dim], others: &[Dim]) -> Dim {
             None => den.push(d.clone()),
         }
     }
-    let known = |v: &[Dim]| v.iter().filter_map(Dim::known).product::<usize>();
-    let (nk, dk) = (known(&num), known(&den));
+    // Checked: a hostile model may declare dims whose product overflows.
+    let known = |v: &[Dim]| {
+        v.iter()
+            .filter_map(Dim::known)
+            .try_fold(1usize, |a, d| a.checked_mul(d))
+    };
     let den_syms = den.iter().any(|d| d.known().is_none());
-    if !den_syms && dk != 0 && nk % dk == 0 {
+    let quotient = match (known(&num), known(&den)) {
+        (Some(nk), Some(dk)) if !den_syms && dk != 0 && nk % dk == 0 => Some(nk / dk),
+        _ => None,
+    };
+    if let Some(q) = quotient {
         let mut rest: Vec<Dim> = num.into_iter().filter(|d| d.known().is_none()).collect();
-        rest.push(Dim::Known(nk / dk));
+        rest.push(Dim::Known(q));
         return dim_product(&rest);
     }
     Dim::Sym(format!("({}/{})", dim_product(&num), dim_product(&den)))

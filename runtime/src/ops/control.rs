@@ -351,7 +351,10 @@ mod tests {
             .unwrap()
             .run(vec![Value::Tensor(x0)])
             .unwrap();
-        assert_eq!(got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), &[14.0]);
+        assert_eq!(
+            got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(),
+            &[14.0]
+        );
         let scan = got[1].as_tensor().unwrap();
         assert_eq!(scan.shape(), &[4]);
         assert_eq!(scan.as_slice::<i64>().unwrap(), &[0, 1, 2, 3]);
@@ -390,7 +393,10 @@ mod tests {
             .unwrap()
             .run(vec![Value::Tensor(s0), Value::Tensor(xs)])
             .unwrap();
-        assert_eq!(got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), &[6., 115.]);
+        assert_eq!(
+            got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(),
+            &[6., 115.]
+        );
         let y = got[1].as_tensor().unwrap();
         assert_eq!(y.shape(), &[2, 3]);
         assert_eq!(y.as_slice::<f32>().unwrap(), &[3., 2., 1., 6., 5., 4.]);

@@ -23,6 +23,7 @@ pub mod statespace;
 pub mod strings;
 pub mod tfidf;
 pub mod training;
+pub mod tree;
 pub mod vision;
 
 /// Register every family's kernels.
@@ -52,4 +53,5 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     tfidf::register(r);
     training::register(r);
     random::register(r);
+    tree::register(r);
 }
