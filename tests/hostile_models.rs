@@ -198,7 +198,7 @@ fn fails_with(path: &Path, needles: &[&str]) -> OnnxError {
         assert!(msg.contains(n), "error lacks `{n}`: {msg}");
     }
     match err {
-        LoadError::Onnx(e) => e.into_root(),
+        LoadError::Onnx(e) => (*e).into_root(),
         other => panic!("not an ONNX error: {other}"),
     }
 }
@@ -738,4 +738,329 @@ fn cli_inspect_reports_a_bad_model() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("not a valid ONNX protobuf"), "{err}");
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        ints: v.to_vec(),
+        ..attr(name, AttributeType::Ints)
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        i: v,
+        ..attr(name, AttributeType::Int)
+    }
+}
+
+fn i64_init(name: &str, v: &[i64]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    tensor(name, DataType::Int64, &[v.len() as i64], raw)
+}
+
+/// One node `op` reading graph input `x` (f32[1,1,4,4]) and int64 initializers.
+fn one_op(
+    op: &str,
+    inputs: &[&str],
+    inits: Vec<TensorProto>,
+    attrs: Vec<AttributeProto>,
+) -> ModelProto {
+    let mut n = node("victim", op, inputs, &["y"]);
+    n.attribute = attrs;
+    let mut g = graph(vec![n], vec![f32_vi("x", &[1, 1, 4, 4])], vec![]);
+    g.output.push(ValueInfoProto {
+        name: "y".into(),
+        ..Default::default()
+    });
+    g.initializer = inits;
+    model(g)
+}
+
+#[test]
+fn extreme_attribute_and_constant_values_are_errors() {
+    let big = i64::MAX;
+    let min = i64::MIN;
+    let cases: Vec<(&str, ModelProto)> = vec![
+        (
+            "perm out of range",
+            one_op(
+                "Transpose",
+                &["x"],
+                vec![],
+                vec![ints_attr("perm", &[0, 1, 2, 99])],
+            ),
+        ),
+        (
+            "gather axis",
+            one_op(
+                "Gather",
+                &["x", "i"],
+                vec![i64_init("i", &[0])],
+                vec![int_attr("axis", 9)],
+            ),
+        ),
+        (
+            "conv pads overflow",
+            one_op(
+                "Conv",
+                &["x", "w"],
+                vec![tensor("w", DataType::Float, &[1, 1, 3, 3], vec![0; 36])],
+                vec![ints_attr("pads", &[big, 0, big, 0])],
+            ),
+        ),
+        (
+            "pool stride zero",
+            one_op(
+                "MaxPool",
+                &["x"],
+                vec![],
+                vec![
+                    ints_attr("kernel_shape", &[2, 2]),
+                    ints_attr("strides", &[0, 0]),
+                ],
+            ),
+        ),
+        (
+            "pool kernel huge",
+            one_op(
+                "AveragePool",
+                &["x"],
+                vec![],
+                vec![ints_attr("kernel_shape", &[big, big])],
+            ),
+        ),
+        (
+            "slice step min",
+            one_op(
+                "Slice",
+                &["x", "s", "e", "a", "st"],
+                vec![
+                    i64_init("s", &[min]),
+                    i64_init("e", &[big]),
+                    i64_init("a", &[2]),
+                    i64_init("st", &[min]),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "slice step zero",
+            one_op(
+                "Slice",
+                &["x", "s", "e", "a", "st"],
+                vec![
+                    i64_init("s", &[0]),
+                    i64_init("e", &[4]),
+                    i64_init("a", &[2]),
+                    i64_init("st", &[0]),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "squeeze axis min",
+            one_op("Squeeze", &["x", "a"], vec![i64_init("a", &[min])], vec![]),
+        ),
+        (
+            "unsqueeze axis huge",
+            one_op(
+                "Unsqueeze",
+                &["x", "a"],
+                vec![i64_init("a", &[big])],
+                vec![],
+            ),
+        ),
+        (
+            "split negative",
+            one_op(
+                "Split",
+                &["x", "s"],
+                vec![i64_init("s", &[-5, 9])],
+                vec![int_attr("axis", 2)],
+            ),
+        ),
+        (
+            "concat axis min",
+            one_op("Concat", &["x", "x"], vec![], vec![int_attr("axis", min)]),
+        ),
+        (
+            "flatten axis min",
+            one_op("Flatten", &["x"], vec![], vec![int_attr("axis", min)]),
+        ),
+        (
+            "reshape two minus ones",
+            one_op(
+                "Reshape",
+                &["x", "s"],
+                vec![i64_init("s", &[-1, -1])],
+                vec![],
+            ),
+        ),
+        (
+            "reshape wrong count",
+            one_op(
+                "Reshape",
+                &["x", "s"],
+                vec![i64_init("s", &[big, 3])],
+                vec![],
+            ),
+        ),
+        (
+            "expand negative",
+            one_op("Expand", &["x", "s"], vec![i64_init("s", &[-3])], vec![]),
+        ),
+        (
+            "tile repeats overflow",
+            one_op(
+                "Tile",
+                &["x", "r"],
+                vec![i64_init("r", &[big, big, big, big])],
+                vec![],
+            ),
+        ),
+        (
+            "tile negative",
+            one_op(
+                "Tile",
+                &["x", "r"],
+                vec![i64_init("r", &[1, 1, -2, 1])],
+                vec![],
+            ),
+        ),
+        (
+            "pad overflow",
+            one_op(
+                "Pad",
+                &["x", "p"],
+                vec![i64_init("p", &[0, 0, big, big, 0, 0, big, big])],
+                vec![],
+            ),
+        ),
+        (
+            "pad negative beyond dim",
+            one_op(
+                "Pad",
+                &["x", "p"],
+                vec![i64_init("p", &[0, 0, -9, 0, 0, 0, 0, 0])],
+                vec![],
+            ),
+        ),
+        (
+            "constant of negative shape",
+            one_op(
+                "ConstantOfShape",
+                &["s"],
+                vec![i64_init("s", &[-1])],
+                vec![],
+            ),
+        ),
+        (
+            "range delta zero",
+            one_op(
+                "Range",
+                &["a", "b", "c"],
+                vec![
+                    tensor("a", DataType::Int64, &[], 0i64.to_le_bytes().to_vec()),
+                    tensor("b", DataType::Int64, &[], 10i64.to_le_bytes().to_vec()),
+                    tensor("c", DataType::Int64, &[], 0i64.to_le_bytes().to_vec()),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "range huge",
+            one_op(
+                "Range",
+                &["a", "b", "c"],
+                vec![
+                    tensor("a", DataType::Int64, &[], min.to_le_bytes().to_vec()),
+                    tensor("b", DataType::Int64, &[], big.to_le_bytes().to_vec()),
+                    tensor("c", DataType::Int64, &[], 1i64.to_le_bytes().to_vec()),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "topk k huge",
+            one_op("TopK", &["x", "k"], vec![i64_init("k", &[big])], vec![]),
+        ),
+        (
+            "onehot depth huge",
+            one_op(
+                "OneHot",
+                &["i", "d", "v"],
+                vec![
+                    i64_init("i", &[0]),
+                    i64_init("d", &[big]),
+                    tensor("v", DataType::Float, &[2], vec![0; 8]),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "depth to space blocksize zero",
+            one_op(
+                "DepthToSpace",
+                &["x"],
+                vec![],
+                vec![int_attr("blocksize", 0)],
+            ),
+        ),
+        (
+            "space to depth blocksize huge",
+            one_op(
+                "SpaceToDepth",
+                &["x"],
+                vec![],
+                vec![int_attr("blocksize", big)],
+            ),
+        ),
+        (
+            "einsum malformed",
+            one_op(
+                "Einsum",
+                &["x"],
+                vec![],
+                vec![AttributeProto {
+                    s: b"ab..,->z".to_vec(),
+                    ..attr("equation", AttributeType::String)
+                }],
+            ),
+        ),
+        (
+            "resize scales huge",
+            one_op(
+                "Resize",
+                &["x", "", "sc"],
+                vec![tensor(
+                    "sc",
+                    DataType::Float,
+                    &[4],
+                    [1f32, 1.0, 1e30, 1e30]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                )],
+                vec![],
+            ),
+        ),
+    ];
+    let dir = Scratch::new("extreme");
+    let mut loaded = vec![];
+    for (what, m) in cases {
+        let p = dir.write(
+            &format!("{}.onnx", what.replace(' ', "_")),
+            &m.encode_to_vec(),
+        );
+        match catch_unwind(AssertUnwindSafe(|| egret_frontends::load(&p))) {
+            Err(_) => panic!("{what}: loading panicked"),
+            Ok(Ok(_)) => loaded.push(what),
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                assert!(msg.contains("node `victim`"), "{what}: {msg}");
+            }
+        }
+    }
+    assert!(loaded.is_empty(), "malformed models loaded: {loaded:?}");
 }

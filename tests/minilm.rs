@@ -160,3 +160,45 @@ fn minilm_matches_reference_ids_cosines_and_embedding() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn eval_similarity_cli_reports_reference_cosines() {
+    let dir = model_dir();
+    if !dir.join("model.safetensors").exists() {
+        eprintln!("SKIPPED minilm CLI: {} is absent", dir.display());
+        return;
+    }
+    let pairs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/similarity-pairs.tsv"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egret"))
+        .args([
+            "eval",
+            dir.to_str().unwrap(),
+            "--similarity",
+            pairs,
+            "--json",
+        ])
+        .output()
+        .expect("run egret");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got: Vec<f64> = report["similarity"]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| p["cosine"].as_f64().expect("cosine"))
+        .collect();
+    // The fixture's pairs are sentence pairs (0,1), (3,6), (4,7), (2,8), (5,0).
+    let want = [(0, 1), (3, 6), (4, 7), (2, 8), (5, 0)].map(|(i, j)| COSINE[i][j]);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= TOL, "cosine {g} vs reference {w}");
+    }
+    assert_eq!(report["similarity"]["sentences"], 9);
+}

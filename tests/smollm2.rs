@@ -39,14 +39,10 @@ fn model() -> Option<&'static (Decoder, Tokenizer)> {
         if !path.exists() {
             return None;
         }
-        let f = egret_frontends::gguf::GgufFile::open(&path).unwrap();
-        let model = egret_frontends::arch::llama::build_gguf(&f).unwrap();
-        let json = egret_frontends::gguf::tokenizer::tokenizer_json(f.metadata()).unwrap().unwrap();
-        let tok = Tokenizer::from_json(&json).expect("tokenizer parses");
-        let t = std::time::Instant::now();
-        let d = Decoder::new(model).expect("decoder graph");
-        eprintln!("fold {:?}", t.elapsed());
-        Some((d, tok))
+        let loaded = egret_frontends::load(&path).expect("SmolLM2 loads");
+        let tok = Tokenizer::from_json(loaded.tokenizer_json.as_deref().expect("GGUF tokenizer"))
+            .expect("tokenizer parses");
+        Some((Decoder::new(loaded.model).expect("decoder graph"), tok))
     })
     .as_ref()
     .or_else(|| {
@@ -111,7 +107,10 @@ fn kv_cache_decode_equals_recomputation() {
             worst = worst.max((a - b).abs());
         }
     }
-    assert!(worst <= 1e-4, "cached decode differs from recomputation by {worst}");
+    assert!(
+        worst <= 1e-4,
+        "cached decode differs from recomputation by {worst}"
+    );
 }
 
 #[test]
@@ -130,7 +129,10 @@ fn text_perplexity(file: &str, want: f64) {
     let Some((dec, tok)) = model() else { return };
     let path = cache().join("texts").join(file);
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIP: {} absent (run scripts/fetch-texts.sh)", path.display());
+        eprintln!(
+            "SKIP: {} absent (run scripts/fetch-texts.sh)",
+            path.display()
+        );
         return;
     };
     let ids = tok.encode(&text, false).unwrap();

@@ -49,15 +49,34 @@ pub enum LoadError {
         /// What is wrong with it.
         msg: String,
     },
-    /// The ONNX frontend failed.
+    /// The ONNX frontend failed. (The frontend errors are boxed so a
+    /// `Result<Loaded, LoadError>` stays small on the happy path.)
     #[error(transparent)]
-    Onnx(#[from] onnx::OnnxError),
+    Onnx(Box<onnx::OnnxError>),
     /// The safetensors frontend (or its architecture builder) failed.
     #[error(transparent)]
-    Safetensors(#[from] safetensors::SafetensorsError),
+    Safetensors(Box<safetensors::SafetensorsError>),
     /// The GGUF frontend (or its architecture builder) failed.
     #[error(transparent)]
-    Gguf(#[from] gguf::GgufError),
+    Gguf(Box<gguf::GgufError>),
+}
+
+impl From<onnx::OnnxError> for LoadError {
+    fn from(e: onnx::OnnxError) -> Self {
+        LoadError::Onnx(Box::new(e))
+    }
+}
+
+impl From<safetensors::SafetensorsError> for LoadError {
+    fn from(e: safetensors::SafetensorsError) -> Self {
+        LoadError::Safetensors(Box::new(e))
+    }
+}
+
+impl From<gguf::GgufError> for LoadError {
+    fn from(e: gguf::GgufError) -> Self {
+        LoadError::Gguf(Box::new(e))
+    }
 }
 
 /// Load a model, choosing the frontend by file extension (`.onnx`,

@@ -166,7 +166,7 @@ impl SafetensorsFile {
 }
 
 /// The egret dtype of a safetensors dtype; `None` for packed sub-byte floats
-/// (F4, F6), the scale-only F8_E8M0 and complex numbers.
+/// (F4, F6) and complex numbers.
 fn egret_dtype(d: Dtype) -> Option<DType> {
     Some(match d {
         Dtype::BOOL => DType::Bool,
@@ -176,6 +176,7 @@ fn egret_dtype(d: Dtype) -> Option<DType> {
         Dtype::F8_E4M3 => DType::F8E4M3FN,
         Dtype::F8_E4M3FNUZ => DType::F8E4M3FNUZ,
         Dtype::F8_E5M2FNUZ => DType::F8E5M2FNUZ,
+        Dtype::F8_E8M0 => DType::F8E8M0,
         Dtype::I16 => DType::I16,
         Dtype::U16 => DType::U16,
         Dtype::F16 => DType::F16,
@@ -433,6 +434,7 @@ mod tests {
             ("F8_E5M2", DType::F8E5M2),
             ("F8_E4M3FNUZ", DType::F8E4M3FNUZ),
             ("F8_E5M2FNUZ", DType::F8E5M2FNUZ),
+            ("F8_E8M0", DType::F8E8M0),
         ] {
             let h = format!(r#"{{"t":{{"dtype":"{st}","shape":[2],"data_offsets":[0,2]}}}}"#);
             let t = open(&file(&h, &[0x38, 0xc0])).unwrap().tensor("t").unwrap();

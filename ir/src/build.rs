@@ -68,7 +68,12 @@ mod tests {
     #[test]
     fn call_infers_output_types() {
         let mut g = Graph::new("g");
-        let ty = |d: Vec<Dim>| ValueType::Tensor(TensorType { dtype: DType::F32, shape: Some(Shape(d)) });
+        let ty = |d: Vec<Dim>| {
+            ValueType::Tensor(TensorType {
+                dtype: DType::F32,
+                shape: Some(Shape(d)),
+            })
+        };
         let x = g.add_input("x", ty(vec![Dim::Sym("seq".into()), Dim::Known(4)]));
         let y = g.add_input("y", ty(vec![Dim::Known(4), Dim::Known(3)]));
         let z = g.call1("mm", OpCall::new("MatMul"), &[x, y]).unwrap();

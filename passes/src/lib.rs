@@ -54,8 +54,8 @@
 //! through a type guard, so a rule bug can lose an optimisation but not make a
 //! graph ill-typed; the soundness harness checks values.
 //!
-//! **Greedy extraction with a calibrated cost.** Per-op overhead + bytes moved
-//! + FLOPs, with constants measured by [`extract::calibrate`]; greedy
+//! **Greedy extraction with a calibrated cost.** Per-op overhead, bytes moved
+//! and FLOPs, with constants measured by [`extract::calibrate`]; greedy
 //! bottom-up extraction is linear-ish and good enough for exact rewrites,
 //! and the chosen nodes are materialised as a DAG.
 //!

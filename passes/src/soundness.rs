@@ -110,7 +110,7 @@ pub fn check_rule(
             let e = check::compare(before, &after, &inputs).map_err(|e| failed(e.to_string()))?;
             report.max_error.abs = report.max_error.abs.max(e.abs);
             report.max_error.rel = report.max_error.rel.max(e.rel);
-            if !(e.rel <= opts.tol) {
+            if e.rel.is_nan() || e.rel > opts.tol {
                 return Err(SoundnessError::Unsound {
                     rule: name,
                     example: i,

@@ -623,3 +623,112 @@ impl<'w> Builder<'w> {
         Ok(model)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Weights held in a map.
+    struct Map(HashMap<String, Tensor>);
+
+    impl WeightSource for Map {
+        fn get(&self, name: &str) -> Result<Tensor, ArchError> {
+            self.0
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ArchError::MissingWeight(name.into()))
+        }
+        fn contains(&self, name: &str) -> bool {
+            self.0.contains_key(name)
+        }
+    }
+
+    fn weights() -> Map {
+        let f16 = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        Map(HashMap::from([
+            (
+                "emb.weight".to_string(),
+                Tensor::from_vec(vec![3, 2], vec![1f32, 2., 3., 4., 5., 6.]).unwrap(),
+            ),
+            (
+                "fc.weight".to_string(),
+                Tensor::from_vec::<half::f16>(vec![1, 2], f16(&[1., -1.])).unwrap(),
+            ),
+            (
+                "fc.bias".to_string(),
+                Tensor::from_vec(vec![1], vec![0.5f32]).unwrap(),
+            ),
+        ]))
+    }
+
+    fn op_types(g: &Graph) -> Vec<String> {
+        g.topo_order()
+            .unwrap()
+            .into_iter()
+            .filter_map(|n| g.node(n).op.as_call().map(|c| c.op_type.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn weights_are_shared_cast_and_typed() {
+        let w = weights();
+        let mut b = Builder::new("t", &w);
+        let ids = b.token_input("ids").unwrap();
+        let x = b.embedding("emb.weight", ids).unwrap();
+        let again = b.weight("emb.weight").unwrap();
+        assert_eq!(
+            b.weight("emb.weight").unwrap(),
+            again,
+            "tied weights added once"
+        );
+        let x = b.rows(x).unwrap();
+        let y = b.linear(x, "fc").unwrap();
+        assert_eq!(b.width(y).unwrap(), 1);
+        let y = b.unrows(y).unwrap();
+        let ty = b.graph().value_type(y).as_tensor().unwrap().clone();
+        assert_eq!(ty.dtype, DType::F32);
+        assert_eq!(
+            ty.shape.unwrap().dims(),
+            &[
+                Dim::Sym("batch".into()),
+                Dim::Sym("seq".into()),
+                Dim::Known(1)
+            ]
+        );
+        let m = b.finish(&[("out", y)], &[("k", "v")]).unwrap();
+        assert_eq!(m.graph.value_name(m.graph.outputs[0]), "out");
+        assert_eq!(m.opsets[""], OPSET);
+        // The f16 weight is cast to f32 before the Gemm (transB: [out, in]).
+        let ops = op_types(&m.graph);
+        assert!(ops.contains(&"Cast".to_string()) && ops.contains(&"Gemm".to_string()));
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_panic() {
+        let w = weights();
+        let mut b = Builder::new("t", &w);
+        let ids = b.token_input("ids").unwrap();
+        assert!(matches!(b.weight("nope"), Err(ArchError::MissingWeight(_))));
+        assert!(matches!(
+            b.activation(ids, "quick_gelu_v9"),
+            Err(ArchError::Unsupported(_))
+        ));
+        let spec = AttnSpec {
+            heads: 3,
+            kv_heads: 2,
+            head_dim: 4,
+            causal: true,
+        };
+        assert!(b.attention(ids, ids, ids, &spec, None, None).is_err());
+        // A Gemm of mismatched widths fails in shape inference, naming the node.
+        let x = b.embedding("emb.weight", ids).unwrap();
+        let err = b.linear(x, "fc").unwrap_err().to_string();
+        assert!(err.contains("gemm"), "{err}");
+        let cfg = HfConfig::parse(r#"{"architectures":["Mamba"]}"#).unwrap();
+        assert!(matches!(build(&cfg, &w), Err(ArchError::Unsupported(_))));
+        let cfg = HfConfig::parse(r#"{"architectures":["BertModel"]}"#).unwrap();
+        assert!(matches!(build(&cfg, &w), Err(ArchError::Config(_))));
+        let cfg = HfConfig::parse("{}").unwrap();
+        assert!(matches!(build(&cfg, &w), Err(ArchError::Config(_))));
+    }
+}

@@ -20,7 +20,7 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
 /// An optimizer with `groups` input groups (`X`, `G`, states...) per tensor.
 fn optimizer(ctx: &InferCtx<'_>, groups: usize) -> Result<Vec<ValueType>, String> {
     let ins = ctx.inputs.len().saturating_sub(2);
-    if ins == 0 || ins % groups != 0 {
+    if ins == 0 || !ins.is_multiple_of(groups) {
         return Err(format!(
             "expected R, T and {groups} inputs per optimized tensor, got {} inputs",
             ctx.inputs.len()

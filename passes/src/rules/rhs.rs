@@ -187,19 +187,19 @@ impl Applier<ENode, crate::egraph::Analysis> for FnRule {
     }
 }
 
+/// A side condition on a pattern match.
+pub type Condition = Box<dyn Fn(&EGraph, &Subst) -> bool + Send + Sync>;
+
 /// An egg pattern applied through [`guarded_union`]: for built-in rules written
 /// as patterns (`egg::rewrite!` users get egg's plain applier).
 pub struct Guarded {
     rhs: PatternAst<ENode>,
-    conds: Vec<Box<dyn Fn(&EGraph, &Subst) -> bool + Send + Sync>>,
+    conds: Vec<Condition>,
 }
 
 impl Guarded {
     /// Apply pattern `rhs` when every condition holds.
-    pub fn new(
-        rhs: &str,
-        conds: Vec<Box<dyn Fn(&EGraph, &Subst) -> bool + Send + Sync>>,
-    ) -> Result<Guarded, String> {
+    pub fn new(rhs: &str, conds: Vec<Condition>) -> Result<Guarded, String> {
         let rhs: RecExpr<ENodeOrVar<ENode>> = rhs.parse().map_err(|e| format!("{e:?}"))?;
         Ok(Guarded { rhs, conds })
     }

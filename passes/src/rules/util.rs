@@ -79,7 +79,7 @@ pub fn norm_axes(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
         .iter()
         .map(|&a| {
             let a = if a < 0 { a + r } else { a };
-            (0..r).contains(&a).then(|| a as usize)
+            (0..r).contains(&a).then_some(a as usize)
         })
         .collect::<Option<_>>()?;
     v.sort_unstable();

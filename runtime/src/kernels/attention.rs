@@ -152,7 +152,7 @@ pub fn attention<W: Real>(
     opt: &Options<W>,
     out: Out<'_, W>,
 ) -> Result<()> {
-    if d.kv_heads == 0 || d.q_heads % d.kv_heads != 0 {
+    if d.kv_heads == 0 || !d.q_heads.is_multiple_of(d.kv_heads) {
         bail!(
             "{} query heads cannot share {} key/value heads",
             d.q_heads,
@@ -380,57 +380,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod timing_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn smollm2_shapes() {
-        let (sq, hq, hkv, dk) = (512, 9, 3, 64);
-        let q: Vec<f32> = (0..sq * hq * dk)
-            .map(|i| ((i % 97) as f32) * 0.01)
-            .collect();
-        let k: Vec<f32> = (0..sq * hkv * dk)
-            .map(|i| ((i % 89) as f32) * 0.01)
-            .collect();
-        let mut y = vec![0f32; sq * hq * dk];
-        let d = Dims {
-            batch: 1,
-            q_heads: hq,
-            kv_heads: hkv,
-            q_seq: sq,
-            past: 0,
-            total: sq,
-            dk,
-            dv: dk,
-        };
-        let opt = Options {
-            scale: 0.125,
-            softcap: 0.0,
-            causal: true,
-            nonpad: None,
-            qk_mode: 0,
-        };
-        let t = std::time::Instant::now();
-        for _ in 0..10 {
-            attention(
-                d,
-                Heads::bsd(&q, hq, sq, dk),
-                Heads::bhsd(&k, hkv, sq, dk),
-                Heads::bhsd(&k, hkv, sq, dk),
-                None,
-                &opt,
-                Out {
-                    y: &mut y,
-                    y_layout: Heads::bsd(&[], hq, sq, dk),
-                    qk: None,
-                },
-            )
-            .unwrap();
-        }
-        eprintln!("10 layers of 512-token causal attention: {:?}", t.elapsed());
     }
 }

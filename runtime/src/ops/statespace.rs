@@ -301,9 +301,11 @@ fn linear_attention(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec
     let q = input(inputs, 0)?;
     let dt = q.dtype();
     let state_dt: DType = out_dtype(ctx, 1)?;
-    let scale = match ctx.attrs().float_or("scale", 0.0)? {
-        s if s == 0.0 => 1.0 / (d.dk as f64).sqrt(),
-        s => s as f64,
+    let given = ctx.attrs().float_or("scale", 0.0)?;
+    let scale = if given == 0.0 {
+        1.0 / (d.dk as f64).sqrt()
+    } else {
+        given as f64
     };
     with_workprec!(dt, W => {
         let mut state = match opt_input(inputs, 3)? {

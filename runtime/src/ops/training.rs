@@ -32,7 +32,7 @@ fn step(
 ) -> Result<Vec<Value>> {
     let per = 2 + n_states;
     let ins = inputs.len().saturating_sub(2);
-    if ins == 0 || ins % per != 0 {
+    if ins == 0 || !ins.is_multiple_of(per) {
         bail!(
             "expected R, T and {per} inputs per tensor, got {} inputs",
             inputs.len()
