@@ -7,8 +7,8 @@
 #   jargon_file.txt        The Jargon File 4.4.7 (Debian `jargon-text`,
 #                          /usr/share/doc/jargon-text/jargon.txt.gz, gunzipped)
 #
-# The packages are fetched with `apt-get download` (no install, no root needed
-# beyond readable apt lists) and unpacked with dpkg-deb; re-running is a no-op.
+# The packages are fetched with `apt-get download` (no install; the package
+# lists are refreshed with `apt-get update` if the first try fails) and unpacked with dpkg-deb; re-running is a no-op.
 # The SHA-256 of each text is checked: the reference perplexities in
 # tests/smollm2.rs were computed on exactly these bytes. The short Eiffel
 # paragraph is committed as tests/fixtures/texts/eiffel_paragraph.txt.
@@ -24,8 +24,10 @@ fetch_text() { # package member name sha256
   fi
   local tmp; tmp="$(mktemp -d "$CACHE/texts.tmp.XXXXXX")"
   echo "fetching $pkg from Debian" >&2
-  if ! (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1); then
-    echo "error: \`apt-get download $pkg\` failed (run \`apt-get update\` first?)" >&2
+  # A fresh machine may have no package lists yet: refresh them once and retry.
+  if ! (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1) &&
+     ! (apt-get update -qq >/dev/null 2>&1 && cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1); then
+    echo "error: \`apt-get download $pkg\` failed (even after \`apt-get update\`)" >&2
     rm -rf "$tmp"
     return 1
   fi

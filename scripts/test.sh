@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh onnx silero ppocr minilm smollm2 >/dev/null
+scripts/fetch-texts.sh
+export EGRET_REQUIRE_DATA=1  # a test whose data is missing fails instead of skipping
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace -- --nocapture
+cargo test --workspace --no-fail-fast -- --nocapture

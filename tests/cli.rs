@@ -1,6 +1,9 @@
 //! The `egret` binary end to end, on the tiny model of `tests/fixtures/tiny/`
 //! (built by `make_tiny.py`): y = Relu(x @ w + b), "stats/y:0" = Identity(y).
 
+mod common;
+use common::{available, cache};
+
 use egret_frontends::npy;
 use egret_ir::Tensor;
 use std::path::{Path, PathBuf};
@@ -145,7 +148,7 @@ fn run_random_is_deterministic() {
 #[test]
 fn failures_are_clear_errors() {
     let dir = scratch("errors");
-    fails(&["inspect", "no-such-model.onnx"], "does not exist");
+    fails(&["inspect", "no-such-model.onnx"], "no such file");
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"\xff\xfe this is not a protobuf \x00\x01\x02").unwrap();
     fails(
@@ -220,23 +223,8 @@ fn help_and_version() {
 /// direction classifier and checks that its text form round-trips.
 #[test]
 fn real_model_ir_snapshot() {
-    let cache = std::env::var_os("EGRET_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
-        });
-    let silero = cache.join("models/silero-vad/silero_vad.onnx");
-    let cls = cache.join("models/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx");
-    if !silero.exists() || !cls.exists() {
-        println!(
-            "note: skipping the real-model IR snapshot ({} or {} is absent)",
-            silero.display(),
-            cls.display()
-        );
-        return;
-    }
-    if let Err(e) = egret_frontends::onnx::load(&silero) {
-        println!("note: skipping the real-model IR snapshot: the frontend cannot load silero-vad yet: {e}");
+    let cls = cache().join("models/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    if !available(&cls, "scripts/fetch-models.sh ppocr") {
         return;
     }
     let mut model = egret_frontends::onnx::load(&cls).expect("ppocr cls imports");

@@ -4,20 +4,15 @@
 //! `gguf` Python package (its writer, its reader and `gguf.quants.dequantize`).
 //! The SmolLM2 tests use the model fetched by `scripts/fetch-models.sh smollm2`.
 
+mod common;
+use common::{available, cache};
+
 use egret_frontends::gguf::{GgufError, GgufFile, MetaValue};
 use egret_ir::{blocks, BlockFormat, DType};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf")
-}
-
-fn cache() -> PathBuf {
-    std::env::var_os("EGRET_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
-        })
 }
 
 /// The dtype of each vector file, by the gguf type name used in its file name.
@@ -226,11 +221,7 @@ fn truncated_and_garbage_files_are_errors() {
 
 fn smollm2() -> Option<GgufFile> {
     let p = cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !p.exists() {
-        eprintln!(
-            "SKIP: {} absent (run scripts/fetch-models.sh smollm2)",
-            p.display()
-        );
+    if !available(&p, "scripts/fetch-models.sh smollm2") {
         return None;
     }
     Some(GgufFile::open(&p).unwrap())

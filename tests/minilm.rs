@@ -3,6 +3,9 @@
 //! against reference numbers computed with onnxruntime: token ids exactly,
 //! every cosine of the 9×9 table and the first embedding values within 1e-3.
 
+mod common;
+use common::{available, cache};
+
 use egret_runtime::eval::{cosine, Embedder};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -92,22 +95,16 @@ const EMBEDDING0_FIRST8: [f64; 8] = [
 ];
 
 fn model_dir() -> PathBuf {
-    std::env::var_os("EGRET_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret")
-        })
-        .join("models/minilm")
+    cache().join("models/minilm")
 }
 
 #[test]
 fn minilm_matches_reference_ids_cosines_and_embedding() {
     let dir = model_dir();
-    if !dir.join("model.safetensors").exists() {
-        eprintln!(
-            "SKIPPED minilm: {} is absent (run scripts/fetch-models.sh minilm)",
-            dir.display()
-        );
+    if !available(
+        &dir.join("model.safetensors"),
+        "scripts/fetch-models.sh minilm",
+    ) {
         return;
     }
     let t0 = Instant::now();
@@ -164,8 +161,10 @@ fn minilm_matches_reference_ids_cosines_and_embedding() {
 #[test]
 fn eval_similarity_cli_reports_reference_cosines() {
     let dir = model_dir();
-    if !dir.join("model.safetensors").exists() {
-        eprintln!("SKIPPED minilm CLI: {} is absent", dir.display());
+    if !available(
+        &dir.join("model.safetensors"),
+        "scripts/fetch-models.sh minilm",
+    ) {
         return;
     }
     let pairs = concat!(

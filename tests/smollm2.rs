@@ -10,6 +10,9 @@
 //! Devil's Dictionary and Jargon File); each test prints a notice and passes
 //! when its data is absent.
 
+mod common;
+use common::{available, cache};
+
 use egret_runtime::generate::{generate, last_row, Decoder};
 use egret_runtime::perplexity::perplexity;
 use egret_runtime::sample::{top_k, Sampler, SamplingConfig};
@@ -23,20 +26,13 @@ const GREEDY_IDS: [i64; 12] = [7042, 30, 198, 198, 504, 2988, 314, 42, 216, 34, 
 const GREEDY_TEXT: &str = " Paris.\n\nThe answer is: 201";
 const TOP5_NEXT: [usize; 5] = [7042, 260, 4528, 2250, 1315];
 
-fn cache() -> PathBuf {
-    std::env::var_os("EGRET_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/egret")))
-        .unwrap_or_default()
-}
-
 /// The model and its tokenizer, loaded once for all tests (the folded f32
 /// weights take about 540 MB).
 fn model() -> Option<&'static (Decoder, Tokenizer)> {
     static M: OnceLock<Option<(Decoder, Tokenizer)>> = OnceLock::new();
     M.get_or_init(|| {
         let path = cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.exists() {
+        if !available(&path, "scripts/fetch-models.sh smollm2") {
             return None;
         }
         let loaded = egret_frontends::load(&path).expect("SmolLM2 loads");
@@ -45,10 +41,6 @@ fn model() -> Option<&'static (Decoder, Tokenizer)> {
         Some((Decoder::new(loaded.model).expect("decoder graph"), tok))
     })
     .as_ref()
-    .or_else(|| {
-        eprintln!("SKIP: SmolLM2 absent (run scripts/fetch-models.sh smollm2)");
-        None
-    })
 }
 
 fn assert_close_rel(got: f64, want: f64, rel: f64, what: &str) {
@@ -128,13 +120,10 @@ fn eiffel_paragraph_perplexity() {
 fn text_perplexity(file: &str, want: f64) {
     let Some((dec, tok)) = model() else { return };
     let path = cache().join("texts").join(file);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIP: {} absent (run scripts/fetch-texts.sh)",
-            path.display()
-        );
+    if !available(&path, "scripts/fetch-texts.sh") {
         return;
-    };
+    }
+    let text = std::fs::read_to_string(&path).expect("text reads");
     let ids = tok.encode(&text, false).unwrap();
     let r = perplexity(dec, &ids, 512, Some(4), &mut |_, _| {}).unwrap();
     assert_eq!(r.predicted(), 4 * 511);

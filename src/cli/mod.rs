@@ -22,6 +22,25 @@ pub fn load(path: &Path) -> Result<egret_frontends::Loaded> {
     egret_frontends::load(path).with_context(|| format!("loading model {}", path.display()))
 }
 
+/// An error and its causes joined by `: `, like anyhow's `{:#}`, but a cause is
+/// left out when the message before it already ends with it. Typed errors
+/// often print their source inside their own message, and the plain chain
+/// would then say everything twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Format rows as a left-aligned table with a header row, two spaces between
 /// columns and every line indented by two spaces. Numeric-looking columns are
 /// right-aligned.
@@ -104,6 +123,17 @@ mod tests {
     }
 
     #[test]
+    fn error_chain_skips_causes_already_printed() {
+        let io = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(io).context("cannot read m.onnx: disk on fire");
+        let e = e.context("loading model m.onnx");
+        assert_eq!(
+            error_chain(&e),
+            "loading model m.onnx: cannot read m.onnx: disk on fire"
+        );
+    }
+
+    #[test]
     fn unknown_formats_are_clear_errors() {
         let dir = std::env::temp_dir().join(format!("egret-cli-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -112,14 +142,9 @@ mod tests {
         assert!(format!("{:#}", load_model(&p).unwrap_err()).contains("malformed GGUF"));
         let p = dir.join("m.bin");
         std::fs::write(&p, b"x").unwrap();
-        assert!(load_model(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown model format"));
-        assert!(load_model(&dir.join("none.onnx"))
-            .unwrap_err()
-            .to_string()
-            .contains("does not exist"));
+        assert!(format!("{:#}", load_model(&p).unwrap_err()).contains("unknown model format"));
+        let missing = format!("{:#}", load_model(&dir.join("none.onnx")).unwrap_err());
+        assert!(missing.contains("no such file"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -80,7 +80,11 @@ impl Window {
                 self.kernel[i], self.auto_pad, self.ceil as u8
             )));
         };
-        let (x, k) = (x as i64, k as i64);
+        // i128 arithmetic: hostile attributes (pads or dilations near i64::MAX)
+        // must give an error, not an overflow.
+        let (x, k, s, d, pb, pe) = (
+            x as i128, k as i128, s as i128, d as i128, pb as i128, pe as i128,
+        );
         let ek = (k - 1) * d + 1;
         let out = match self.auto_pad.as_str() {
             "SAME_UPPER" | "SAME_LOWER" => (x + s - 1) / s,
@@ -110,7 +114,11 @@ impl Window {
             }
             other => return Err(format!("unknown auto_pad {other}")),
         };
-        Ok(Dim::Known(out as usize))
+        usize::try_from(out)
+            .ok()
+            .filter(|&o| o <= i64::MAX as usize)
+            .map(Dim::Known)
+            .ok_or_else(|| format!("output extent {out} out of range"))
     }
 }
 
@@ -197,16 +205,18 @@ fn conv_transpose(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         let (s, d) = (win.strides[i], win.dilations[i]);
         out.push(match (xd[i + 2].known(), win.kernel[i].known()) {
             (Some(x), Some(k)) => {
+                // i128, as in `Window::out_dim`: attributes are untrusted.
+                let (x, k, s, d) = (x as i128, k as i128, s as i128, d as i128);
                 let v = match win.auto_pad.as_str() {
-                    "SAME_UPPER" | "SAME_LOWER" => x as i64 * s,
+                    "SAME_UPPER" | "SAME_LOWER" => x * s,
                     _ => {
-                        s * (x as i64 - 1) + opad[i] + (k as i64 - 1) * d + 1
-                            - win.pads[i]
-                            - win.pads[n + i]
+                        s * (x - 1) + opad[i] as i128 + (k - 1) * d + 1
+                            - win.pads[i] as i128
+                            - win.pads[n + i] as i128
                     }
                 };
-                if v < 0 {
-                    return Err(format!("negative output extent {v}"));
+                if !(0..=i64::MAX as i128).contains(&v) {
+                    return Err(format!("output extent {v} out of range"));
                 }
                 Dim::Known(v as usize)
             }

@@ -557,14 +557,17 @@ fn tile(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn padded(d: &Dim, before: i64, after: i64) -> R<Dim> {
     Ok(match d {
         Dim::Known(n) => {
-            let v = *n as i64 + before + after;
-            if v < 0 {
-                return Err(format!("padding gives a negative dim {v}"));
+            // i128: pads are untrusted and may be near i64::MAX.
+            let v = *n as i128 + before as i128 + after as i128;
+            if !(0..=i64::MAX as i128).contains(&v) {
+                return Err(format!("padding gives an out-of-range dim {v}"));
             }
             Dim::Known(v as usize)
         }
-        Dim::Sym(s) if before + after == 0 => Dim::Sym(s.clone()),
-        Dim::Sym(s) => Dim::Sym(format!("({s}{:+})", before + after)),
+        Dim::Sym(s) => match before as i128 + after as i128 {
+            0 => Dim::Sym(s.clone()),
+            total => Dim::Sym(format!("({s}{total:+})")),
+        },
     })
 }
 
@@ -728,8 +731,9 @@ fn non_zero(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let x = ctx.tensor(0)?;
     let b = ctx.call.attrs.int("blocksize").map_err(|e| e.to_string())?;
-    if b <= 0 {
-        return Err("blocksize must be positive".into());
+    // Bounded so `b * b` and `k * b` cannot overflow; real block sizes are tiny.
+    if !(1..=1 << 16).contains(&b) {
+        return Err(format!("blocksize {b} out of range 1..=65536"));
     }
     let b = b as usize;
     let Some(s) = &x.shape else {
@@ -740,7 +744,7 @@ fn depth_space(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     };
     let scale = |d: &Dim, up: bool| -> R<Dim> {
         Ok(match d {
-            Dim::Known(k) if up => Dim::Known(k * b),
+            Dim::Known(k) if up => Dim::Known(k.saturating_mul(b)),
             Dim::Known(k) if k % b == 0 => Dim::Known(k / b),
             Dim::Known(k) => return Err(format!("dim {k} not divisible by block {b}")),
             Dim::Sym(s) if up => Dim::Sym(format!("({s}*{b})")),

@@ -316,7 +316,7 @@ mod tests {
         let s0 = softmax_t(&t, 0, Mode::Softmax).unwrap();
         close(
             s0.as_slice::<f32>().unwrap(),
-            &[0.5, 0.26894142, 0.11920292, 0.5, 0.7310586, 0.8807971],
+            &[0.5, 0.7310586, 0.8807971, 0.5, 0.26894142, 0.11920292],
         );
         let h = softmax_t(&t, 0, Mode::Hardmax).unwrap();
         assert_eq!(h.as_slice::<f32>().unwrap(), &[1., 1., 1., 0., 0., 0.]);

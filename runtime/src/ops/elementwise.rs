@@ -1202,7 +1202,8 @@ mod tests {
         assert_eq!(r.as_slice::<i8>().unwrap(), &[-5, 5, 100]);
         let x = tf(&[2, 2], vec![-1., 2., -3., 4.]);
         let r = prelu_t(&x, &tf(&[2], vec![0.5, 0.25])).unwrap();
-        assert_eq!(f32s(&r), vec![-0.5, 2., -0.75, 4.]);
+        // The slope broadcasts along the last axis, as in numpy.
+        assert_eq!(f32s(&r), vec![-0.5, 2., -1.5, 4.]);
     }
 
     #[test]
