@@ -77,6 +77,8 @@ Examples:
     Generate(cli::generate::GenerateArgs),
     /// Optimize a model by equality saturation (or a chosen pass pipeline).
     Optimize(cli::optimize::OptimizeArgs),
+    /// Write a model in another format (ONNX).
+    Export(cli::export::ExportArgs),
     /// List the optimizer's passes, or calibrate its cost model.
     #[command(after_help = "\
 Examples:
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::main(&args),
         Command::Generate(args) => cli::generate::main(&args),
         Command::Optimize(args) => cli::optimize::main(&args),
+        Command::Export(args) => cli::export::main(&args),
         Command::Passes { calibrate, json } => cli::passes::main(calibrate, json),
         Command::Run {
             model,

@@ -777,13 +777,25 @@ fn one_op(
     model(g)
 }
 
-/// Run `model` with every input a tensor of ones of its declared shape.
-fn run_on_ones(model: &egret_ir::Model) -> Result<(), String> {
+/// Run `model` with the values of `feeds` (raw int64 or f32 tensors) for the
+/// inputs they name and a tensor of ones of its declared shape for the others.
+fn run_with(model: &egret_ir::Model, feeds: &[TensorProto]) -> Result<(), String> {
     let g = &model.graph;
     let inputs = g
         .inputs
         .iter()
         .map(|&o| {
+            if let Some(t) = feeds.iter().find(|t| t.name == g.value_name(o)) {
+                let dims = t.dims.iter().map(|&d| d as usize).collect();
+                let dt = if t.data_type == DataType::Int64 as i32 {
+                    egret_ir::DType::I64
+                } else {
+                    egret_ir::DType::F32
+                };
+                return egret_ir::Tensor::from_bytes(dt, dims, &t.raw_data)
+                    .map(egret_ir::Value::Tensor)
+                    .map_err(|e| e.to_string());
+            }
             let ty = g.value_type(o).as_tensor().ok_or("non-tensor input")?;
             let dims: Vec<usize> = ty
                 .shape
@@ -806,11 +818,12 @@ fn run_on_ones(model: &egret_ir::Model) -> Result<(), String> {
 /// Malformed attribute or constant values: inference rejects them at load
 /// time (an error naming the node), or, where it cannot, running the model is a
 /// clean error naming the node. Never a panic, never a huge allocation.
-#[test]
-fn extreme_attribute_and_constant_values_are_errors() {
+/// One-node models whose attributes or constant inputs are malformed: each
+/// must be a clean error naming the node (`victim`).
+fn extreme_cases() -> Vec<(&'static str, ModelProto)> {
     let big = i64::MAX;
     let min = i64::MIN;
-    let cases: Vec<(&str, ModelProto)> = vec![
+    vec![
         (
             "perm out of range",
             one_op(
@@ -1074,30 +1087,139 @@ fn extreme_attribute_and_constant_values_are_errors() {
                 vec![],
             ),
         ),
-    ];
-    let dir = Scratch::new("extreme");
-    let mut loaded = vec![];
-    for (what, m) in cases {
+        (
+            "resize sizes negative",
+            one_op(
+                "Resize",
+                &["x", "", "", "sz"],
+                vec![i64_init("sz", &[1, 1, -4, 4])],
+                vec![],
+            ),
+        ),
+        (
+            "conv group huge",
+            one_op(
+                "Conv",
+                &["x", "w"],
+                vec![tensor("w", DataType::Float, &[1, 1, 3, 3], vec![0; 36])],
+                vec![int_attr("group", big)],
+            ),
+        ),
+        (
+            "max unpool strides huge",
+            one_op(
+                "MaxUnpool",
+                &["x", "i"],
+                vec![tensor("i", DataType::Int64, &[1, 1, 4, 4], vec![0; 128])],
+                vec![
+                    ints_attr("kernel_shape", &[2, 2]),
+                    ints_attr("strides", &[big, big]),
+                ],
+            ),
+        ),
+        (
+            "center crop negative",
+            one_op(
+                "CenterCropPad",
+                &["x", "s"],
+                vec![i64_init("s", &[1, 1, -2, 4])],
+                vec![],
+            ),
+        ),
+        (
+            "range nan delta",
+            one_op(
+                "Range",
+                &["a", "b", "c"],
+                vec![
+                    tensor("a", DataType::Float, &[], 0f32.to_le_bytes().to_vec()),
+                    tensor("b", DataType::Float, &[], 10f32.to_le_bytes().to_vec()),
+                    tensor("c", DataType::Float, &[], f32::NAN.to_le_bytes().to_vec()),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "onehot depth zero",
+            one_op(
+                "OneHot",
+                &["i", "d", "v"],
+                vec![
+                    i64_init("i", &[0]),
+                    i64_init("d", &[0]),
+                    tensor("v", DataType::Float, &[2], vec![0; 8]),
+                ],
+                vec![],
+            ),
+        ),
+    ]
+}
+
+/// A case: its name, the model, and values fed to its int64/f32 graph inputs
+/// (other inputs get ones).
+type Case = (&'static str, ModelProto, Vec<TensorProto>);
+
+/// Load every case and, if it loads, run it: the load or the run must fail
+/// cleanly, naming the node. Returns the cases that did not.
+fn check_extreme(dir: &Scratch, cases: Vec<Case>) -> Vec<String> {
+    let mut problems = vec![];
+    for (what, m, feeds) in cases {
         let p = dir.write(
             &format!("{}.onnx", what.replace(' ', "_")),
             &m.encode_to_vec(),
         );
         match catch_unwind(AssertUnwindSafe(|| egret_frontends::load(&p))) {
-            Err(_) => panic!("{what}: loading panicked"),
+            Err(_) => problems.push(format!("{what}: loading panicked")),
             Ok(Ok(l)) => {
                 // Not caught by inference: running it must then be a clean error.
-                let ran = catch_unwind(AssertUnwindSafe(|| run_on_ones(&l.model)));
-                match ran {
-                    Err(_) => panic!("{what}: running panicked"),
-                    Ok(Ok(())) => loaded.push(what),
-                    Ok(Err(msg)) => assert!(msg.contains("victim"), "{what}: {msg}"),
+                match catch_unwind(AssertUnwindSafe(|| run_with(&l.model, &feeds))) {
+                    Err(_) => problems.push(format!("{what}: running panicked")),
+                    Ok(Ok(())) => problems.push(format!("{what}: ran")),
+                    Ok(Err(msg)) if !msg.contains("node `victim`") => {
+                        problems.push(format!("{what}: run error without node: {msg}"))
+                    }
+                    Ok(Err(_)) => {}
                 }
             }
             Ok(Err(e)) => {
                 let msg = e.to_string();
-                assert!(msg.contains("node `victim`"), "{what}: {msg}");
+                if !msg.contains("node `victim`") {
+                    problems.push(format!("{what}: load error without node: {msg}"));
+                }
             }
         }
     }
-    assert!(loaded.is_empty(), "malformed models ran: {loaded:?}");
+    problems
+}
+
+#[test]
+fn extreme_attribute_and_constant_values_are_errors() {
+    let dir = Scratch::new("extreme");
+    let cases = extreme_cases()
+        .into_iter()
+        .map(|(what, m)| (what, m, vec![]))
+        .collect();
+    let problems = check_extreme(&dir, cases);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn extreme_runtime_values_are_errors() {
+    // The same values as graph inputs: inference cannot see them, so the
+    // kernels must reject them (checked arithmetic, no huge allocation).
+    let dir = Scratch::new("extreme-runtime");
+    let cases = extreme_cases()
+        .into_iter()
+        .map(|(what, mut m)| {
+            let g = m.graph.as_mut().expect("case has a graph");
+            let feeds = std::mem::take(&mut g.initializer);
+            for t in &feeds {
+                let dt = DataType::try_from(t.data_type).expect("case dtype");
+                g.input.push(vi(&t.name, tensor_type(dt, &t.dims)));
+            }
+            (what, m, feeds)
+        })
+        .collect();
+    let problems = check_extreme(&dir, cases);
+    assert!(problems.is_empty(), "{problems:#?}");
 }

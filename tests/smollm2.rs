@@ -139,3 +139,41 @@ fn devils_dictionary_perplexity() {
 fn jargon_file_perplexity() {
     text_perplexity("jargon_file.txt", 14.066);
 }
+
+/// `egret eval --perplexity --json` end to end: the binary loads the GGUF file,
+/// scores the Eiffel paragraph and reports the reference perplexity, the window
+/// layout and its peak RSS.
+#[test]
+fn eval_cli_reports_eiffel_perplexity() {
+    let model = cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !available(&model, "scripts/fetch-models.sh smollm2") {
+        return;
+    }
+    let text =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/texts/eiffel_paragraph.txt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egret"))
+        .arg("eval")
+        .arg(&model)
+        .arg("--perplexity")
+        .arg(&text)
+        .args(["--window", "512", "--json"])
+        .output()
+        .expect("egret runs");
+    assert!(
+        out.status.success(),
+        "egret eval failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let p = &report["perplexity"];
+    assert_eq!(p["text_tokens"], 177);
+    assert_eq!(p["predicted"], 176);
+    assert_eq!(p["windows"].as_array().map(Vec::len), Some(1));
+    let ppl = p["perplexity"].as_f64().expect("perplexity is a number");
+    assert_close_rel(ppl, 7.467, 0.005, "egret eval Eiffel perplexity");
+    // The f32 weights alone take ~540 MB: a real high-water mark is at least that.
+    let rss = report["peak_rss_bytes"]
+        .as_u64()
+        .expect("peak RSS reported");
+    assert!(rss > 500_000_000, "peak RSS {rss} B is implausibly small");
+}

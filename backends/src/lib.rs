@@ -1,6 +1,12 @@
 //! # egret-backends
 //!
-//! Not yet filled. This crate will own the lowering of an optimized graph into a
+//! Code generation from an optimized graph.
+//!
+//! * [`onnx_export`]: egret IR → ONNX `ModelProto` (`egret export --format onnx`),
+//!   built on the ONNX frontend's prost types (`egret-frontends` owns the
+//!   vendored schema, so the writer and the reader cannot drift apart).
+//!
+//! Still to come: this crate will own the lowering of an optimized graph into a
 //! `Program` (a scheduled list of kernel calls and fused loops over one planned
 //! memory arena, buffer offsets from liveness analysis) and the two emitters
 //! that consume it:
@@ -12,3 +18,5 @@
 //!
 //! It sits at the top of the library ladder: ir ← frontends/runtime ← passes ←
 //! backends ← egret.
+
+pub mod onnx_export;

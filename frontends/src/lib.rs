@@ -9,6 +9,9 @@
 //!   the latest ones, and the hostile-input guarantees (typed errors, no panics,
 //!   no allocation driven by declared sizes).
 //!
+//! * [`container`]: egret's own `.egret` container (text IR + safetensors
+//!   weights), written by `egret optimize`.
+//!
 //! ## Why prost + protox and not `onnx-protobuf`
 //! The ONNX types are generated once with `prost-build` and `protox` (a pure-Rust
 //! protobuf compiler, so no `protoc`) by `tools/regen-onnx-proto`, and the output
@@ -18,6 +21,7 @@
 //! `unreachable!()` on malformed input, which breaks the never-panic rule.
 
 pub mod arch;
+pub mod container;
 pub mod gguf;
 pub mod npy;
 pub mod onnx;
@@ -59,6 +63,9 @@ pub enum LoadError {
     /// The GGUF frontend (or its architecture builder) failed.
     #[error(transparent)]
     Gguf(Box<gguf::GgufError>),
+    /// The `.egret` container reader failed.
+    #[error(transparent)]
+    Container(Box<container::ContainerError>),
 }
 
 impl From<onnx::OnnxError> for LoadError {
@@ -79,8 +86,15 @@ impl From<gguf::GgufError> for LoadError {
     }
 }
 
+impl From<container::ContainerError> for LoadError {
+    fn from(e: container::ContainerError) -> Self {
+        LoadError::Container(Box::new(e))
+    }
+}
+
 /// Load a model, choosing the frontend by file extension (`.onnx`,
-/// `.safetensors`, `.gguf`; a folder is a safetensors model folder). This is the
+/// `.safetensors`, `.gguf`, an `.egret` container directory; any other folder
+/// is a safetensors model folder). This is the
 /// one place a new format gets wired in; the CLI and library users both call it.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let bad = |msg: String| LoadError::Path {
@@ -90,13 +104,16 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     if !path.exists() {
         return Err(bad("no such file or directory".into()));
     }
-    if path.is_dir() {
-        return Ok(safetensors::load(path)?);
-    }
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    if ext == "egret" {
+        return Ok(container::load(path)?);
+    }
+    if path.is_dir() {
+        return Ok(safetensors::load(path)?);
+    }
     match ext.as_str() {
         "safetensors" => Ok(safetensors::load(path)?),
         "gguf" => Ok(gguf::load(path)?),
@@ -105,7 +122,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             tokenizer_json: None,
         }),
         _ => Err(bad(format!(
-            "unknown model format `.{ext}` (expected .onnx, .safetensors, .gguf or a model folder)"
+            "unknown model format `.{ext}` (expected .onnx, .safetensors, .gguf, .egret or a model folder)"
         ))),
     }
 }

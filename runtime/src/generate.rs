@@ -229,6 +229,20 @@ impl Decoder {
     }
 }
 
+/// Size the thread pool every kernel shares (rayon's global pool, which the
+/// GEMM and the row-parallel kernels use) to `threads`; `0` keeps rayon's
+/// default (`RAYON_NUM_THREADS`, else one per core). Call it before the first
+/// run: once the pool exists its size is fixed, and asking for another is an error.
+pub fn set_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Ok(());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| RuntimeError::msg(format!("cannot use {threads} threads: {e}")))
+}
+
 /// Timings of one [`generate`] call.
 #[derive(Clone, Debug, Default)]
 pub struct GenerationStats {

@@ -1,13 +1,18 @@
 //! `egret eval`: the quality meters every compression result is judged by.
 //!
 //! Each meter is one optional flag filling one optional section of [`Report`]:
-//! `--similarity FILE` (embedding models: cosine of sentence pairs). A new meter
+//! `--perplexity FILE` (causal language models: perplexity over windows of a
+//! text) and `--similarity FILE` (embedding models: cosine of sentence pairs).
+//! A new meter
 //! is a flag in [`EvalArgs`], a section in [`Report`], one function and one
 //! line in [`main`].
 
 use super::{load, table};
 use anyhow::{bail, Context, Result};
 use egret_runtime::eval::{cosine, Embedder};
+use egret_runtime::generate::{set_threads, Decoder};
+use egret_runtime::perplexity::{perplexity as score_windows, windows};
+use egret_runtime::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -18,23 +23,72 @@ use std::time::{Duration, Instant};
 /// What `egret eval` was asked to do.
 #[derive(clap::Args)]
 #[command(after_help = "\
+Perplexity: the text is tokenized whole (no BOS token), cut into non-overlapping
+windows of --window tokens from its start, and each window is scored on its own
+from an empty cache (token j+1 under the logits at j, so a full window predicts
+window-1 tokens). --windows K scores only the first K windows. The result is
+exp(mean negative log-likelihood) over every predicted token.
+
 The similarity file holds one sentence pair per line, the two sentences separated
 by a tab. Each sentence is embedded as the mean of the encoder's last hidden state
 over its real tokens, L2-normalised (the sentence-transformers recipe).
 
+Peak RSS is the process's high-water mark of resident memory (VmHWM).
+
 Examples:
+  egret eval ~/.cache/egret/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
+      --perplexity ~/.cache/egret/texts/devils_dictionary.txt --windows 4
+  egret eval model.gguf --perplexity tests/fixtures/texts/eiffel_paragraph.txt --json
   egret eval ~/.cache/egret/models/minilm --similarity tests/fixtures/similarity-pairs.tsv
   egret eval model.safetensors --similarity pairs.tsv --json")]
 pub struct EvalArgs {
     /// The model: a .safetensors file or its folder (with config.json and
     /// tokenizer.json), or any other format egret loads.
     pub model: PathBuf,
+    /// A text file to measure the perplexity of a causal language model on.
+    #[arg(long, value_name = "FILE")]
+    pub perplexity: Option<PathBuf>,
+    /// Tokens per perplexity window.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(2..))]
+    pub window: u64,
+    /// Score only the first K windows (default: all of the text).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub windows: Option<u64>,
     /// Sentence pairs (one per line, tab-separated) to score by embedding cosine.
     #[arg(long, value_name = "FILE")]
     pub similarity: Option<PathBuf>,
-    /// Print JSON instead of tables.
+    /// Threads for the kernels (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Print JSON instead of tables (and no progress bar).
     #[arg(long)]
     pub json: bool,
+}
+
+/// One scored perplexity window.
+#[derive(Serialize)]
+struct Window {
+    tokens: usize,
+    predicted: usize,
+    perplexity: f64,
+}
+
+/// The `--perplexity` section.
+#[derive(Serialize)]
+struct Perplexity {
+    file: String,
+    /// Tokens in the whole text.
+    text_tokens: usize,
+    window: usize,
+    windows: Vec<Window>,
+    /// Tokens predicted over all windows.
+    predicted: usize,
+    /// Mean negative log-likelihood per predicted token (nats).
+    mean_nll: f64,
+    perplexity: f64,
+    eval_ms: f64,
+    /// Window tokens run per second.
+    tokens_per_s: f64,
 }
 
 /// One scored sentence pair.
@@ -61,6 +115,8 @@ struct Report {
     model: String,
     load_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    perplexity: Option<Perplexity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     similarity: Option<Similarity>,
     /// Peak resident set size of the process (Linux), in bytes.
     peak_rss_bytes: Option<u64>,
@@ -68,23 +124,35 @@ struct Report {
 
 /// Run `egret eval`.
 pub fn main(args: &EvalArgs) -> Result<()> {
-    if args.similarity.is_none() {
-        bail!("nothing to evaluate: give --similarity FILE");
+    if args.perplexity.is_none() && args.similarity.is_none() {
+        bail!("nothing to evaluate: give --perplexity FILE or --similarity FILE");
     }
+    set_threads(args.threads)?;
     let t0 = Instant::now();
     let loaded = load(&args.model)?;
     let mut report = Report {
         model: args.model.display().to_string(),
         load_ms: ms(t0.elapsed()),
+        perplexity: None,
         similarity: None,
         peak_rss_bytes: None,
     };
+    let tok = || {
+        loaded.tokenizer_json.as_deref().context(
+            "evaluation needs the model's tokenizer (GGUF vocabulary or tokenizer.json beside it)",
+        )
+    };
     if let Some(file) = &args.similarity {
-        let tok = loaded
-            .tokenizer_json
-            .as_deref()
-            .context("--similarity needs the model's tokenizer (tokenizer.json beside it)")?;
-        report.similarity = Some(similarity(&loaded.model, tok, file)?);
+        report.similarity = Some(similarity(&loaded.model, tok()?, file, !args.json)?);
+    }
+    if let Some(file) = &args.perplexity {
+        let tokenizer = Tokenizer::from_json(tok()?)?;
+        let decoder = Decoder::new(loaded.model).context("--perplexity needs a causal LM")?;
+        let windows = args.windows.map(|k| k as usize);
+        let window = usize::try_from(args.window).context("--window is too large")?;
+        report.perplexity = Some(perplexity(
+            &decoder, &tokenizer, file, window, windows, !args.json,
+        )?);
     }
     report.peak_rss_bytes = peak_rss();
     if args.json {
@@ -126,7 +194,12 @@ fn read_pairs(path: &Path) -> Result<Vec<(String, String)>> {
 }
 
 /// Embed every distinct sentence of the pairs once and score each pair.
-fn similarity(model: &egret_ir::Model, tokenizer: &str, file: &Path) -> Result<Similarity> {
+fn similarity(
+    model: &egret_ir::Model,
+    tokenizer: &str,
+    file: &Path,
+    show_progress: bool,
+) -> Result<Similarity> {
     let t0 = Instant::now();
     let pairs = read_pairs(file)?;
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -140,7 +213,7 @@ fn similarity(model: &egret_ir::Model, tokenizer: &str, file: &Path) -> Result<S
         }
     }
     let embedder = Embedder::new(model, tokenizer)?;
-    let bar = Progress::new(sentences.len() as u64, "sentences");
+    let bar = Progress::new(sentences.len() as u64, "sentences", show_progress);
     let emb = embedder.embed(&sentences, &mut |done| bar.set(done as u64))?;
     bar.finish();
     let vec_of = |s: &String| index.get(s).and_then(|&i| emb.get(i));
@@ -164,34 +237,78 @@ fn similarity(model: &egret_ir::Model, tokenizer: &str, file: &Path) -> Result<S
     })
 }
 
-/// A progress bar on stderr that appears only once the work has taken more
-/// than a second, and only on a terminal.
+/// Score the text of `file` with the decoder (see the command's help).
+fn perplexity(
+    decoder: &Decoder,
+    tokenizer: &Tokenizer,
+    file: &Path,
+    window: usize,
+    max_windows: Option<usize>,
+    show_progress: bool,
+) -> Result<Perplexity> {
+    let t0 = Instant::now();
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the perplexity text {}", file.display()))?;
+    let ids = tokenizer.encode(&text, false)?;
+    let total = windows(&ids, window, max_windows).len();
+    let bar = Progress::new(total as u64, "windows", show_progress);
+    let r = score_windows(decoder, &ids, window, max_windows, &mut |done, _| {
+        bar.set(done as u64)
+    })
+    .with_context(|| format!("scoring {}", file.display()))?;
+    bar.finish();
+    let elapsed = t0.elapsed();
+    let run: usize = r.windows.iter().map(|w| w.tokens).sum();
+    Ok(Perplexity {
+        file: file.display().to_string(),
+        text_tokens: ids.len(),
+        window,
+        windows: r
+            .windows
+            .iter()
+            .map(|w| Window {
+                tokens: w.tokens,
+                predicted: w.predicted,
+                perplexity: w.perplexity(),
+            })
+            .collect(),
+        predicted: r.predicted(),
+        mean_nll: r.mean_nll(),
+        perplexity: r.perplexity(),
+        eval_ms: ms(elapsed),
+        tokens_per_s: run as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+/// A progress bar on stderr, shown only when asked for, on a terminal, and once
+/// the work has taken more than a second (then it ticks on its own, so its
+/// elapsed time and ETA stay current between long steps).
 struct Progress {
     bar: ProgressBar,
-    start: Instant,
 }
 
 impl Progress {
-    fn new(total: u64, unit: &str) -> Progress {
+    fn new(total: u64, unit: &str, show: bool) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        if let Ok(style) =
-            ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit} ({{eta}})"))
-        {
+        if let Ok(style) = ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed}}, ETA {{eta}}]"
+        )) {
             bar.set_style(style);
         }
-        Progress {
-            bar,
-            start: Instant::now(),
+        if show && std::io::stderr().is_terminal() {
+            let later = bar.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                if !later.is_finished() {
+                    later.set_draw_target(ProgressDrawTarget::stderr());
+                    later.enable_steady_tick(Duration::from_millis(250));
+                }
+            });
         }
+        Progress { bar }
     }
 
     fn set(&self, done: u64) {
-        if self.bar.is_hidden()
-            && self.start.elapsed() > Duration::from_secs(1)
-            && std::io::stderr().is_terminal()
-        {
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
         self.bar.set_position(done);
     }
 
@@ -211,6 +328,34 @@ fn peak_rss() -> Option<u64> {
 /// The human-readable report.
 fn render(r: &Report) -> String {
     let mut out = format!("model  {}\nload   {:.0} ms\n", r.model, r.load_ms);
+    if let Some(p) = &r.perplexity {
+        let rows: Vec<Vec<String>> = p
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                vec![
+                    (i + 1).to_string(),
+                    w.tokens.to_string(),
+                    format!("{:.3}", w.perplexity),
+                ]
+            })
+            .collect();
+        out.push_str(&format!(
+            "\nperplexity {:.3} ({}: {} of {} tokens in {} windows of {}, \
+             {} predicted; {:.1} s, {:.0} tokens/s)\n",
+            p.perplexity,
+            p.file,
+            p.windows.iter().map(|w| w.tokens).sum::<usize>(),
+            p.text_tokens,
+            p.windows.len(),
+            p.window,
+            p.predicted,
+            p.eval_ms / 1e3,
+            p.tokens_per_s
+        ));
+        out.push_str(&table(&["window", "tokens", "perplexity"], &rows));
+    }
     if let Some(s) = &r.similarity {
         let rows: Vec<Vec<String>> = s
             .pairs

@@ -3,7 +3,7 @@
 
 use super::load;
 use anyhow::{bail, Context, Result};
-use egret_runtime::generate::{generate, Decoder, GenerationStats};
+use egret_runtime::generate::{generate, set_threads, Decoder, GenerationStats};
 use egret_runtime::sample::{Sampler, SamplingConfig};
 use egret_runtime::tokenizer::Tokenizer;
 use serde::Serialize;
@@ -24,7 +24,7 @@ Examples:
       --prompt 'The capital of France is' --max-tokens 12
   egret generate model.gguf --prompt 'Once upon a time' --temperature 0.8 \\
       --top-k 40 --top-p 0.95 --seed 1
-  egret generate model.gguf --prompt 'Hello' --json")]
+  egret generate model.gguf --prompt 'Hello' --threads 1 --json")]
 pub struct GenerateArgs {
     /// The model: a .gguf file, a safetensors model folder, or a decoder .onnx
     /// with the HF export convention (input_ids, past_key_values.*, logits).
@@ -47,6 +47,9 @@ pub struct GenerateArgs {
     /// Seed of the sampling stream.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Threads for the kernels (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +116,7 @@ pub fn main(args: &GenerateArgs) -> Result<()> {
         seed: args.seed,
     });
     let mut sampler = sampler?;
+    set_threads(args.threads)?;
     let t0 = Instant::now();
     let loaded = load(&args.model)?;
     let json = loaded

@@ -1,6 +1,7 @@
 //! The `egret` subcommands and what they share: model loading and table output.
 
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod optimize;

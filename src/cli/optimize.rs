@@ -1,7 +1,7 @@
 //! `egret optimize`: run a pass pipeline (equality saturation by default) and
 //! write the optimized model; `--check` compares interpreter outputs.
 
-use super::{load_model, table};
+use super::{load, table};
 use anyhow::{anyhow, bail, Context, Result};
 use egret_ir::Value;
 use egret_passes::check::{self, MaxError};
@@ -17,18 +17,19 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Without --passes the default pipeline runs: dce, eqsat (every built-in rule set,
-staged). `egret passes` lists the passes. OUT receives the model in egret's
-text form (large weights appear as @name references; the .egret container that
-carries them is a later addition).
+staged). `egret passes` lists the passes. An OUT ending in .egret is a container
+directory (text IR + safetensors weights + tokenizer) that every egret command
+reads; any other OUT receives the text form alone (large weights appear as
+@name references, without their data).
 
 Examples:
-  egret optimize model.onnx -o model.txt
-  egret optimize model.onnx -o model.txt --passes algebra,fusion --check
+  egret optimize model.onnx -o model.egret
+  egret optimize model.onnx -o model.egret --passes algebra,fusion --check
   egret optimize model.onnx -o model.txt --check --dim batch=2 --json")]
 pub struct OptimizeArgs {
     /// The model file.
     pub model: PathBuf,
-    /// Where to write the optimized model (text form).
+    /// Where to write the optimized model: an `.egret` container, or text form.
     #[arg(long, short)]
     pub output: PathBuf,
     /// Comma-separated pass names (see `egret passes`).
@@ -121,7 +122,8 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 
 /// Run `egret optimize`.
 pub fn main(args: &OptimizeArgs) -> Result<()> {
-    let mut model = load_model(&args.model)?;
+    let loaded = load(&args.model)?;
+    let mut model = loaded.model;
     let before = model.graph.clone();
     let registry = Registry::builtin();
     let names: Vec<&str> = if args.passes.is_empty() {
@@ -163,7 +165,15 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     } else {
         None
     };
-    write_atomic(&args.output, &egret_ir::text::print_model(&model))?;
+    let container = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("egret"));
+    if container {
+        egret_frontends::container::write(&args.output, &model, loaded.tokenizer_json.as_deref())?;
+    } else {
+        write_atomic(&args.output, &egret_ir::text::print_model(&model))?;
+    }
     let report = Report { passes, check };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -147,6 +147,28 @@ pub(crate) struct LGraph {
     free: Vec<String>,
 }
 
+impl LGraph {
+    /// A graph of the single node `spec`, with formal `inputs` (typed by the
+    /// enclosing node's hints) and `outputs`; it reads what `spec`'s subgraphs read.
+    pub(crate) fn single_node(
+        name: String,
+        spec: Spec,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    ) -> LGraph {
+        let free: BTreeSet<String> = spec.captured_names().cloned().collect();
+        LGraph {
+            name,
+            inputs: inputs.into_iter().map(|n| (n, None)).collect(),
+            consts: vec![],
+            nodes: vec![spec],
+            outputs: outputs.into_iter().map(|n| (n, None)).collect(),
+            value_info: HashMap::new(),
+            free: free.into_iter().collect(),
+        }
+    }
+}
+
 /// Graph attributes the standard control-flow ops cannot do without.
 const REQUIRED_GRAPHS: &[(&str, &[&str])] = &[
     ("If", &["then_branch", "else_branch"]),

@@ -10,7 +10,7 @@
 //! dtype must match a data input (`Pad`'s `constant_value`, `Clip`'s bounds) is
 //! produced by a `CastLike` of an f32 constant to the data input.
 
-use super::import::{NormCx, Spec};
+use super::import::{GraphAttr, LGraph, NormCx, Spec};
 use egret_ir::{Attr, Tensor};
 
 /// A rewrite: the node in its old form → its latest-opset replacement.
@@ -61,6 +61,7 @@ pub(crate) const RULES: &[Rule] = &[
     rule("TopK", 1, 10, topk_attr_to_input),
     rule("Reshape", 1, 5, reshape_attr_to_input),
     rule("Upsample", 1, GONE, upsample_to_resize),
+    rule("Scan", 8, 9, batched_scan8),
     rule("Resize", 10, 11, resize10_to_resize),
     rule("Scatter", 1, GONE, scatter_to_scatter_elements),
     rule("Softmax", 1, 13, legacy_softmax),
@@ -344,6 +345,41 @@ fn resize10_to_resize(s: Spec, _cx: &mut NormCx<'_>) -> Result<Vec<Spec>, String
 }
 
 /// Scatter (deprecated in opset 11) → ScatterElements, same semantics.
+/// Scan-8 puts a batch axis in front of every state and scan value (and takes
+/// an optional `sequence_lens` first input). Batch entries are independent
+/// Scan-9 runs, so the node becomes an outer Scan over the batch axis (every
+/// input scanned, every output stacked) whose body is that Scan-9 node.
+fn batched_scan8(mut s: Spec, cx: &mut NormCx<'_>) -> Result<Vec<Spec>, String> {
+    let Some((lens, formal)) = s.inputs.split_first() else {
+        return Err("Scan-8 needs inputs".into());
+    };
+    if !lens.is_empty() {
+        return Err("Scan-8 sequence_lens is not supported".into());
+    }
+    let formal = formal.to_vec();
+    let directions = take_ints(&mut s, "directions")?;
+    let inner_in: Vec<String> = formal.iter().map(|_| cx.name("scan8_in")).collect();
+    let inner_out: Vec<String> = s.outputs.iter().map(|_| cx.name("scan8_out")).collect();
+    let mut inner = Spec::derived(&s, "batch", "Scan", inner_in.clone(), inner_out.clone());
+    inner.opset = 9;
+    inner.attrs = std::mem::take(&mut s.attrs);
+    if let Some(d) = directions {
+        inner.attrs.set("scan_input_directions", Attr::Ints(d));
+    }
+    inner.graphs = std::mem::take(&mut s.graphs);
+    let body = LGraph::single_node(format!("{}_batch", s.label()), inner, inner_in, inner_out);
+    let mut outer = Spec::derived(&s, "batched", "Scan", formal, s.outputs.clone())
+        .with_attr("num_scan_inputs", Attr::Int(s.inputs.len() as i64 - 1));
+    outer.name = s.name;
+    outer.opset = 9;
+    outer.graphs = vec![GraphAttr {
+        name: "body".into(),
+        graphs: vec![body],
+        list: false,
+    }];
+    Ok(vec![outer])
+}
+
 fn scatter_to_scatter_elements(mut s: Spec, _cx: &mut NormCx<'_>) -> Result<Vec<Spec>, String> {
     s.op_type = "ScatterElements".into();
     Ok(vec![s])

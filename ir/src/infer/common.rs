@@ -137,3 +137,17 @@ pub fn known_product(dims: &[Dim]) -> Option<usize> {
     dims.iter()
         .try_fold(1usize, |a, d| a.checked_mul(d.known()?))
 }
+
+/// A dim from an untrusted integer (a constant input or attribute): must be `>= 0`.
+pub fn dim_of_int(v: i64, what: &str) -> R<usize> {
+    usize::try_from(v).map_err(|_| format!("{what} must be non-negative, got {v}"))
+}
+
+/// A dim from an untrusted float count: finite, non-negative and below 2^63.
+pub fn dim_of_float(v: f64, what: &str) -> R<usize> {
+    if (0.0..i64::MAX as f64).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(format!("{what} {v} is not a valid size"))
+    }
+}

@@ -107,9 +107,13 @@ fn max_unpool(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     for i in 0..n {
         out.push(match d[i + 2].known() {
             Some(v) => {
-                let o = (v as i64 - 1) * win.strides[i] - win.pads[i] - win.pads[n + i] + k[i];
-                if o < 0 {
-                    return Err(format!("negative output extent {o}"));
+                // i128: strides, pads and kernel are untrusted attributes.
+                let o = (v as i128 - 1) * win.strides[i] as i128
+                    - win.pads[i] as i128
+                    - win.pads[n + i] as i128
+                    + k[i] as i128;
+                if !(0..=i64::MAX as i128).contains(&o) {
+                    return Err(format!("output extent {o} out of range"));
                 }
                 Dim::Known(o as usize)
             }

@@ -87,8 +87,13 @@ fn top_k(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             let a = axis_of(int_attr(ctx, "axis", -1)?, s.rank())?;
             let mut d = s.dims().to_vec();
             d[a] = match ctx.const_ints(1).and_then(|k| k.first().copied()) {
-                Some(k) if k >= 0 => Dim::Known(k as usize),
-                Some(k) => return Err(format!("negative K {k}")),
+                Some(k) if k < 0 => return Err(format!("negative K {k}")),
+                Some(k) => match d[a].known() {
+                    Some(n) if k as u64 > n as u64 => {
+                        return Err(format!("K={k} exceeds the axis size {n}"))
+                    }
+                    _ => Dim::Known(k as usize),
+                },
                 None => data_dim(ctx, "k"),
             };
             Some(Shape(d))

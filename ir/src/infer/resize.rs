@@ -1,6 +1,6 @@
 //! Inference rules: Resize, GridSample, AffineGrid.
 
-use super::common::{tensor, unknown_dims, R};
+use super::common::{dim_of_float, dim_of_int, tensor, unknown_dims, R};
 use super::{InferCtx, InferFn};
 use crate::shape::{Dim, Shape, ValueType};
 
@@ -43,7 +43,7 @@ fn resize_dims(ctx: &InferCtx<'_>, input: &[Dim]) -> R<Option<Vec<Dim>>> {
             .map_err(|e| e.to_string())?;
         if policy == "stretch" {
             for (&a, &s) in axes.iter().zip(&sizes) {
-                out[a] = Dim::Known(usize::try_from(s).map_err(|_| format!("negative size {s}"))?);
+                out[a] = Dim::Known(dim_of_int(s, "resize size")?);
             }
             return Ok(Some(out));
         }
@@ -56,7 +56,10 @@ fn resize_dims(ctx: &InferCtx<'_>, input: &[Dim]) -> R<Option<Vec<Dim>>> {
             ratios.fold(f64::NEG_INFINITY, f64::max)
         };
         for (&a, &d) in axes.iter().zip(&known) {
-            out[a] = Dim::Known((scale * d as f64 + 0.5) as usize);
+            out[a] = Dim::Known(dim_of_float(
+                (scale * d as f64 + 0.5).floor(),
+                "resize size",
+            )?);
         }
         return Ok(Some(out));
     }
@@ -76,7 +79,10 @@ fn resize_dims(ctx: &InferCtx<'_>, input: &[Dim]) -> R<Option<Vec<Dim>>> {
         }
         for (&a, &s) in axes.iter().zip(&scales) {
             if let Some(d) = input[a].known() {
-                out[a] = Dim::Known((s * d as f64).floor().max(0.0) as usize);
+                out[a] = Dim::Known(dim_of_float(
+                    (s * d as f64).floor().max(0.0),
+                    "resized dim",
+                )?);
             } else if s != 1.0 {
                 out[a] = Dim::Sym(format!("resize_{a}"));
             }

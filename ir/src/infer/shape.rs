@@ -10,7 +10,7 @@
 //! `(a*b)`), so equal expressions compare equal; a data-dependent dim gets a
 //! symbol named after the op and its input shape.
 
-use super::common::{norm_axis, tensor, R};
+use super::common::{dim_of_float, dim_of_int, norm_axis, tensor, R};
 use super::{InferCtx, InferFn};
 use crate::dtype::DType;
 use crate::shape::{Dim, Shape, TensorType, ValueType};
@@ -258,6 +258,14 @@ fn reshape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             }
             None => data_dim(ctx, "minus1"),
         };
+    } else if let Some(n) = in_dims.and_then(super::common::known_product) {
+        // Every output dim known (or symbolic): the counts must agree.
+        let all_known: Option<Vec<usize>> = out.iter().map(Dim::known).collect();
+        if let Some(k) = all_known {
+            if k.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(n) {
+                return Err(format!("cannot reshape {n} elements to {spec:?}"));
+            }
+        }
     }
     Ok(vec![tensor(x.dtype, Some(Shape(out)))])
 }
@@ -322,11 +330,12 @@ fn concat(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
 }
 
 /// Length of a slice of a dim with constant bounds, when it can be known.
-fn slice_len(d: &Dim, start: i64, end: i64, step: i64) -> Option<Dim> {
-    if step == 0 {
-        return None;
+fn slice_len(d: &Dim, start: i64, end: i64, step: i64) -> R<Option<Dim>> {
+    // `i64::MIN` has no negation: no real model uses it, so it is malformed.
+    if step == 0 || step == i64::MIN {
+        return Err(format!("invalid slice step {step}"));
     }
-    match d {
+    Ok(match d {
         Dim::Known(n) => {
             let n = *n as i128;
             let (s, e, st) = (start as i128, end as i128, step as i128);
@@ -344,7 +353,7 @@ fn slice_len(d: &Dim, start: i64, end: i64, step: i64) -> Option<Dim> {
         // The whole symbolic dim.
         Dim::Sym(_) if start == 0 && step == 1 && end >= i32::MAX as i64 => Some(d.clone()),
         Dim::Sym(_) => None,
-    }
+    })
 }
 
 fn slice(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
@@ -372,7 +381,7 @@ fn slice(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             }
             for k in 0..st.len() {
                 let a = axis_of(ax[k], r)?;
-                out[a] = slice_len(&s.dims()[a], st[k], en[k], sp[k])
+                out[a] = slice_len(&s.dims()[a], st[k], en[k], sp[k])?
                     .unwrap_or_else(|| data_dim(ctx, &format!("slice{a}")));
             }
         }
@@ -397,7 +406,17 @@ fn split(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let d = &s.dims()[axis];
     let sizes: Vec<Dim> = if ctx.has_input(1) {
         match ctx.const_ints(1) {
-            Some(v) => v.iter().map(|&k| Dim::Known(k.max(0) as usize)).collect(),
+            Some(v) => {
+                let v = v
+                    .iter()
+                    .map(|&k| dim_of_int(k, "split size"))
+                    .collect::<R<Vec<_>>>()?;
+                let total = v.iter().try_fold(0usize, |a, &k| a.checked_add(k));
+                if let Some(dk) = d.known().filter(|&dk| total != Some(dk)) {
+                    return Err(format!("split sizes {v:?} do not add up to {dk}"));
+                }
+                v.into_iter().map(Dim::Known).collect()
+            }
             None => (0..n)
                 .map(|i| data_dim(ctx, &format!("split{i}")))
                 .collect(),
@@ -522,7 +541,11 @@ fn expand(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         return Ok(vec![tensor(x.dtype, None)]);
     };
     let target = match ctx.const_ints(1) {
-        Some(v) => Shape(v.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect()),
+        Some(v) => Shape(
+            v.iter()
+                .map(|&d| dim_of_int(d, "expand dim").map(Dim::Known))
+                .collect::<R<_>>()?,
+        ),
         None => match list_len(ctx, 1) {
             Some(n) => Shape(data_dims(ctx, n)),
             None => return Ok(vec![tensor(x.dtype, None)]),
@@ -545,8 +568,18 @@ fn tile(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             .dims()
             .iter()
             .zip(&r)
-            .map(|(d, &k)| dim_product(&[d.clone(), Dim::Known(k.max(0) as usize)]))
-            .collect(),
+            .map(|(d, &k)| {
+                let k = dim_of_int(k, "tile repeat")?;
+                match d {
+                    Dim::Known(n) => n
+                        .checked_mul(k)
+                        .filter(|&m| m <= i64::MAX as usize)
+                        .map(Dim::Known)
+                        .ok_or_else(|| format!("tiling {n} by {k} overflows")),
+                    Dim::Sym(_) => Ok(dim_product(&[d.clone(), Dim::Known(k)])),
+                }
+            })
+            .collect::<R<_>>()?,
         Some(_) => return Err("tile repeats do not match the rank".into()),
         None => data_dims(ctx, s.rank()),
     };
@@ -618,7 +651,7 @@ fn center_crop_pad(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     match ctx.const_ints(1) {
         Some(t) if t.len() == axes.len() => {
             for (&a, &k) in axes.iter().zip(&t) {
-                out[a] = Dim::Known(k.max(0) as usize);
+                out[a] = Dim::Known(dim_of_int(k, "crop size")?);
             }
         }
         Some(_) => return Err("shape does not match axes".into()),
@@ -668,7 +701,9 @@ fn constant_of_shape(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         .map_or(DType::F32, |t| t.dtype());
     let shape = match ctx.const_ints(0) {
         Some(v) => Some(Shape(
-            v.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect(),
+            v.iter()
+                .map(|&d| dim_of_int(d, "shape dim").map(Dim::Known))
+                .collect::<R<_>>()?,
         )),
         None => list_len(ctx, 0).map(|n| Shape(data_dims(ctx, n))),
     };
@@ -682,10 +717,14 @@ fn range(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         ctx.const_floats(1),
         ctx.const_floats(2),
     ) {
-        (Some(s), Some(l), Some(d))
-            if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0.0 =>
-        {
-            Dim::Known(((l[0] - s[0]) / d[0]).ceil().max(0.0) as usize)
+        (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => {
+            if d[0] == 0.0 {
+                return Err("range delta is 0".into());
+            }
+            Dim::Known(dim_of_float(
+                ((l[0] - s[0]) / d[0]).ceil().max(0.0),
+                "range length",
+            )?)
         }
         _ => data_dim(ctx, "len"),
     };
@@ -709,8 +748,9 @@ fn one_hot(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     };
     let axis = norm_axis(int_attr(ctx, "axis", -1)?, s.rank() + 1)?;
     let depth = match ctx.const_floats(1).and_then(|v| v.first().copied()) {
-        Some(d) if d >= 1.0 => Dim::Known(d as usize),
-        _ => data_dim(ctx, "depth"),
+        Some(d) if d >= 1.0 => Dim::Known(dim_of_float(d, "OneHot depth")?),
+        Some(d) => return Err(format!("OneHot depth {d} is below 1")),
+        None => data_dim(ctx, "depth"),
     };
     let mut out = s.dims().to_vec();
     out.insert(axis, depth);
@@ -891,12 +931,17 @@ mod tests {
 
     #[test]
     fn slice_len_rules() {
-        assert_eq!(slice_len(&Dim::Known(10), 2, -1, 2), Some(Dim::Known(4)));
+        assert_eq!(
+            slice_len(&Dim::Known(10), 2, -1, 2),
+            Ok(Some(Dim::Known(4)))
+        );
         assert_eq!(
             slice_len(&Dim::Known(5), -1, i64::MIN, -1),
-            Some(Dim::Known(5))
+            Ok(Some(Dim::Known(5)))
         );
-        assert_eq!(slice_len(&sym("n"), 0, i64::MAX, 1), Some(sym("n")));
-        assert_eq!(slice_len(&sym("n"), 1, 3, 1), None);
+        assert_eq!(slice_len(&sym("n"), 0, i64::MAX, 1), Ok(Some(sym("n"))));
+        assert_eq!(slice_len(&sym("n"), 1, 3, 1), Ok(None));
+        assert!(slice_len(&Dim::Known(5), 0, 5, 0).is_err());
+        assert!(slice_len(&Dim::Known(5), 0, 5, i64::MIN).is_err());
     }
 }

@@ -47,7 +47,7 @@ impl ConvGeom {
         if group < 1
             || c % group as usize != 0
             || m % group as usize != 0
-            || ws[1] * group as usize != c
+            || ws[1].checked_mul(group as usize) != Some(c)
         {
             bail!("group {group} does not fit input channels {c}, weight {ws:?}");
         }

@@ -176,7 +176,7 @@ fn max_pool(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>>
 fn float_pool(
     ctx: &KernelCtx<'_>,
     inputs: &[Option<Value>],
-    f: fn(&mut dyn Iterator<Item = f64>, usize, usize) -> f64,
+    f: impl Fn(&mut dyn Iterator<Item = f64>, usize, usize) -> f64 + Sync,
 ) -> Result<Vec<Value>> {
     let x = input(inputs, 0)?;
     let xs = x.shape();
@@ -210,14 +210,13 @@ fn lp_norm(v: &mut dyn Iterator<Item = f64>, p: f64) -> f64 {
     v.map(|x| x.abs().powf(p)).sum::<f64>().powf(1.0 / p)
 }
 
-/// LpPool (p = 1, 2 or 3; padding contributes nothing).
+/// LpPool (any integer p >= 1; padding contributes nothing).
 fn lp_pool(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
-    match ctx.attrs().int_or("p", 2)? {
-        1 => float_pool(ctx, inputs, |v, _, _| lp_norm(v, 1.0)),
-        2 => float_pool(ctx, inputs, |v, _, _| lp_norm(v, 2.0)),
-        3 => float_pool(ctx, inputs, |v, _, _| lp_norm(v, 3.0)),
-        p => bail!("LpPool p = {p} is not supported (1, 2 or 3)"),
+    let p = ctx.attrs().int_or("p", 2)?;
+    if p < 1 {
+        bail!("LpPool p = {p} must be >= 1");
     }
+    float_pool(ctx, inputs, move |v, _, _| lp_norm(v, p as f64))
 }
 
 /// Reduce every `(n, c)` plane of a float tensor to one value; output `[N, C, 1...]`.
@@ -296,11 +295,12 @@ fn max_unpool(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value
     }
     let mut inferred = xs[..2].to_vec();
     for i in 0..n {
-        let v = (xs[i + 2] as i64 - 1) * s[i] as i64 - (pads[i] + pads[n + i]) as i64 + k[i];
-        if v < 0 {
-            bail!("MaxUnpool output extent {v} is negative");
-        }
-        inferred.push(v as usize);
+        // i128: strides, pads and kernel are untrusted attributes.
+        let v = (xs[i + 2] as i128 - 1) * s[i] as i128 - pads[i] as i128 - pads[n + i] as i128
+            + k[i] as i128;
+        inferred.push(usize::try_from(v).map_err(|_| {
+            crate::error::RuntimeError::msg(format!("MaxUnpool output extent {v} out of range"))
+        })?);
     }
     let shape = match opt_input(inputs, 2)? {
         None => inferred.clone(),

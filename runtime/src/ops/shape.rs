@@ -333,8 +333,9 @@ struct SliceAxis {
 
 /// ONNX Slice clamping for one axis of size `d`.
 fn slice_axis(start: i64, end: i64, step: i64, d: usize) -> Result<SliceAxis> {
-    if step == 0 {
-        bail!("slice step cannot be 0");
+    // `i64::MIN` has no negation: no real model uses it, so it is malformed.
+    if step == 0 || step == i64::MIN {
+        bail!("invalid slice step {step}");
     }
     let d = d as i128;
     let (start, end, step) = (start as i128, end as i128, step as i128);
@@ -350,10 +351,13 @@ fn slice_axis(start: i64, end: i64, step: i64, d: usize) -> Result<SliceAxis> {
     } else {
         (s - e + (-step) - 1) / (-step)
     };
+    let len = len.max(0) as usize;
     Ok(SliceAxis {
         start: s.max(0) as i64,
-        step: step as i64,
-        len: len.max(0) as usize,
+        // A step only matters between two elements: a huge one with a single
+        // element would overflow the stride arithmetic for nothing.
+        step: if len > 1 { step as i64 } else { 1 },
+        len,
     })
 }
 
@@ -529,8 +533,9 @@ enum PadMode {
 
 /// Map output coordinate `o` of one axis to its source coordinate (`None` = fill).
 fn pad_source(o: usize, begin: i64, d: usize, mode: PadMode) -> Result<Option<usize>> {
-    let i = o as i64 - begin;
-    let n = d as i64;
+    // i128: `begin` is untrusted and may be near i64::MIN/MAX.
+    let i = o as i128 - begin as i128;
+    let n = d as i128;
     if (0..n).contains(&i) {
         return Ok(Some(i as usize));
     }
@@ -566,8 +571,11 @@ fn pad_tensor<T: Elem>(
 ) -> Result<(Vec<usize>, Vec<T>)> {
     let mut out_shape = Vec::with_capacity(shape.len());
     for ((&d, &b), &e) in shape.iter().zip(begin).zip(end) {
-        let n = d as i64 + b + e;
-        out_shape.push(to_usize(n, "padded dim")?);
+        let n = d as i128 + b as i128 + e as i128;
+        out_shape.push(
+            usize::try_from(n)
+                .map_err(|_| RuntimeError::msg(format!("padded dim {n} out of range")))?,
+        );
     }
     let total = checked_len(&out_shape)?;
     let maps = out_shape

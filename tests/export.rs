@@ -1,0 +1,362 @@
+//! ONNX export and the `.egret` container, end to end.
+//!
+//! * Real models (silero-vad, PP-OCRv4) and a sample of ONNX node tests are
+//!   exported, re-imported with egret and run by the interpreter: outputs must be
+//!   bit-identical to the original model's.
+//! * The same exported files, and the real models after the default optimizer
+//!   pipeline, run in onnxruntime 1.32 (the venv of `scripts/setup-python.sh`,
+//!   through `scripts/ort-check.py`); their outputs must match onnxruntime's on
+//!   the original model within 1e-5 (the committed fixtures for real models,
+//!   a fresh onnxruntime run of the original file for node tests).
+//! * A real model optimized into an `.egret` container loads back through
+//!   `egret_frontends::load` with identical outputs.
+
+mod common;
+use common::{available, cache};
+
+use egret_backends::onnx_export;
+use egret_frontends::onnx::{self, Message};
+use egret_frontends::{container, npy};
+use egret_ir::{Model, Value};
+use egret_passes::check::max_error;
+use egret_passes::pass::{PassContext, Registry, DEFAULT_PIPELINE};
+use std::path::{Path, PathBuf};
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    model: String,
+    inputs: Vec<String>,
+}
+
+/// A real-model fixture: model, inputs and onnxruntime's outputs.
+struct RealCase {
+    name: String,
+    model: Model,
+    inputs: Vec<Value>,
+    want: Vec<Value>,
+}
+
+fn real_cases() -> Vec<RealCase> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    let mut out = vec![];
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let m: Manifest =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let path = cache().join("models").join(&m.model);
+        if !available(&path, "scripts/fetch-models.sh silero ppocr") {
+            continue;
+        }
+        let model = onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let read = |f: String| Value::Tensor(npy::read(&dir.join(f)).expect("fixture npy"));
+        let inputs = m
+            .inputs
+            .iter()
+            .map(|n| read(format!("input_{n}.npy")))
+            .collect();
+        let want = (0..model.graph.outputs.len())
+            .map(|i| read(format!("output_{i}.npy")))
+            .collect();
+        out.push(RealCase {
+            name,
+            model,
+            inputs,
+            want,
+        });
+    }
+    out
+}
+
+fn run(m: &Model, inputs: &[Value]) -> Result<Vec<Value>, String> {
+    egret_runtime::Interpreter::for_model(m)
+        .and_then(|it| it.run(inputs.to_vec()))
+        .map_err(|e| e.to_string())
+}
+
+/// Bitwise equality of two output lists (tensors only).
+fn identical(a: &[Value], b: &[Value]) -> Result<(), String> {
+    if a.len() != b.len() {
+        return Err(format!("{} outputs vs {}", a.len(), b.len()));
+    }
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let (x, y) = (x.as_tensor().unwrap(), y.as_tensor().unwrap());
+        let same = x.dtype() == y.dtype()
+            && x.shape() == y.shape()
+            && x.bytes() == y.bytes()
+            && x.as_strings().ok() == y.as_strings().ok();
+        if !same {
+            return Err(format!("output {i} differs"));
+        }
+    }
+    Ok(())
+}
+
+/// Export `m`, re-import the bytes with egret; the file bytes and the model.
+fn export_reimport(m: &Model) -> Result<(Vec<u8>, Model), String> {
+    let bytes = onnx_export::export(m)
+        .map_err(|e| format!("export: {e}"))?
+        .encode_to_vec();
+    let back = onnx::load_bytes(&bytes, None).map_err(|e| format!("re-import: {e}"))?;
+    Ok((bytes, back))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("egret-export-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn optimized(m: &Model) -> Model {
+    let mut m = m.clone();
+    Registry::builtin()
+        .pipeline(DEFAULT_PIPELINE)
+        .unwrap()
+        .run(&mut m, &PassContext::default())
+        .unwrap();
+    m
+}
+
+/// One model for onnxruntime to run: the file, its inputs, where outputs go.
+#[derive(serde::Serialize)]
+struct OrtCase {
+    model: PathBuf,
+    inputs: Vec<PathBuf>,
+    out_dir: PathBuf,
+}
+
+impl OrtCase {
+    /// Write `bytes` and `inputs` under `dir`; `None` if numpy cannot hold an input.
+    fn new(dir: &Path, bytes: &[u8], inputs: &[Value]) -> Option<OrtCase> {
+        std::fs::create_dir_all(dir).unwrap();
+        let model = dir.join("model.onnx");
+        std::fs::write(&model, bytes).unwrap();
+        let mut files = vec![];
+        for (i, v) in inputs.iter().enumerate() {
+            let p = dir.join(format!("input_{i}.npy"));
+            npy::write(&p, v.as_tensor().ok()?).ok()?;
+            files.push(p);
+        }
+        Some(OrtCase {
+            model,
+            inputs: files,
+            out_dir: dir.join("out"),
+        })
+    }
+
+    /// onnxruntime's outputs, or the reason it failed.
+    fn outputs(&self, n: usize) -> Result<Vec<Value>, String> {
+        if let Ok(e) = std::fs::read_to_string(self.out_dir.join("error.txt")) {
+            return Err(format!("onnxruntime: {}", e.trim()));
+        }
+        (0..n)
+            .map(|i| {
+                npy::read(&self.out_dir.join(format!("output_{i}.npy")))
+                    .map(Value::Tensor)
+                    .map_err(|e| format!("output {i}: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// The venv's python, when `scripts/setup-python.sh` made it.
+fn python() -> Option<PathBuf> {
+    let py = cache().join("venv/bin/python");
+    available(&py, "scripts/setup-python.sh").then_some(py)
+}
+
+/// Run every case through `scripts/ort-check.py` in one python process.
+fn run_ort(py: &Path, dir: &Path, cases: &[&OrtCase]) {
+    let manifest = dir.join("ort-cases.json");
+    std::fs::write(&manifest, serde_json::to_string(cases).unwrap()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort-check.py");
+    let st = std::process::Command::new(py)
+        .arg(script)
+        .arg(&manifest)
+        .status()
+        .expect("python runs");
+    assert!(st.success(), "ort-check.py failed");
+}
+
+/// Within 1e-5 relative, or exactly equal for what has no numeric error.
+fn close(got: &[Value], want: &[Value]) -> Result<(), String> {
+    match max_error(got, want) {
+        Ok(e) if e.rel <= 1e-5 => Ok(()),
+        Ok(e) => Err(format!("max error {e:?}")),
+        Err(_) => identical(got, want),
+    }
+}
+
+#[test]
+fn real_models_export_and_run_in_onnxruntime() {
+    let cases = real_cases();
+    let dir = temp_dir("real");
+    let mut ort = vec![];
+    for c in &cases {
+        let (bytes, back) = export_reimport(&c.model).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        let want = run(&c.model, &c.inputs).unwrap();
+        identical(&run(&back, &c.inputs).unwrap(), &want)
+            .unwrap_or_else(|e| panic!("{}: re-imported: {e}", c.name));
+        let opt = optimized(&c.model);
+        let (opt_bytes, opt_back) =
+            export_reimport(&opt).unwrap_or_else(|e| panic!("{} optimized: {e}", c.name));
+        identical(
+            &run(&opt_back, &c.inputs).unwrap(),
+            &run(&opt, &c.inputs).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{} optimized: re-imported: {e}", c.name));
+        for (tag, b) in [("plain", bytes), ("optimized", opt_bytes)] {
+            let case = OrtCase::new(&dir.join(&c.name).join(tag), &b, &c.inputs).unwrap();
+            ort.push((format!("{} {tag}", c.name), case, c.want.clone()));
+        }
+    }
+    let Some(py) = python() else { return };
+    run_ort(
+        &py,
+        &dir,
+        &ort.iter().map(|(_, c, _)| c).collect::<Vec<_>>(),
+    );
+    for (name, case, want) in &ort {
+        let got = case
+            .outputs(want.len())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        close(&got, want).unwrap_or_else(|e| panic!("{name}: {e}"));
+        println!("{name}: onnxruntime on the export matches the fixture");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every `STEP`-th runnable node test (sorted by name) is exported.
+const STEP: usize = 6;
+
+#[test]
+fn node_tests_export_and_run_in_onnxruntime() {
+    let root = cache().join("onnx-tests/node");
+    if !available(&root, "scripts/fetch-models.sh onnx") {
+        return;
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    let tmp = temp_dir("node");
+    let (mut exported, mut failures, mut ort) = (0, vec![], vec![]);
+    let mut runnable = 0;
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        // Unseeded random ops draw fresh values on every run: nothing to compare.
+        if ["bernoulli", "random", "multinomial"]
+            .iter()
+            .any(|r| name.contains(r))
+        {
+            continue;
+        }
+        let Ok(model) = onnx::load(&dir.join("model.onnx")) else {
+            continue;
+        };
+        let g = &model.graph;
+        let data = dir.join("test_data_set_0");
+        let inputs: Option<Vec<Value>> = g
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| {
+                onnx::read_value_pb(&data.join(format!("input_{i}.pb")), g.value_type(o)).ok()
+            })
+            .collect();
+        let Some(inputs) = inputs else { continue };
+        if inputs.iter().any(|v| v.as_tensor().is_err()) {
+            continue;
+        }
+        let Ok(want) = run(&model, &inputs) else {
+            continue;
+        };
+        if want.iter().any(|v| v.as_tensor().is_err()) {
+            continue;
+        }
+        runnable += 1;
+        if runnable % STEP != 0 {
+            continue;
+        }
+        exported += 1;
+        let (bytes, back) = match export_reimport(&model) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = run(&back, &inputs).and_then(|got| identical(&got, &want)) {
+            failures.push(format!("{name}: re-imported: {e}"));
+            continue;
+        }
+        let original = std::fs::read(dir.join("model.onnx")).unwrap();
+        let case = |tag: &str, b: &[u8]| OrtCase::new(&tmp.join(&name).join(tag), b, &inputs);
+        if let (Some(orig), Some(exp)) = (case("original", &original), case("exported", &bytes)) {
+            ort.push((name, orig, exp, want.len()));
+        }
+    }
+    println!(
+        "{exported} of {runnable} runnable node tests exported and re-imported, {} failures",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(exported > 200, "only {exported} node tests exported");
+    let Some(py) = python() else { return };
+    let all: Vec<&OrtCase> = ort.iter().flat_map(|(_, o, e, _)| [o, e]).collect();
+    run_ort(&py, &tmp, &all);
+    let (mut compared, mut ort_refused) = (0, vec![]);
+    for (name, orig, exp, n) in &ort {
+        let Ok(want) = orig.outputs(*n) else {
+            ort_refused.push(name.as_str()); // onnxruntime cannot run the original either
+            continue;
+        };
+        compared += 1;
+        match exp.outputs(*n).and_then(|got| close(&got, &want)) {
+            Ok(()) => {}
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    println!(
+        "onnxruntime: {compared} exported node tests match the originals; \
+         {} originals onnxruntime cannot run ({})",
+        ort_refused.len(),
+        ort_refused.join(", ")
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared > 150, "only {compared} node tests compared");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn optimized_container_loads_with_the_same_outputs() {
+    let Some(c) = real_cases().into_iter().find(|c| c.name == "ppocr_cls") else {
+        return;
+    };
+    let dir = temp_dir("container");
+    let path = dir.join("cls.egret");
+    let opt = optimized(&c.model);
+    container::write(&path, &opt, None).unwrap();
+    let loaded = egret_frontends::load(&path).unwrap();
+    assert_eq!(
+        egret_ir::text::print_model(&loaded.model),
+        egret_ir::text::print_model(&opt)
+    );
+    let got = run(&loaded.model, &c.inputs).unwrap();
+    identical(&got, &run(&opt, &c.inputs).unwrap()).unwrap();
+    close(&got, &c.want).unwrap();
+    // Weights are data in the container, not text.
+    let text = std::fs::read_to_string(path.join(container::MODEL_FILE)).unwrap();
+    let weights = std::fs::metadata(path.join(container::WEIGHTS_FILE)).unwrap();
+    assert!(weights.len() > 10 * text.len() as u64, "weights inline?");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
