@@ -13,7 +13,8 @@
 //! * Graph inputs and outputs carry their types; intermediate values carry none
 //!   (the runtime infers them). An output that is a graph input, a constant, or
 //!   an output listed twice goes through an `Identity`.
-//! * Internal attributes (`egret.*`) are dropped.
+//! * Internal attributes (`egret.*`) are dropped; attributes the declared opset
+//!   requires but the IR leaves implicit are added (`Split`'s `num_outputs`).
 //! * Opsets: the model's own, with the standard domain raised to at least
 //!   [`MIN_STANDARD_OPSET`] (the IR holds ops in their latest forms, e.g.
 //!   `Squeeze` axes as an input) and to the opset of the newest op the graph uses
@@ -31,7 +32,9 @@ use egret_frontends::onnx::proto::{
 };
 use egret_frontends::onnx::types::dtype_to_onnx;
 use egret_frontends::onnx::{tensor_to_proto, Message, OnnxError, NUM_CAPTURES};
-use egret_ir::{Attr, DType, Dim, Graph, Model, Op, OutletId, Tensor, TensorType, ValueType};
+use egret_ir::{
+    Attr, DType, Dim, Graph, Model, Op, OpCall, OutletId, Tensor, TensorType, ValueType,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -315,6 +318,10 @@ impl Exporter {
                         names.insert(o, n.clone());
                         output.push(n);
                     }
+                    let mut attribute = attrs?;
+                    if let Some(a) = opset_form_attr(call, &input, output.len()) {
+                        attribute.push(a);
+                    }
                     self.ops.insert((call.domain.clone(), call.op_type.clone()));
                     gp.node.push(NodeProto {
                         input,
@@ -322,7 +329,7 @@ impl Exporter {
                         name: node.name.clone(),
                         op_type: call.op_type.clone(),
                         domain: call.domain.clone(),
-                        attribute: attrs?,
+                        attribute,
                         ..Default::default()
                     });
                 }
@@ -421,6 +428,23 @@ impl Exporter {
     }
 }
 
+/// An attribute the declared opset requires but the IR leaves implicit: a
+/// `Split` into equal parts names its output count (`num_outputs`, required
+/// since opset 18; the IR reads it from the node's outputs).
+fn opset_form_attr(call: &OpCall, input: &[String], n_out: usize) -> Option<AttributeProto> {
+    let split_sizes = input.get(1).is_some_and(|s| !s.is_empty());
+    (call.domain.is_empty()
+        && call.op_type == "Split"
+        && !split_sizes
+        && !call.attrs.0.contains_key("num_outputs"))
+    .then(|| AttributeProto {
+        name: "num_outputs".into(),
+        r#type: AttributeType::Int as i32,
+        i: n_out as i64,
+        ..Default::default()
+    })
+}
+
 /// A tensor as an inline `TensorProto`; block formats are refused by name.
 fn tensor(name: &str, t: &Tensor) -> Result<TensorProto, ExportError> {
     if let DType::Block(b) = t.dtype() {
@@ -487,7 +511,6 @@ fn value_info(name: &str, t: &ValueType) -> Result<ValueInfoProto, ExportError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use egret_ir::OpCall;
 
     fn run(m: &Model, x: &Tensor) -> Vec<f64> {
         let out = egret_runtime::Interpreter::new(&m.graph)

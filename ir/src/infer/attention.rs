@@ -96,7 +96,10 @@ fn infer_attention(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         vec![b.clone(), hq.clone(), sq.clone(), dv.clone()]
     } else {
         let hidden = match (&hq, &dv) {
-            (Dim::Known(h), Dim::Known(e)) => Dim::Known(h * e),
+            (Dim::Known(h), Dim::Known(e)) => Dim::Known(
+                h.checked_mul(*e)
+                    .ok_or_else(|| format!("{h} heads of size {e} overflow"))?,
+            ),
             _ => Dim::Sym(format!("({hq}*{dv})")),
         };
         vec![b.clone(), sq.clone(), hidden]
@@ -112,6 +115,53 @@ fn infer_attention(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         .take(ctx.num_outputs.max(1))
         .map(|d| tensor(dt, Some(Shape(d))))
         .collect())
+}
+
+/// The rule for an `ai.onnx.preview` op of this family.
+pub(super) fn preview_rule(op: &str) -> Option<InferFn> {
+    match op {
+        "FlexAttention" => Some(infer_flex_attention),
+        _ => None,
+    }
+}
+
+/// FlexAttention: 4D Q `(b, hq, l, e)`, K `(b, hkv, s, e)`, V `(b, hkv, s, ev)`
+/// give Y `(b, hq, l, ev)`; `hq` must be a multiple of `hkv`.
+fn infer_flex_attention(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    let (q, k, v) = (ctx.tensor(0)?, ctx.tensor(1)?, ctx.tensor(2)?);
+    if k.dtype != q.dtype || v.dtype != q.dtype {
+        return Err(format!(
+            "Q, K, V must share a dtype, got {}, {}, {}",
+            q.dtype, k.dtype, v.dtype
+        ));
+    }
+    let rank4 = |t: &TensorType, what: &str| -> R<Option<Vec<Dim>>> {
+        match &t.shape {
+            None => Ok(None),
+            Some(s) if s.rank() == 4 => Ok(Some(s.dims().to_vec())),
+            Some(s) => Err(format!("{what} must be 4D, got rank {}", s.rank())),
+        }
+    };
+    let (qd, kd, vd) = (rank4(q, "Q")?, rank4(k, "K")?, rank4(v, "V")?);
+    if let (Some(qd), Some(kd)) = (&qd, &kd) {
+        if let (Some(hq), Some(hkv)) = (qd[1].known(), kd[1].known()) {
+            if hkv == 0 || hq % hkv != 0 {
+                return Err(format!(
+                    "{hq} query heads are not a multiple of {hkv} kv heads"
+                ));
+            }
+        }
+    }
+    let shape = match (qd, vd) {
+        (Some(qd), Some(vd)) => Some(Shape(vec![
+            qd[0].clone(),
+            qd[1].clone(),
+            qd[2].clone(),
+            vd[3].clone(),
+        ])),
+        _ => None,
+    };
+    Ok(vec![tensor(q.dtype, shape)])
 }
 
 fn infer_rotary(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {

@@ -20,7 +20,7 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
 }
 
 /// The dtype of an ONNX `TensorProto.DataType` code (types egret cannot hold are errors).
-pub(super) fn onnx_dtype(code: i64) -> R<DType> {
+pub fn onnx_dtype(code: i64) -> R<DType> {
     use DType::*;
     Ok(match code {
         1 => F32,

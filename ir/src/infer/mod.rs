@@ -13,6 +13,7 @@ mod activation;
 mod attention;
 mod cast;
 pub mod common;
+pub use cast::onnx_dtype;
 mod control;
 mod conv;
 pub mod egret_ops;
@@ -92,6 +93,7 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<InferFn> {
             .or_else(|| tfidf::rule(op_type))
             .or_else(|| random::rule(op_type)),
         "ai.onnx.ml" => strings::ml_rule(op_type).or_else(|| tree::ml_rule(op_type)),
+        "ai.onnx.preview" => attention::preview_rule(op_type),
         egret_ops::DOMAIN => egret_ops::rule(op_type),
         "ai.onnx.preview.training" => training::rule(op_type),
         _ => None,

@@ -6,6 +6,7 @@ pub mod cast;
 pub mod control;
 pub mod conv;
 pub mod elementwise;
+pub mod flex_attention;
 pub mod gather;
 pub mod linalg;
 pub mod loss;
@@ -45,6 +46,7 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     rnn::register(r);
     control::register(r);
     attention::register(r);
+    flex_attention::register(r);
     signal::register(r);
     statespace::register(r);
     loss::register(r);
