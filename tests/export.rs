@@ -22,7 +22,6 @@ use egret_frontends::onnx::{self, Message};
 use egret_frontends::safetensors::SafetensorsFile;
 use egret_frontends::{container, npy};
 use egret_ir::{Model, Value};
-use egret_passes::check::max_error;
 use egret_passes::pass::{PassContext, Registry, DEFAULT_PIPELINE};
 use std::path::{Path, PathBuf};
 

@@ -104,11 +104,14 @@ impl EqSatPass {
 impl EqSatPass {
     /// Saturate `g`, and first, recursively, every subgraph (`If`/`Loop`/`Scan`
     /// bodies: closed graphs, since captures are explicit inputs). The returned
-    /// statistics are the main graph's, with node counts including subgraphs.
+    /// statistics are the main graph's stages and costs; node counts include
+    /// subgraphs, times are summed over all graphs and the peak e-graph size is
+    /// the largest of any graph's.
     pub fn optimize(&self, g: &Graph, ctx: &PassContext) -> Result<(Graph, Stats), String> {
         let mut g = g.clone();
         let before = total_nodes(&g);
         let ids: Vec<NodeId> = g.node_ids().collect();
+        let (mut sub_saturate, mut sub_extract, mut sub_peak) = (0.0, 0.0, 0);
         for id in ids {
             let Op::Call(call) = &g.node(id).op else {
                 continue;
@@ -122,7 +125,11 @@ impl EqSatPass {
                     _ => continue,
                 };
                 for s in subs {
-                    *s = Arc::new(self.optimize(s, ctx)?.0);
+                    let (sg, st) = self.optimize(s, ctx)?;
+                    *s = Arc::new(sg);
+                    sub_saturate += st.saturate_seconds;
+                    sub_extract += st.extract_seconds;
+                    sub_peak = sub_peak.max(st.peak_enodes);
                     changed = true;
                 }
             }
@@ -142,6 +149,9 @@ impl EqSatPass {
             saturate(&g, stages, ctx.limits, &ctx.cost).map_err(|e| e.to_string())?;
         stats.nodes_before = before;
         stats.nodes_after = total_nodes(&out);
+        stats.saturate_seconds += sub_saturate;
+        stats.extract_seconds += sub_extract;
+        stats.peak_enodes = stats.peak_enodes.max(sub_peak);
         Ok((out, stats))
     }
 }
@@ -174,16 +184,7 @@ impl Pass for EqSatPass {
     }
 
     fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<Option<Stats>, String> {
-        let stages = self
-            .stages
-            .iter()
-            .map(|(n, r)| Stage {
-                name: n.clone(),
-                rules: r.clone(),
-            })
-            .collect();
-        let (g, stats) =
-            saturate(&model.graph, stages, ctx.limits, &ctx.cost).map_err(|e| e.to_string())?;
+        let (g, stats) = self.optimize(&model.graph, ctx)?;
         model.graph = g;
         Ok(Some(stats))
     }

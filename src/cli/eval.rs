@@ -342,7 +342,7 @@ fn render(r: &Report) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "\nperplexity {:.3} ({}: {} of {} tokens in {} windows of {}, \
+            "\nperplexity {:.3} ({}: {} of {} tokens in {} window(s) of {}, \
              {} predicted; {:.1} s, {:.0} tokens/s)\n",
             p.perplexity,
             p.file,

@@ -651,6 +651,42 @@ mod tests {
     }
 
     #[test]
+    fn scan8_becomes_a_scan_over_the_batch() {
+        let mut s = spec(
+            "Scan",
+            8,
+            vec![
+                ("num_scan_inputs", Attr::Int(1)),
+                ("directions", Attr::Ints(vec![1])),
+            ],
+        );
+        s.inputs = vec![String::new(), "init".into(), "x".into()];
+        s.outputs = vec!["y".into(), "z".into()];
+        let (out, _) = run(s);
+        let [outer] = out.as_slice() else {
+            panic!("one node expected, got {}", out.len())
+        };
+        assert_eq!((outer.op_type.as_str(), outer.opset), ("Scan", 9));
+        assert_eq!(outer.inputs, ["init", "x"]);
+        assert_eq!(outer.outputs, ["y", "z"]);
+        assert_eq!(outer.attrs.int("num_scan_inputs").unwrap(), 2);
+        assert_eq!(outer.graphs.len(), 1);
+        assert_eq!(outer.graphs[0].name, "body");
+        // sequence_lens cannot be honoured by the rewrite.
+        let mut s = spec("Scan", 8, vec![("num_scan_inputs", Attr::Int(1))]);
+        s.inputs = vec!["lens".into(), "init".into(), "x".into()];
+        let (mut consts, mut fresh) = (vec![], 0);
+        let mut cx = NormCx {
+            consts: &mut consts,
+            fresh: &mut fresh,
+        };
+        match normalize(s, &mut cx) {
+            Err(e) => assert!(e.contains("sequence_lens"), "{e}"),
+            Ok(_) => panic!("Scan-8 with sequence_lens was rewritten"),
+        }
+    }
+
+    #[test]
     fn squeeze_axes_become_input() {
         let (out, consts) = run(spec("Squeeze", 11, vec![("axes", Attr::Ints(vec![0, 2]))]));
         assert_eq!(out.len(), 1);
