@@ -70,7 +70,7 @@ Examples:
         #[arg(long)]
         json: bool,
     },
-    /// Measure a model's quality: embedding similarity of sentence pairs.
+    /// Measure a model's quality: perplexity on a text, embedding similarity of sentence pairs.
     Eval(cli::eval::EvalArgs),
     /// Continue a prompt with a language model, streaming tokens and reporting
     /// prefill and decode speed.

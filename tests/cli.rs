@@ -153,11 +153,11 @@ fn failures_are_clear_errors() {
     std::fs::write(&garbage, b"\xff\xfe this is not a protobuf \x00\x01\x02").unwrap();
     fails(
         &["inspect", garbage.to_str().unwrap()],
-        "loading ONNX model",
+        "is not a valid ONNX protobuf",
     );
     fails(
         &["run", garbage.to_str().unwrap(), "--random"],
-        "loading ONNX model",
+        "is not a valid ONNX protobuf",
     );
     fails(&["run", "tiny.onnx"], "give --input NAME=FILE or --random");
     fails(

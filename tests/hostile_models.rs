@@ -1097,6 +1097,10 @@ fn extreme_cases() -> Vec<(&'static str, ModelProto)> {
             ),
         ),
         (
+            "split num_outputs huge",
+            one_op("Split", &["x"], vec![], vec![int_attr("num_outputs", big)]),
+        ),
+        (
             "conv group huge",
             one_op(
                 "Conv",

@@ -4,7 +4,8 @@
 //!
 //! * [`onnx_export`]: egret IR → ONNX `ModelProto` (`egret export --format onnx`),
 //!   built on the ONNX frontend's prost types (`egret-frontends` owns the
-//!   vendored schema, so the writer and the reader cannot drift apart).
+//!   vendored schema, so the writer and the reader cannot drift apart);
+//!   `thiserror` for its typed errors.
 //!
 //! Still to come: this crate will own the lowering of an optimized graph into a
 //! `Program` (a scheduled list of kernel calls and fused loops over one planned

@@ -57,7 +57,7 @@ pub struct EvalArgs {
     /// Sentence pairs (one per line, tab-separated) to score by embedding cosine.
     #[arg(long, value_name = "FILE")]
     pub similarity: Option<PathBuf>,
-    /// Threads for the kernels (default: RAYON_NUM_THREADS, else one per core).
+    /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Print JSON instead of tables (and no progress bar).

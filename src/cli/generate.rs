@@ -47,7 +47,7 @@ pub struct GenerateArgs {
     /// Seed of the sampling stream.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Threads for the kernels (default: RAYON_NUM_THREADS, else one per core).
+    /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Print one JSON object at the end instead of streaming text.

@@ -100,17 +100,32 @@ fn inputs_for(g: &egret_ir::Graph, args: &OptimizeArgs) -> Result<Vec<Value>> {
     Ok(vals)
 }
 
-/// Run `g` on `inputs` three times; the outputs and the best time in ms.
-fn timed_run(g: &egret_ir::Graph, inputs: &[Value]) -> Result<(Vec<Value>, f64)> {
-    let it = egret_runtime::Interpreter::new(g)?;
-    let mut best = f64::INFINITY;
-    let mut out = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        out = it.run(inputs.to_vec())?;
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+/// Timed runs of each graph for `--check`.
+const RUNS: usize = 5;
+
+/// Run the original and the optimized graph on `inputs`, alternating, [`RUNS`]
+/// times each (so load on the machine hits both alike); their outputs and
+/// best times in ms.
+fn timed_pair(
+    before: &egret_ir::Graph,
+    after: &egret_ir::Graph,
+    inputs: &[Value],
+) -> Result<[(Vec<Value>, f64); 2]> {
+    let its = [
+        egret_runtime::Interpreter::new(before).context("the original model")?,
+        egret_runtime::Interpreter::new(after).context("the optimized model")?,
+    ];
+    let mut out = [(Vec::new(), f64::INFINITY), (Vec::new(), f64::INFINITY)];
+    for _ in 0..RUNS {
+        for ((what, it), (vals, best)) in ["original", "optimized"].iter().zip(&its).zip(&mut out) {
+            let t = Instant::now();
+            *vals = it
+                .run(inputs.to_vec())
+                .with_context(|| format!("running the {what} model"))?;
+            *best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
     }
-    Ok((out, best))
+    Ok(out)
 }
 
 /// Write `text` to `path` atomically (temp file + rename).
@@ -153,10 +168,7 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     let passes = pipeline.run(&mut model, &ctx)?;
     let check = if args.check {
         let inputs = inputs_for(&before, args)?;
-        let (want, before_ms) =
-            timed_run(&before, &inputs).context("running the original model")?;
-        let (got, after_ms) =
-            timed_run(&model.graph, &inputs).context("running the optimized model")?;
+        let [(want, before_ms), (got, after_ms)] = timed_pair(&before, &model.graph, &inputs)?;
         Some(CheckReport {
             max_error: check::max_error(&got, &want)?,
             before_ms,
@@ -220,7 +232,7 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     );
     if let Some(c) = &report.check {
         println!(
-            "  check: max abs error {:.3e}, max rel error {:.3e}; interpreter {:.1} ms before, {:.1} ms after (best of 3)",
+            "  check: max abs error {:.3e}, max rel error {:.3e}; interpreter {:.1} ms before, {:.1} ms after (best of {RUNS}, alternating)",
             c.max_error.abs, c.max_error.rel, c.before_ms, c.after_ms
         );
     }

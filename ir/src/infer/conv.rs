@@ -180,7 +180,10 @@ fn conv_transpose(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let attrs = &ctx.call.attrs;
     let group = attrs.int_or("group", 1).map_err(|e| e.to_string())?;
     let m = match wd[1].known() {
-        Some(c) if group >= 1 => Dim::Known(c * group as usize),
+        Some(c) if group >= 1 => Dim::Known(
+            c.checked_mul(group as usize)
+                .ok_or_else(|| format!("{c} channels times group {group} overflow"))?,
+        ),
         _ => Dim::Sym(format!("convt_m({},{group})", wd[1])),
     };
     let mut out = vec![xd[0].clone(), m];
@@ -246,7 +249,11 @@ fn col2im(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     else {
         return Ok(vec![unknown_dims(x.dtype, rank + 2, "col2im")]);
     };
-    let bl: i64 = block.iter().product();
+    // Checked: block_shape is an untrusted constant.
+    let bl = block
+        .iter()
+        .try_fold(1i64, |a, &b| a.checked_mul(b))
+        .ok_or("block_shape product overflows")?;
     if xs.rank() != 3 || bl <= 0 || img.iter().any(|&v| v < 0) {
         return Err("Col2Im expects a rank-3 input and positive block_shape".into());
     }

@@ -427,7 +427,10 @@ fn split(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             .attrs
             .int_opt("num_outputs")
             .map_err(|e| e.to_string())?
-            .map_or(n, |k| k.max(1) as usize);
+            .map_or(Ok(n), |k| match usize::try_from(k) {
+                Ok(k) if k == n => Ok(k),
+                _ => Err(format!("num_outputs {k} but the node has {n} outputs")),
+            })?;
         match d.known() {
             Some(dk) => {
                 let chunk = dk.div_ceil(parts.max(1));

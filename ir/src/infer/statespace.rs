@@ -72,7 +72,10 @@ fn linear_attention(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     let dk = div_dim(ctx, &dim(ctx, 0, 3, 2, "qdim")?, hq, "d_k")?;
     let dv = div_dim(ctx, &dim(ctx, 2, 3, 2, "vdim")?, hkv, "d_v")?;
     let out_last = match &dv {
-        Dim::Known(v) => Dim::Known(v * hq as usize),
+        Dim::Known(v) => Dim::Known(
+            v.checked_mul(hq as usize)
+                .ok_or_else(|| format!("{hq} heads of size {v} overflow"))?,
+        ),
         Dim::Sym(_) => data_dim(ctx, "out"),
     };
     let state_dt = ctx.opt_tensor(3)?.map_or(q.dtype, |s| s.dtype);

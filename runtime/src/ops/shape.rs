@@ -430,6 +430,13 @@ fn split(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
                 Some(n) => to_usize(n, "num_outputs")?,
                 None => ctx.num_outputs(),
             };
+            // Checked before sizing anything by the untrusted attribute.
+            if n != ctx.num_outputs() {
+                bail!(
+                    "num_outputs {n} but the node has {} outputs",
+                    ctx.num_outputs()
+                );
+            }
             even_split(d, n)?
         }
     };
