@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh onnx silero ppocr minilm smollm2 >/dev/null
 scripts/fetch-texts.sh
+scripts/setup-python.sh >/dev/null  # onnxruntime venv: the oracle for exported ONNX
 export EGRET_REQUIRE_DATA=1  # a test whose data is missing fails instead of skipping
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

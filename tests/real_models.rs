@@ -11,7 +11,7 @@ use common::{available, cache};
 
 use egret_frontends::{npy, onnx};
 use egret_ir::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const TOL: f64 = 1e-4;
 
