@@ -10,3 +10,4 @@ export EGRET_REQUIRE_DATA=1  # a test whose data is missing fails instead of ski
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast -- --nocapture
+cargo run --quiet --example custom_pass  # the library-API example must work end to end
