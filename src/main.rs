@@ -33,7 +33,7 @@ Examples:
   egret inspect model.onnx
   egret inspect model.onnx --json | jq .ops")]
     Inspect {
-        /// The model file (.onnx).
+        /// The model: .onnx, .gguf, .safetensors (or its folder) or .egret.
         model: PathBuf,
         /// Print JSON instead of tables.
         #[arg(long)]
@@ -49,7 +49,7 @@ Examples:
   egret run model.onnx --input input=test_data_set_0/input_0.pb
   egret run model.onnx --random --seed 42 --dim batch=4 --json")]
     Run {
-        /// The model file (.onnx).
+        /// The model: .onnx, .gguf, .safetensors (or its folder) or .egret.
         model: PathBuf,
         /// A graph input: NAME=FILE (.npy or .pb). Repeat for several inputs.
         #[arg(long = "input", short, value_name = "NAME=FILE", value_parser = parse_input)]

@@ -205,11 +205,13 @@ fn failures_are_clear_errors() {
 
 #[test]
 fn help_and_version() {
-    for sub in ["inspect", "run"] {
+    for sub in [
+        "inspect", "run", "optimize", "passes", "export", "eval", "generate",
+    ] {
         let text = stdout(&egret(&[sub, "--help"]));
         assert!(
-            text.contains("Examples:") && text.contains(&format!("egret {sub} model.onnx")),
-            "{text}"
+            text.contains("Examples:") && text.contains(&format!("egret {sub}")),
+            "{sub} --help lacks examples:\n{text}"
         );
     }
     assert_eq!(
@@ -240,4 +242,10 @@ fn real_model_ir_snapshot() {
         "print -> parse -> print is the identity"
     );
     insta::assert_snapshot!("ppocr_cls_ir", text);
+}
+
+/// `egret passes`: the registered passes with their one-line docs.
+#[test]
+fn passes_list() {
+    insta::assert_snapshot!("passes", stdout(&egret(&["passes"])));
 }
