@@ -16,10 +16,13 @@ egret=./target/release/egret
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "egret inspect $vad"
 $egret inspect "$vad"
+# 512 samples of 16 kHz audio and a zero state, committed beside onnxruntime's outputs.
+fx=tests/fixtures/real/silero_vad_16k
+inputs=(--input input=$fx/input_input.npy --input state=$fx/input_state.npy --input sr=$fx/input_sr.npy)
 step "egret optimize: equality saturation, outputs checked before and after"
-$egret optimize "$vad" -o "$out/silero_vad.egret" --check
+$egret optimize "$vad" -o "$out/silero_vad.egret" --check "${inputs[@]}"
 step "egret run on the optimized container"
-$egret run "$out/silero_vad.egret" --random --output-dir "$out/outputs"
+$egret run "$out/silero_vad.egret" "${inputs[@]}" --output-dir "$out/outputs"
 step "egret export back to ONNX"
 $egret export "$out/silero_vad.egret" --format onnx -o "$out/silero_vad.opt.onnx"
 step "egret generate with SmolLM2 (GGUF Q4_1)"
