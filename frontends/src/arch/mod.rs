@@ -491,11 +491,20 @@ impl<'w> Builder<'w> {
     }
 
     /// A `[batch, seq]` 0/1 (any integer type) attention mask as the boolean
-    /// key mask `[batch, 1, 1, seq]` that [`Builder::attention`] takes.
+    /// mask `[batch, 1, seq, seq]` that [`Builder::attention`] takes, every
+    /// query row the same. The ONNX spec would accept `[batch, 1, 1, seq]`, but
+    /// onnxruntime's `Attention` insists on the query length in the third axis,
+    /// and egret's ONNX exports must run there.
     pub fn key_mask(&mut self, mask: OutletId) -> Result<OutletId, ArchError> {
         let b = self.op("Cast", &[mask], vec![("to", Attr::Int(ONNX_BOOL))])?;
         let axes = self.ints(&[1, 2])?;
-        self.op("Unsqueeze", &[b, axes], vec![])
+        let keys = self.op("Unsqueeze", &[b, axes], vec![])?;
+        let shape = self.op("Shape", &[mask], vec![])?;
+        let (one, two) = (self.ints(&[1])?, self.ints(&[2])?);
+        let seq = self.op("Slice", &[shape, one, two], vec![])?;
+        let ones = self.ints(&[1, 1])?;
+        let rows = self.op("Concat", &[ones, seq, one], vec![("axis", Attr::Int(0))])?;
+        self.op("Expand", &[keys, rows], vec![])
     }
 
     /// A `[batch, kv_heads, past, head_dim]` f32 cache input named by the decoder
