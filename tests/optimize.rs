@@ -11,7 +11,7 @@
 
 mod common;
 mod ort;
-use common::{available, cache};
+use common::{available, cache, is_random};
 
 use egret_backends::onnx_export;
 use egret_frontends::onnx::Message;
@@ -106,41 +106,11 @@ fn default_pipeline_keeps_real_model_outputs() {
 
 #[test]
 fn node_tests_round_trip_exactly() {
-    let root = cache().join("onnx-tests/node");
-    if !available(&root, "scripts/fetch-models.sh onnx") {
-        return;
-    }
-    let rd = std::fs::read_dir(&root).expect("node test folder reads");
-    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    dirs.sort();
     let (mut checked, mut failures) = (0, vec![]);
-    for dir in dirs {
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        // Unseeded random ops draw fresh values on every run: nothing to compare.
-        let random = ["bernoulli", "random", "multinomial"]
-            .iter()
-            .any(|r| name.contains(r));
-        if random && !name.contains("seed") {
-            continue;
-        }
-        let Ok(model) = onnx::load(&dir.join("model.onnx")) else {
-            continue;
-        };
+    // Seeded random ops are deterministic; unseeded ones cannot be compared.
+    for case in common::node_cases().filter(|c| !is_random(&c.name) || c.name.contains("seed")) {
+        let (name, model, inputs) = (case.name, case.model, case.inputs);
         let g = &model.graph;
-        let data = dir.join("test_data_set_0");
-        let inputs: Option<Vec<Value>> = g
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| {
-                onnx::read_value_pb(&data.join(format!("input_{i}.pb")), g.value_type(o)).ok()
-            })
-            .collect();
-        let Some(inputs) = inputs else { continue };
         let Ok(want) =
             egret_runtime::Interpreter::for_model(&model).and_then(|it| it.run(inputs.clone()))
         else {

@@ -33,3 +33,58 @@ pub fn available(path: &Path, fetch: &str) -> bool {
     eprintln!("SKIP: {msg}");
     false
 }
+
+/// An ONNX backend node test that egret imports, with the inputs of its first
+/// data set.
+pub struct NodeCase {
+    /// The test's name (its folder, e.g. `test_add_bcast`).
+    pub name: String,
+    /// The test's folder.
+    pub dir: PathBuf,
+    /// The imported `model.onnx`.
+    pub model: egret_ir::Model,
+    /// `test_data_set_0/input_<i>.pb`, typed by the graph's inputs.
+    pub inputs: Vec<egret_ir::Value>,
+}
+
+/// Whether a node test draws random values (Bernoulli, Random*, Multinomial):
+/// without a seed, two runs cannot be compared.
+pub fn is_random(name: &str) -> bool {
+    ["bernoulli", "random", "multinomial"]
+        .iter()
+        .any(|r| name.contains(r))
+}
+
+/// The ONNX node tests egret imports and whose inputs it reads, sorted by name
+/// (nothing, after [`available`], when the conformance data is absent).
+pub fn node_cases() -> impl Iterator<Item = NodeCase> {
+    use egret_frontends::onnx;
+    let root = cache().join("onnx-tests/node");
+    let mut dirs: Vec<PathBuf> = if available(&root, "scripts/fetch-models.sh onnx") {
+        let rd = std::fs::read_dir(&root).expect("node test folder reads");
+        rd.flatten().map(|e| e.path()).collect()
+    } else {
+        vec![]
+    };
+    dirs.sort();
+    dirs.into_iter().filter_map(|dir| {
+        let name = dir.file_name()?.to_string_lossy().to_string();
+        let model = onnx::load(&dir.join("model.onnx")).ok()?;
+        let g = &model.graph;
+        let data = dir.join("test_data_set_0");
+        let inputs = g
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| {
+                onnx::read_value_pb(&data.join(format!("input_{i}.pb")), g.value_type(o)).ok()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(NodeCase {
+            name,
+            dir,
+            model,
+            inputs,
+        })
+    })
+}
