@@ -237,15 +237,7 @@ fn member(dir: &Path, name: &str) -> Result<Option<PathBuf>, ContainerError> {
 }
 
 fn read_text(path: &Path) -> Result<String, ContainerError> {
-    let size = std::fs::metadata(path).map_err(io_err(path))?.len();
-    if size > MAX_TEXT_FILE {
-        return Err(invalid(
-            path,
-            format!("{size} bytes: larger than the {MAX_TEXT_FILE}-byte limit"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    String::from_utf8(bytes).map_err(|_| invalid(path, "not UTF-8"))
+    crate::text_file::read(path, MAX_TEXT_FILE).map_err(io_err(path))
 }
 
 /// The tensors of a weights file, with raw-byte entries turned back into their

@@ -26,6 +26,7 @@ pub mod gguf;
 pub mod npy;
 pub mod onnx;
 pub mod safetensors;
+mod text_file;
 
 use egret_ir::Model;
 use std::path::Path;

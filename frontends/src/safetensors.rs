@@ -243,14 +243,7 @@ impl WeightSource for Checkpoint {
 
 /// Read a small text file beside the weights, bounded in size.
 fn read_text(path: &Path) -> Result<String, SafetensorsError> {
-    let size = std::fs::metadata(path).map_err(io_err(path))?.len();
-    if size > MAX_TEXT_FILE {
-        return Err(invalid(
-            path,
-            format!("{size} bytes is too large for a text file"),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(io_err(path))
+    crate::text_file::read(path, MAX_TEXT_FILE).map_err(io_err(path))
 }
 
 /// The weight files of a model folder: `model.safetensors`, or the shards an
