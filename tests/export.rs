@@ -14,68 +14,16 @@
 
 mod common;
 mod ort;
-use common::{available, cache, is_random, NodeCase};
+use common::{available, cache, is_random, real_case, real_cases, NodeCase};
 use ort::{close, identical, python, run_ort, OrtCase};
 
 use egret_backends::onnx_export;
+use egret_frontends::container;
 use egret_frontends::onnx::{self, Message};
 use egret_frontends::safetensors::SafetensorsFile;
-use egret_frontends::{container, npy};
 use egret_ir::{Model, Value};
 use egret_passes::pass::{PassContext, Registry, DEFAULT_PIPELINE};
-use std::path::{Path, PathBuf};
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    model: String,
-    inputs: Vec<String>,
-}
-
-/// A real-model fixture: model, inputs and onnxruntime's outputs.
-struct RealCase {
-    name: String,
-    model: Model,
-    inputs: Vec<Value>,
-    want: Vec<Value>,
-}
-
-fn real_cases() -> Vec<RealCase> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("fixtures")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
-    let mut out = vec![];
-    for dir in dirs {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let m: Manifest =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-                .unwrap();
-        let path = cache().join("models").join(&m.model);
-        if !available(&path, "scripts/fetch-models.sh silero ppocr") {
-            continue;
-        }
-        let model = onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let read = |f: String| Value::Tensor(npy::read(&dir.join(f)).expect("fixture npy"));
-        let inputs = m
-            .inputs
-            .iter()
-            .map(|n| read(format!("input_{n}.npy")))
-            .collect();
-        let want = (0..model.graph.outputs.len())
-            .map(|i| read(format!("output_{i}.npy")))
-            .collect();
-        out.push(RealCase {
-            name,
-            model,
-            inputs,
-            want,
-        });
-    }
-    out
-}
+use std::path::PathBuf;
 
 fn run(m: &Model, inputs: &[Value]) -> Result<Vec<Value>, String> {
     egret_runtime::Interpreter::for_model(m)
@@ -228,7 +176,7 @@ fn node_tests_export_and_run_in_onnxruntime() {
 
 #[test]
 fn optimized_container_loads_with_the_same_outputs() {
-    let Some(c) = real_cases().into_iter().find(|c| c.name == "ppocr_cls") else {
+    let Some(c) = real_case("ppocr_cls") else {
         return;
     };
     let dir = temp_dir("container");

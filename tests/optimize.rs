@@ -11,64 +11,25 @@
 
 mod common;
 mod ort;
-use common::{available, cache, is_random};
+use common::{is_random, real_cases, RealCase};
 
 use egret_backends::onnx_export;
 use egret_frontends::onnx::Message;
 
-use egret_frontends::{npy, onnx};
 use egret_ir::{Attr, DType, Dim, Graph, Model, OpCall, Shape, Tensor, Value, ValueType};
 use egret_passes::check::{compare, max_error};
 use egret_passes::pass::{total_nodes, PassContext, Registry, DEFAULT_PIPELINE};
 use egret_passes::saturate::round_trip;
-use std::path::{Path, PathBuf};
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    model: String,
-    inputs: Vec<String>,
-}
-
-/// Every real-model fixture: (case, model, inputs).
-fn real_cases() -> Vec<(String, Model, Vec<Value>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("fixtures")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
-    let mut out = vec![];
-    for dir in dirs {
-        let case = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let m: Manifest = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
-        )
-        .expect("json");
-        let path = cache().join("models").join(&m.model);
-        if !available(&path, "scripts/fetch-models.sh silero ppocr") {
-            continue;
-        }
-        let model = onnx::load(&path).unwrap_or_else(|e| panic!("{case}: {e}"));
-        let inputs = m
-            .inputs
-            .iter()
-            .map(|n| {
-                Value::Tensor(npy::read(&dir.join(format!("input_{n}.npy"))).expect("input npy"))
-            })
-            .collect();
-        out.push((case, model, inputs));
-    }
-    out
-}
 
 #[test]
 fn real_models_round_trip_exactly() {
-    for (case, model, inputs) in real_cases() {
+    for RealCase {
+        name: case,
+        model,
+        inputs,
+        ..
+    } in real_cases()
+    {
         let g = round_trip(&model.graph).unwrap_or_else(|e| panic!("{case}: {e}"));
         egret_ir::verify::verify(&g).unwrap_or_else(|e| panic!("{case}: {e}"));
         let e = compare(&model.graph, &g, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -84,7 +45,13 @@ fn real_models_round_trip_exactly() {
 #[test]
 fn default_pipeline_keeps_real_model_outputs() {
     let pipeline = Registry::builtin().pipeline(DEFAULT_PIPELINE).unwrap();
-    for (case, model, inputs) in real_cases() {
+    for RealCase {
+        name: case,
+        model,
+        inputs,
+        ..
+    } in real_cases()
+    {
         let mut m = model.clone();
         let reports = pipeline
             .run(&mut m, &PassContext::default())

@@ -7,55 +7,32 @@
 //! |got - want| <= 1e-4 + 1e-4·|want|.
 
 mod common;
-use common::{available, cache};
-
-use egret_frontends::{npy, onnx};
-use egret_ir::Value;
-use std::path::Path;
+use common::real_case;
 
 const TOL: f64 = 1e-4;
 
-#[derive(serde::Deserialize)]
-struct Manifest {
-    model: String,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-}
-
 fn check_case(case: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/real")
-        .join(case);
-    let manifest: Manifest = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
-    )
-    .expect("manifest json");
-    let model_path = cache().join("models").join(&manifest.model);
-    if !available(&model_path, "scripts/fetch-models.sh silero ppocr") {
-        return;
-    }
-    let model = onnx::load(&model_path).unwrap_or_else(|e| panic!("{case}: import failed: {e}"));
+    let Some(c) = real_case(case) else { return };
+    let model = &c.model;
     let names: Vec<&str> = model
         .graph
         .inputs
         .iter()
         .map(|&o| model.graph.value_name(o))
         .collect();
-    assert_eq!(names, manifest.inputs, "{case}: graph inputs");
-    let inputs: Vec<Value> = manifest
-        .inputs
-        .iter()
-        .map(|n| Value::Tensor(npy::read(&dir.join(format!("input_{n}.npy"))).expect("input npy")))
-        .collect();
+    assert_eq!(names, c.input_names, "{case}: graph inputs");
+    let inputs = c.inputs.clone();
     let interp =
-        egret_runtime::Interpreter::for_model(&model).unwrap_or_else(|e| panic!("{case}: {e}"));
+        egret_runtime::Interpreter::for_model(model).unwrap_or_else(|e| panic!("{case}: {e}"));
     let outs = interp
         .run(inputs)
         .unwrap_or_else(|e| panic!("{case}: run failed: {e}"));
-    assert_eq!(outs.len(), manifest.outputs.len(), "{case}: output count");
-    for (i, got) in outs.iter().enumerate() {
-        let want = npy::read(&dir.join(format!("output_{i}.npy"))).expect("output npy");
-        let got = got.as_tensor().expect("tensor output");
+    assert_eq!(outs.len(), c.want.len(), "{case}: output count");
+    for (i, (got, want)) in outs.iter().zip(&c.want).enumerate() {
+        let (got, want) = (
+            got.as_tensor().expect("tensor output"),
+            want.as_tensor().unwrap(),
+        );
         assert_eq!(got.shape(), want.shape(), "{case}: output {i} shape");
         let (g, w) = (
             got.to_f64_vec().expect("numeric"),
@@ -68,7 +45,7 @@ fn check_case(case: &str) {
             .fold(0.0f64, f64::max);
         println!(
             "{case}: output {i} ({}) {:?} max scaled error {worst:.2e}",
-            manifest.outputs[i],
+            c.output_names[i],
             got.shape()
         );
         for (j, (a, b)) in g.iter().zip(&w).enumerate() {

@@ -88,3 +88,75 @@ pub fn node_cases() -> impl Iterator<Item = NodeCase> {
         })
     })
 }
+
+/// A real-model fixture of `tests/fixtures/real/<name>/`: the model fetched from
+/// PyPI, the committed inputs and onnxruntime's outputs on them
+/// (`scripts/make-fixtures.py`).
+pub struct RealCase {
+    /// The fixture's folder name, e.g. `silero_vad_16k`.
+    pub name: String,
+    /// The imported model.
+    pub model: egret_ir::Model,
+    /// The graph input names, as the fixture recorded them.
+    pub input_names: Vec<String>,
+    /// The inputs, in that order.
+    pub inputs: Vec<egret_ir::Value>,
+    /// The graph output names.
+    pub output_names: Vec<String>,
+    /// onnxruntime's outputs, in order.
+    pub want: Vec<egret_ir::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    model: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+/// The real-model fixture `name` (`None`, after [`available`], when its model
+/// has not been fetched).
+pub fn real_case(name: &str) -> Option<RealCase> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(name);
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    let m: Manifest = serde_json::from_str(&text).expect("manifest json");
+    let path = cache().join("models").join(&m.model);
+    if !available(&path, "scripts/fetch-models.sh silero ppocr") {
+        return None;
+    }
+    let model = egret_frontends::onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let read = |f: String| {
+        let t = egret_frontends::npy::read(&dir.join(&f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        egret_ir::Value::Tensor(t)
+    };
+    let inputs = m
+        .inputs
+        .iter()
+        .map(|n| read(format!("input_{n}.npy")))
+        .collect();
+    let want = (0..m.outputs.len())
+        .map(|i| read(format!("output_{i}.npy")))
+        .collect();
+    Some(RealCase {
+        name: name.to_string(),
+        model,
+        input_names: m.inputs,
+        inputs,
+        output_names: m.outputs,
+        want,
+    })
+}
+
+/// Every real-model fixture whose model has been fetched, sorted by name.
+pub fn real_cases() -> Vec<RealCase> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .expect("fixtures")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names.iter().filter_map(|n| real_case(n)).collect()
+}
