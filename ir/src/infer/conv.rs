@@ -147,12 +147,40 @@ fn conv_shape(ctx: &InferCtx<'_>, w: usize) -> R<Option<Shape>> {
     if kernel.len() != xd.len() - 2 {
         return Err("kernel_shape rank does not match the input".into());
     }
+    check_groups(ctx, &xd[1], &wd[0], &wd[1])?;
     let win = Window::from_attrs(ctx, kernel)?;
     let mut out = vec![xd[0].clone(), wd[0].clone()];
     for (i, d) in xd[2..].iter().enumerate() {
         out.push(win.out_dim(i, d)?);
     }
     Ok(Some(Shape(out)))
+}
+
+/// The `group` attribute against known channel counts: input channels =
+/// weight channels · group, and the output channels split evenly into groups.
+fn check_groups(ctx: &InferCtx<'_>, input_c: &Dim, out_c: &Dim, w_c: &Dim) -> R<()> {
+    let group = ctx
+        .call
+        .attrs
+        .int_or("group", 1)
+        .map_err(|e| e.to_string())?;
+    if group < 1 {
+        return Err(format!("group {group} is below 1"));
+    }
+    let group = group as u64;
+    if let (Some(c), Some(wc)) = (input_c.known(), w_c.known()) {
+        if (wc as u64).checked_mul(group) != Some(c as u64) {
+            return Err(format!(
+                "input channels {c} are not weight channels {wc} × group {group}"
+            ));
+        }
+    }
+    match out_c.known() {
+        Some(m) if m as u64 % group != 0 => Err(format!(
+            "output channels {m} do not split into {group} groups"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Conv, ConvInteger, QLinearConv and DeformConv.

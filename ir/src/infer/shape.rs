@@ -724,10 +724,15 @@ fn range(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
             if d[0] == 0.0 {
                 return Err("range delta is 0".into());
             }
-            Dim::Known(dim_of_float(
-                ((l[0] - s[0]) / d[0]).ceil().max(0.0),
-                "range length",
-            )?)
+            // Checked before `max`, which would turn a NaN length into 0.
+            let len = ((l[0] - s[0]) / d[0]).ceil();
+            if len.is_nan() {
+                return Err(format!(
+                    "range length is NaN (start {}, limit {}, delta {})",
+                    s[0], l[0], d[0]
+                ));
+            }
+            Dim::Known(dim_of_float(len.max(0.0), "range length")?)
         }
         _ => data_dim(ctx, "len"),
     };
