@@ -176,7 +176,7 @@ fn check_groups(ctx: &InferCtx<'_>, input_c: &Dim, out_c: &Dim, w_c: &Dim) -> R<
         }
     }
     match out_c.known() {
-        Some(m) if m as u64 % group != 0 => Err(format!(
+        Some(m) if !(m as u64).is_multiple_of(group) => Err(format!(
             "output channels {m} do not split into {group} groups"
         )),
         _ => Ok(()),
