@@ -22,8 +22,12 @@
 //!   (1 when the model does not say); ops in egret's own domain (`egret::...`)
 //!   are written as they are, in the custom domain `egret`: ONNX tools can read
 //!   the file but onnxruntime cannot run those nodes.
-//! * Block-quantized tensors (GGML formats) have no ONNX type: export fails with
-//!   [`ExportError::Unsupported`] naming the tensor.
+//! * egret's quantized ops (`egret::MatMulBlocks`, `egret::MatMulInt8`,
+//!   `egret::GatherBlocks`, `egret::DequantizeBlocks`) are lowered by `quant` to
+//!   standard QDQ ops and onnxruntime's `com.microsoft::MatMulNBits`, their
+//!   constant weights written in the lowered form. Any other block-quantized
+//!   tensor has no ONNX type: export fails with [`ExportError::Unsupported`]
+//!   naming the tensor.
 
 use egret_frontends::onnx::proto::{
     attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
@@ -37,6 +41,8 @@ use egret_ir::{
 };
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+mod quant;
 
 /// The lowest standard-domain opset written: every op form the IR holds is
 /// valid at this opset (the frontend normalises older forms up to opset 21).
@@ -231,10 +237,12 @@ impl Exporter {
         }
         // Constants first: bodies may read any of them, wherever they sort.
         let order = g.topo_order()?;
+        let lowered = quant::lowered_weights(g);
         let mut consts = HashMap::new();
         for &id in &order {
             let node = g.node(id);
             match &node.op {
+                Op::Const(_) if lowered.contains(&id) => {}
                 Op::Input if !g.inputs.iter().any(|o| o.node == id) => {
                     return Err(ExportError::Unsupported(format!(
                         "input node `{}` of graph `{}` is not a graph input",
@@ -269,6 +277,9 @@ impl Exporter {
             let node = g.node(id);
             match &node.op {
                 Op::Input | Op::Const(_) => {}
+                Op::Call(call) if quant::weight_slot(call).is_some() => {
+                    quant::lower(self, &mut gp, g, id, &mut names)?;
+                }
                 Op::Call(call) => {
                     let n_caps = match call.attrs.0.get(NUM_CAPTURES) {
                         Some(Attr::Int(n)) => usize::try_from(*n).map_err(|_| {

@@ -33,11 +33,23 @@ pub enum BlockFormat {
     Q5K,
     /// GGML Q6_K super-blocks of 256.
     Q6K,
+    /// egret int4 symmetric groups of 64 (`i4s_g64`): f16 `d`, 32 bytes of
+    /// nibbles; `x = d * (q - 8)` (Q4_0 over 64 elements). No GGML type id.
+    I4S64,
+    /// egret int4 symmetric groups of 128 (`i4s_g128`): f16 `d`, 64 bytes of
+    /// nibbles; `x = d * (q - 8)`. No GGML type id.
+    I4S128,
+    /// egret int4 asymmetric groups of 64 (`i4a_g64`): f16 `d`, f16 `m`, 32 bytes
+    /// of nibbles; `x = d * q + m` (Q4_1 over 64 elements). No GGML type id.
+    I4A64,
+    /// egret int4 asymmetric groups of 128 (`i4a_g128`): f16 `d`, f16 `m`, 64
+    /// bytes of nibbles; `x = d * q + m`. No GGML type id.
+    I4A128,
 }
 
 impl BlockFormat {
     /// Every block format, in declaration order.
-    pub const ALL: [BlockFormat; 10] = [
+    pub const ALL: [BlockFormat; 14] = [
         BlockFormat::Q8_0,
         BlockFormat::Q4_0,
         BlockFormat::Q4_1,
@@ -48,6 +60,10 @@ impl BlockFormat {
         BlockFormat::Q4K,
         BlockFormat::Q5K,
         BlockFormat::Q6K,
+        BlockFormat::I4S64,
+        BlockFormat::I4S128,
+        BlockFormat::I4A64,
+        BlockFormat::I4A128,
     ];
 
     /// Number of logical elements in one block.
@@ -58,7 +74,13 @@ impl BlockFormat {
             | BlockFormat::Q4_1
             | BlockFormat::Q5_0
             | BlockFormat::Q5_1 => 32,
-            _ => 256,
+            BlockFormat::I4S64 | BlockFormat::I4A64 => 64,
+            BlockFormat::I4S128 | BlockFormat::I4A128 => 128,
+            BlockFormat::Q2K
+            | BlockFormat::Q3K
+            | BlockFormat::Q4K
+            | BlockFormat::Q5K
+            | BlockFormat::Q6K => 256,
         }
     }
 
@@ -75,6 +97,10 @@ impl BlockFormat {
             BlockFormat::Q4K => 144,
             BlockFormat::Q5K => 176,
             BlockFormat::Q6K => 210,
+            BlockFormat::I4S64 => 34,
+            BlockFormat::I4S128 => 66,
+            BlockFormat::I4A64 => 36,
+            BlockFormat::I4A128 => 68,
         }
     }
 
@@ -91,7 +117,20 @@ impl BlockFormat {
             BlockFormat::Q4K => "q4_k",
             BlockFormat::Q5K => "q5_k",
             BlockFormat::Q6K => "q6_k",
+            BlockFormat::I4S64 => "i4s_g64",
+            BlockFormat::I4S128 => "i4s_g128",
+            BlockFormat::I4A64 => "i4a_g64",
+            BlockFormat::I4A128 => "i4a_g128",
         }
+    }
+
+    /// True for the formats GGML defines (and GGUF can store); false for egret's
+    /// own int4 group formats.
+    pub fn is_ggml(self) -> bool {
+        !matches!(
+            self,
+            BlockFormat::I4S64 | BlockFormat::I4S128 | BlockFormat::I4A64 | BlockFormat::I4A128
+        )
     }
 }
 

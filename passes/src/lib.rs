@@ -9,6 +9,8 @@
 //! * [`saturate`]: one saturation run with limits and a statistics report.
 //! * [`pass`]: named passes (rewrite-based and procedural), pipelines, the
 //!   verifier between passes.
+//! * [`quantize`]: quantization as rewrites, with calibration and
+//!   accuracy-budgeted extraction.
 //! * [`check`]: differential checking through the interpreter;
 //!   [`soundness`]: the public rule-soundness harness built on it.
 //!
@@ -69,6 +71,7 @@ pub mod check;
 pub mod egraph;
 pub mod extract;
 pub mod pass;
+pub mod quantize;
 pub mod rules;
 pub mod saturate;
 pub mod soundness;

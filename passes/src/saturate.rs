@@ -1,8 +1,8 @@
 //! Equality saturation of a graph: import, run staged rule sets under limits,
 //! extract, export, and report what happened.
 
-use crate::egraph::{export::export, import, EGraph, ENode, Rewrite};
-use crate::extract::{CostModel, Extraction};
+use crate::egraph::{export::export, import, EGraph, ENode, Imported, Rewrite};
+use crate::extract::{CostModel, Extraction, NodeCost};
 use egg::{Id, Runner, StopReason};
 use egret_ir::{Graph, IrError};
 use std::collections::HashMap;
@@ -94,23 +94,54 @@ fn extract_graph(
     names: &HashMap<Id, String>,
     template: &Graph,
     model: &CostModel,
+    node_cost: Option<NodeCost<'_>>,
 ) -> Result<(Graph, f64), IrError> {
-    let ex = Extraction::greedy(eg, model);
+    let ex = match node_cost {
+        Some(f) => Extraction::greedy_by(eg, f),
+        None => Extraction::greedy(eg, model),
+    };
     let cost = ex
         .dag_cost(eg, roots, model)
+        .filter(|c| c.is_finite())
         .ok_or_else(|| IrError::Invalid("an output has no well-typed implementation".into()))?;
     let choice = |id: Id| -> Option<ENode> { ex.node(eg, id) };
     Ok((export(eg, roots, &choice, names, template)?, cost))
 }
 
-/// Saturate `g` with `stages` under `limits` and extract the cheapest graph.
-pub fn saturate(
-    g: &Graph,
+/// A graph's e-graph after saturation, ready for extraction. Passes that
+/// choose among alternatives by more than the cost model (quantization under
+/// an error budget) inspect [`Saturated::egraph`] and extract with their own
+/// node cost ([`Saturated::extract_by`]).
+pub struct Saturated<'g> {
+    /// The saturated e-graph.
+    pub egraph: EGraph,
+    /// The classes of the graph outputs (canonical ids).
+    pub roots: Vec<Id>,
+    /// Readable value names by class (canonical ids), used on export.
+    pub names: HashMap<Id, String>,
+    template: &'g Graph,
+    stats: Stats,
+}
+
+/// Saturate `g` with `stages` under `limits`; extraction is left to the caller.
+pub fn run_stages<'g>(
+    g: &'g Graph,
     stages: Vec<Stage>,
     limits: Limits,
     model: &CostModel,
-) -> Result<(Graph, Stats), IrError> {
-    let imported = import(g)?;
+) -> Result<Saturated<'g>, IrError> {
+    run_imported(g, import(g)?, stages, limits, model)
+}
+
+/// [`run_stages`] on `g` already imported (for passes whose rules depend on
+/// what the import found, such as per-weight calibration data).
+pub fn run_imported<'g>(
+    g: &'g Graph,
+    imported: Imported,
+    stages: Vec<Stage>,
+    limits: Limits,
+    model: &CostModel,
+) -> Result<Saturated<'g>, IrError> {
     let roots = imported.roots.clone();
     let mut eg = imported.egraph;
     let before = Extraction::greedy(&eg, model);
@@ -149,28 +180,78 @@ pub fn saturate(
             applied,
         });
     }
-    let saturate_seconds = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
     let roots: Vec<Id> = roots.iter().map(|&r| eg.find(r)).collect();
     let names: HashMap<Id, String> = imported
         .names
         .into_iter()
         .map(|(c, n)| (eg.find(c), n))
         .collect();
-    let (out, cost_after) = extract_graph(&eg, &roots, &names, g, model)?;
-    Ok((
-        out.clone(),
-        Stats {
+    Ok(Saturated {
+        egraph: eg,
+        roots,
+        names,
+        template: g,
+        stats: Stats {
             nodes_before: g.node_count(),
-            nodes_after: out.node_count(),
+            nodes_after: 0,
             stages: stage_stats,
             peak_enodes: peak,
-            saturate_seconds,
-            extract_seconds: t1.elapsed().as_secs_f64(),
+            saturate_seconds: t0.elapsed().as_secs_f64(),
+            extract_seconds: 0.0,
             cost_before,
-            cost_after,
+            cost_after: f64::NAN,
         },
-    ))
+    })
+}
+
+impl Saturated<'_> {
+    /// Extract the cheapest graph under the cost model.
+    pub fn extract(&self, model: &CostModel) -> Result<(Graph, Stats), IrError> {
+        self.finish(model, None)
+    }
+
+    /// Extract with `node_cost` in place of the cost model's node cost (an
+    /// infinite cost forbids a node); the report's cost is still the model's.
+    pub fn extract_by(
+        &self,
+        model: &CostModel,
+        node_cost: &dyn Fn(Id, &ENode) -> f64,
+    ) -> Result<(Graph, Stats), IrError> {
+        self.finish(model, Some(node_cost))
+    }
+
+    fn finish(
+        &self,
+        model: &CostModel,
+        node_cost: Option<NodeCost<'_>>,
+    ) -> Result<(Graph, Stats), IrError> {
+        let t1 = Instant::now();
+        let (out, cost_after) = extract_graph(
+            &self.egraph,
+            &self.roots,
+            &self.names,
+            self.template,
+            model,
+            node_cost,
+        )?;
+        let stats = Stats {
+            nodes_after: out.node_count(),
+            extract_seconds: t1.elapsed().as_secs_f64(),
+            cost_after,
+            ..self.stats.clone()
+        };
+        Ok((out, stats))
+    }
+}
+
+/// Saturate `g` with `stages` under `limits` and extract the cheapest graph.
+pub fn saturate(
+    g: &Graph,
+    stages: Vec<Stage>,
+    limits: Limits,
+    model: &CostModel,
+) -> Result<(Graph, Stats), IrError> {
+    run_stages(g, stages, limits, model)?.extract(model)
 }
 
 /// Import `g` and export it again with no rewriting (tests the translation).
@@ -182,6 +263,7 @@ pub fn round_trip(g: &Graph) -> Result<Graph, IrError> {
         &imported.names,
         g,
         &CostModel::default(),
+        None,
     )
     .map(|r| r.0)
 }

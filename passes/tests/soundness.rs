@@ -202,6 +202,27 @@ fn conv_bn() -> Graph {
     b.done(y)
 }
 
+/// `Gemm(x, DequantizeBlocks(W)ᵀ, b?)` with a block-quantized `W` (GGUF's form).
+fn gemm_blocks(format: egret_ir::BlockFormat, bias: bool) -> Graph {
+    let mut b = B::new();
+    let x = b.x("x", &[3, 64]);
+    let w = (0..80 * 64).map(|i| (i as f32 * 0.29).sin()).collect();
+    let w = Tensor::from_vec(vec![80, 64], w).unwrap();
+    let q = egret_ir::blocks::quantize(&w, format, None).unwrap();
+    let wq = b.g.add_const("wq", q);
+    let deq = OpCall {
+        domain: "egret".into(),
+        ..OpCall::new("DequantizeBlocks")
+    };
+    let w = b.op(deq, &[wq]);
+    let mut ins = vec![x, w];
+    if bias {
+        ins.push(b.c(&[80], (0..80).map(|i| i as f32 * 0.01 - 0.4).collect()));
+    }
+    let y = b.op(OpCall::new("Gemm").with("transB", Attr::Int(1)), &ins);
+    b.done(y)
+}
+
 fn reshape_target() -> Graph {
     let mut b = B::new();
     let ty = ValueType::tensor(
@@ -297,6 +318,11 @@ fn examples(rule: &str) -> Vec<Graph> {
         "layer-norm" => vec![layer_norm(true), layer_norm(false)],
         "rms-norm" => vec![rms_norm()],
         "batchnorm-into-conv" => vec![conv_bn()],
+        "fuse-dequantize-blocks" => vec![
+            gemm_blocks(egret_ir::BlockFormat::Q4_1, true),
+            gemm_blocks(egret_ir::BlockFormat::Q8_0, false),
+            gemm_blocks(egret_ir::BlockFormat::I4S64, true),
+        ],
         "transpose-sink-unary" => vec![pat(
             "(Relu (Transpose{perm=[1,0]} ?x))",
             &[("?x", f(&[2, 3]))],

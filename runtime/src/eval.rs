@@ -69,6 +69,16 @@ impl<'m> Embedder<'m> {
 
     /// Embeddings of pre-tokenized sentences, run as one right-padded batch.
     pub fn embed_ids(&self, ids: &[Vec<i64>]) -> Result<Vec<Vec<f32>>> {
+        self.embed_ids_observed(ids, &mut |_, _| {})
+    }
+
+    /// [`Embedder::embed_ids`], calling `observe(node, outputs)` after every
+    /// operator node, as [`Interpreter::run_observed`] does. Used by calibration.
+    pub fn embed_ids_observed(
+        &self,
+        ids: &[Vec<i64>],
+        observe: &mut dyn FnMut(egret_ir::NodeId, &[Value]),
+    ) -> Result<Vec<Vec<f32>>> {
         let seq = ids.iter().map(Vec::len).max().unwrap_or(0);
         if seq == 0 {
             return Ok(vec![Vec::new(); ids.len()]);
@@ -91,7 +101,7 @@ impl<'m> Embedder<'m> {
         if self.token_types {
             inputs.insert("token_type_ids".into(), t(vec![0; ids.len() * seq])?);
         }
-        let outs = self.interp.run_named(inputs)?;
+        let outs = self.interp.run_named_observed(inputs, observe)?;
         let hidden = outs
             .first()
             .ok_or_else(|| RuntimeError::msg("the embedding model has no output"))?

@@ -153,6 +153,18 @@ impl Decoder {
     /// Run `ids` (one sequence) after what `cache` holds; append them to the cache
     /// and return the logits `[ids.len(), vocab]` as f32.
     pub fn forward(&self, ids: &[i64], cache: &mut KvCache) -> Result<Tensor> {
+        self.forward_observed(ids, cache, &mut |_, _| {})
+    }
+
+    /// [`Decoder::forward`], calling `observe(node, outputs)` after every
+    /// operator node of the (folded) graph, as
+    /// [`Interpreter::run_observed`] does. Used by calibration.
+    pub fn forward_observed(
+        &self,
+        ids: &[i64],
+        cache: &mut KvCache,
+        observe: &mut dyn FnMut(egret_ir::NodeId, &[Value]),
+    ) -> Result<Tensor> {
         let g = &self.model.graph;
         let (n, past) = (ids.len(), cache.len);
         let i64s = |shape: Vec<usize>, v: Vec<i64>| -> Result<Value> {
@@ -182,7 +194,7 @@ impl Decoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut outs: Vec<Option<Value>> = Interpreter::new(g)?
-            .run(inputs)?
+            .run_observed(inputs, observe)?
             .into_iter()
             .map(Some)
             .collect();

@@ -105,7 +105,16 @@ impl<'g> Interpreter<'g> {
     }
 
     /// Run with inputs given by name. Unknown or missing names are errors.
-    pub fn run_named(&self, mut inputs: HashMap<String, Value>) -> Result<Vec<Value>> {
+    pub fn run_named(&self, inputs: HashMap<String, Value>) -> Result<Vec<Value>> {
+        self.run_named_observed(inputs, &mut |_, _| {})
+    }
+
+    /// [`Interpreter::run_named`] with an observer (see [`Interpreter::run_observed`]).
+    pub fn run_named_observed(
+        &self,
+        mut inputs: HashMap<String, Value>,
+        observe: &mut dyn FnMut(NodeId, &[Value]),
+    ) -> Result<Vec<Value>> {
         let mut ordered = Vec::with_capacity(self.graph.inputs.len());
         for &o in &self.graph.inputs {
             let name = self.graph.value_name(o);
@@ -121,7 +130,7 @@ impl<'g> Interpreter<'g> {
                 msg: "not an input of the graph".into(),
             });
         }
-        self.run(ordered)
+        self.run_observed(ordered, observe)
     }
 
     /// Run, calling `observe(node, outputs)` after every operator node. Used by

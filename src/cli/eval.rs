@@ -57,6 +57,11 @@ pub struct EvalArgs {
     /// Sentence pairs (one per line, tab-separated) to score by embedding cosine.
     #[arg(long, value_name = "FILE")]
     pub similarity: Option<PathBuf>,
+    /// With --similarity: also embed every sentence with this model (the
+    /// original of a compressed one) and report the mean and minimum cosine
+    /// between the two models' embeddings of the same sentence.
+    #[arg(long, value_name = "MODEL")]
+    pub reference: Option<PathBuf>,
     /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
@@ -99,11 +104,22 @@ struct Pair {
     cosine: f64,
 }
 
+/// Agreement with `--reference`: cosine between the two models' embeddings
+/// of each sentence.
+#[derive(Serialize)]
+struct Agreement {
+    reference: String,
+    mean_cosine: f64,
+    min_cosine: f64,
+}
+
 /// The `--similarity` section.
 #[derive(Serialize)]
 struct Similarity {
     pairs: Vec<Pair>,
     mean_cosine: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement: Option<Agreement>,
     /// Distinct sentences embedded.
     sentences: usize,
     eval_ms: f64,
@@ -143,7 +159,20 @@ pub fn main(args: &EvalArgs) -> Result<()> {
         )
     };
     if let Some(file) = &args.similarity {
-        report.similarity = Some(similarity(&loaded.model, tok()?, file, !args.json)?);
+        let reference = match &args.reference {
+            Some(p) => Some((p, load(p)?.model)),
+            None => None,
+        };
+        let reference = reference.as_ref().map(|(p, m)| (p.as_path(), m));
+        report.similarity = Some(similarity(
+            &loaded.model,
+            tok()?,
+            file,
+            reference,
+            !args.json,
+        )?);
+    } else if args.reference.is_some() {
+        bail!("--reference goes with --similarity");
     }
     if let Some(file) = &args.perplexity {
         let tokenizer = Tokenizer::from_json(tok()?)?;
@@ -198,6 +227,7 @@ fn similarity(
     model: &egret_ir::Model,
     tokenizer: &str,
     file: &Path,
+    reference: Option<(&Path, &egret_ir::Model)>,
     show_progress: bool,
 ) -> Result<Similarity> {
     let t0 = Instant::now();
@@ -216,6 +246,20 @@ fn similarity(
     let bar = Progress::new(sentences.len() as u64, "sentences", show_progress);
     let emb = embedder.embed(&sentences, &mut |done| bar.set(done as u64))?;
     bar.finish();
+    let agreement = match reference {
+        None => None,
+        Some((path, m)) => {
+            let r = Embedder::new(m, tokenizer)
+                .context("the reference model")?
+                .embed(&sentences, &mut |_| {})?;
+            let cos: Vec<f64> = emb.iter().zip(&r).map(|(a, b)| cosine(a, b)).collect();
+            Some(Agreement {
+                reference: path.display().to_string(),
+                mean_cosine: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
+                min_cosine: cos.iter().copied().fold(f64::INFINITY, f64::min),
+            })
+        }
+    };
     let vec_of = |s: &String| index.get(s).and_then(|&i| emb.get(i));
     let pairs = pairs
         .iter()
@@ -231,6 +275,7 @@ fn similarity(
     let sentences = sentences.len();
     Ok(Similarity {
         mean_cosine: pairs.iter().map(|p| p.cosine).sum::<f64>() / pairs.len() as f64,
+        agreement,
         sentences,
         pairs,
         eval_ms: ms(t0.elapsed()),
@@ -370,6 +415,12 @@ fn render(r: &Report) -> String {
             s.mean_cosine
         ));
         out.push_str(&table(&["cosine", "sentence a", "sentence b"], &rows));
+        if let Some(a) = &s.agreement {
+            out.push_str(&format!(
+                "agreement with {}: mean cosine {:.5}, minimum {:.5}\n",
+                a.reference, a.mean_cosine, a.min_cosine
+            ));
+        }
     }
     if let Some(rss) = r.peak_rss_bytes {
         out.push_str(&format!(

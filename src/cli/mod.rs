@@ -6,6 +6,7 @@ pub mod generate;
 pub mod inspect;
 pub mod optimize;
 pub mod passes;
+pub mod quantize;
 pub mod run;
 
 use anyhow::{Context, Result};

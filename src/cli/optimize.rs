@@ -25,7 +25,16 @@ reads; any other OUT receives the text form alone (large weights appear as
 Examples:
   egret optimize model.onnx -o model.egret
   egret optimize model.onnx -o model.egret --passes algebra,fusion --check
-  egret optimize model.onnx -o model.txt --check --dim batch=2 --json")]
+  egret optimize model.onnx -o model.txt --check --dim batch=2 --json
+  egret optimize ~/.cache/egret/models/minilm -o minilm-int8.egret --quantize int8
+  egret optimize model.gguf -o model-q4.egret --quantize q4_0
+  egret optimize model.gguf -o model-auto.egret --quantize auto --budget 1% \
+      --calibration ~/.cache/egret/texts/devils_dictionary.txt
+
+With --quantize, weights of MatMul/Gemm/embedding Gather are quantized after the
+pass pipeline; norms, softmax and residuals stay f32. auto chooses a scheme per
+layer: the smallest model whose error, predicted from calibration statistics and
+then measured on the calibration text, is within --budget.")]
 pub struct OptimizeArgs {
     /// The model file.
     pub model: PathBuf,
@@ -62,11 +71,15 @@ pub struct OptimizeArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Quantization (after the pass pipeline).
+    #[command(flatten)]
+    pub quant: super::quantize::QuantizeArgs,
 }
 
 #[derive(Serialize)]
 struct Report {
     passes: Vec<PassReport>,
+    quantize: Option<egret_passes::quantize::QuantizeReport>,
     check: Option<CheckReport>,
 }
 
@@ -166,6 +179,13 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
         cost,
     };
     let passes = pipeline.run(&mut model, &ctx)?;
+    let quantize = super::quantize::run(
+        &mut model,
+        loaded.tokenizer_json.as_deref(),
+        &args.quant,
+        ctx.limits,
+        ctx.cost,
+    )?;
     let check = if args.check {
         let inputs = inputs_for(&before, args)?;
         let [(want, before_ms), (got, after_ms)] = timed_pair(&before, &model.graph, &inputs)?;
@@ -186,7 +206,11 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     } else {
         write_atomic(&args.output, &egret_ir::text::print_model(&model))?;
     }
-    let report = Report { passes, check };
+    let report = Report {
+        passes,
+        quantize,
+        check,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -230,6 +254,9 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
             &rows
         )
     );
+    if let Some(q) = &report.quantize {
+        super::quantize::print_report(q);
+    }
     if let Some(c) = &report.check {
         println!(
             "  check: max abs error {:.3e}, max rel error {:.3e}; interpreter {:.1} ms before, {:.1} ms after (best of {RUNS}, alternating)",

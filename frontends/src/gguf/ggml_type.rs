@@ -151,7 +151,12 @@ mod tests {
     #[test]
     fn block_geometry_matches_the_ir() {
         for b in BlockFormat::ALL {
-            let t = GgmlType::from_dtype(DType::Block(b)).unwrap();
+            let Some(t) = GgmlType::from_dtype(DType::Block(b)) else {
+                // egret's own int4 group formats have no GGML type.
+                assert!(!b.is_ggml(), "{b:?}");
+                continue;
+            };
+            assert!(b.is_ggml(), "{b:?}");
             assert_eq!(t.block_elems(), b.block_elems(), "{b:?}");
             assert_eq!(t.block_bytes(), b.block_bytes(), "{b:?}");
             assert_eq!(t.dtype(), Some(DType::Block(b)));

@@ -1,19 +1,22 @@
-//! The 32-element GGML formats: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0.
+//! The 32-element GGML formats Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, and egret's int4
+//! group formats (`i4s_g64` .. `i4a_g128`), which are Q4_0 / Q4_1 over groups of
+//! 64 or 128.
 //!
-//! Each function takes one whole block and writes its 32 values. In every format
-//! byte `j` of the packed nibbles holds element `j` (low nibble) and element
-//! `j + 16` (high nibble); Q5 formats add bit 4 of element `i` from bit `i` of a
-//! little-endian u32.
+//! Each function takes one whole block and writes its values (`out.len()` of
+//! them). In every format byte `j` of the `g / 2` packed nibble bytes holds
+//! element `j` (low nibble) and element `j + g / 2` (high nibble); Q5 formats add
+//! bit 4 of element `i` from bit `i` of a little-endian u32.
 
 use super::f16_at;
 
-/// Element `j` (of 32) of the nibbles `qs`: low nibbles first, then high.
+/// Element `j` (of `2 * qs.len()`) of the nibbles `qs`: low nibbles first, then high.
 #[inline]
-fn nibble(qs: &[u8], j: usize) -> u8 {
-    if j < 16 {
+pub fn nibble(qs: &[u8], j: usize) -> u8 {
+    let half = qs.len();
+    if j < half {
         qs[j] & 0x0F
     } else {
-        qs[j - 16] >> 4
+        qs[j - half] >> 4
     }
 }
 
@@ -27,19 +30,23 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// Q4_0 (18 bytes): f16 `d`, 16 bytes of nibbles; `x = d * (q - 8)`.
-pub fn q4_0(b: &[u8], out: &mut [f32]) {
+/// Symmetric int4 group of `g = out.len()` elements (Q4_0 for g = 32, `i4s_g64`,
+/// `i4s_g128`; `2 + g / 2` bytes): f16 `d`, `g / 2` bytes of nibbles;
+/// `x = d * (q - 8)`.
+pub fn int4_sym(b: &[u8], out: &mut [f32]) {
     let d = f16_at(b, 0);
-    let qs = &b[2..18];
+    let qs = &b[2..2 + out.len() / 2];
     for (j, o) in out.iter_mut().enumerate() {
         *o = d * f32::from(nibble(qs, j) as i8 - 8);
     }
 }
 
-/// Q4_1 (20 bytes): f16 `d`, f16 `m`, 16 bytes of nibbles; `x = d * q + m`.
-pub fn q4_1(b: &[u8], out: &mut [f32]) {
+/// Asymmetric int4 group of `g = out.len()` elements (Q4_1 for g = 32,
+/// `i4a_g64`, `i4a_g128`; `4 + g / 2` bytes): f16 `d`, f16 `m`, `g / 2` bytes of
+/// nibbles; `x = d * q + m`.
+pub fn int4_asym(b: &[u8], out: &mut [f32]) {
     let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    let qs = &b[4..20];
+    let qs = &b[4..4 + out.len() / 2];
     for (j, o) in out.iter_mut().enumerate() {
         *o = d * f32::from(nibble(qs, j)) + m;
     }

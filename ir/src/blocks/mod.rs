@@ -13,11 +13,18 @@
 //! vectors in `tests/fixtures/gguf/` (made by `scripts/make-gguf-vectors.py`) check
 //! this bit for bit.
 //!
-//! * [`legacy`]: the 32-element formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+//! * [`legacy`]: the 32-element formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, and
+//!   egret's int4 groups of 64 / 128 (Q4_0 / Q4_1 generalised over the group).
 //! * [`kquants`]: the 256-element K-quant super-blocks Q2_K .. Q6_K.
+//! * [`quantize`]: f32 -> blocks (Q8_0 / Q4_0 / Q4_1 bit-exact with ggml's
+//!   reference quantizers, the int4 groups, an importance-weighted scale search)
+//!   and per-row int8.
 
 pub mod kquants;
 pub mod legacy;
+pub mod quantize;
+
+pub use quantize::{quantize, quantize_into, quantize_rows_i8};
 
 use crate::dtype::{BlockFormat, DType};
 use crate::error::IrError;
@@ -55,10 +62,14 @@ pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
 
 /// Dequantize one block of `format` (`format.block_bytes()` bytes) into
 /// `format.block_elems()` floats. Both lengths are checked by the callers.
-fn dequantize_block(format: BlockFormat, block: &[u8], out: &mut [f32]) {
+pub(crate) fn dequantize_block(format: BlockFormat, block: &[u8], out: &mut [f32]) {
     match format {
-        BlockFormat::Q4_0 => legacy::q4_0(block, out),
-        BlockFormat::Q4_1 => legacy::q4_1(block, out),
+        BlockFormat::Q4_0 | BlockFormat::I4S64 | BlockFormat::I4S128 => {
+            legacy::int4_sym(block, out)
+        }
+        BlockFormat::Q4_1 | BlockFormat::I4A64 | BlockFormat::I4A128 => {
+            legacy::int4_asym(block, out)
+        }
         BlockFormat::Q5_0 => legacy::q5_0(block, out),
         BlockFormat::Q5_1 => legacy::q5_1(block, out),
         BlockFormat::Q8_0 => legacy::q8_0(block, out),

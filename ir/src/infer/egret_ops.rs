@@ -7,11 +7,18 @@
 //! * `egret::GatherBlocks(table, indices) -> f32`: `Gather(axis = 0)` of the
 //!   dequantized `[rows, width]` table, dequantizing only the selected rows (an
 //!   embedding lookup in a quantized table). Output shape `indices.shape + [width]`.
+//! * `egret::MatMulBlocks(x, w, bias?) -> f32`: `x · dequant(w)ᵀ (+ bias)` for
+//!   f32 `x [..., K]`, `w [N, K]` in a block format (K a whole number of blocks)
+//!   or f16 / bf16 / f32, and an optional f32 `bias [N]`. Output `[..., N]`.
+//! * `egret::MatMulInt8(x, w, scale, bias?) -> f32`, attr `act_quant` (0 or 1,
+//!   default 0): `x · (w · scale)ᵀ (+ bias)` for f32 `x [..., K]`, int8
+//!   `w [N, K]`, f32 per-row `scale [N]`; with `act_quant = 1` the rows of `x` are
+//!   quantized to int8 per token first (W8A8). Output `[..., N]`.
 
 use super::common::{tensor, R};
 use super::{InferCtx, InferFn};
 use crate::dtype::DType;
-use crate::shape::{Shape, ValueType};
+use crate::shape::{Dim, Shape, TensorType, ValueType};
 
 /// The domain name of egret's own ops.
 pub const DOMAIN: &str = "egret";
@@ -21,6 +28,8 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
     Some(match op {
         "DequantizeBlocks" => dequantize_blocks,
         "GatherBlocks" => gather_blocks,
+        "MatMulBlocks" => matmul_blocks,
+        "MatMulInt8" => matmul_int8,
         _ => return None,
     })
 }
@@ -68,4 +77,214 @@ fn gather_blocks(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         _ => None,
     };
     Ok(vec![tensor(DType::F32, shape)])
+}
+
+/// Checks `t` (named `what` in messages) has dtype `want`.
+fn expect_dtype(t: &TensorType, want: DType, what: &str) -> R<()> {
+    if t.dtype == want {
+        Ok(())
+    } else {
+        Err(format!("{what} must be {want}, not {}", t.dtype))
+    }
+}
+
+/// Checks an optional `[N]` vector (bias, scale) against the weight's `n`.
+fn expect_vector(t: &TensorType, n: Option<&Dim>, what: &str) -> R<()> {
+    expect_dtype(t, DType::F32, what)?;
+    match (t.shape.as_ref().map(|s| s.dims()), n) {
+        (Some([d]), Some(n)) if matches!((d, n), (Dim::Known(a), Dim::Known(b)) if a != b) => {
+            Err(format!("{what} has {d} entries for a weight of {n} rows"))
+        }
+        (Some(d), _) if d.len() != 1 => Err(format!("{what} must be [N], got rank {}", d.len())),
+        _ => Ok(()),
+    }
+}
+
+/// The output type of `x [..., K] · w[N, K]ᵀ`: checks `x` is f32, `w` is
+/// `[N, K]` with the same `K`, and `K` a multiple of `block` when known; `[..., N]`.
+fn linear(x: &TensorType, w: &TensorType, block: usize) -> R<Option<Shape>> {
+    expect_dtype(x, DType::F32, "x")?;
+    let wd = match &w.shape {
+        Some(s) if s.rank() != 2 => {
+            return Err(format!("weight must be [N, K], got rank {}", s.rank()))
+        }
+        Some(s) => Some(s.dims()),
+        None => None,
+    };
+    let xd = match &x.shape {
+        Some(s) if s.rank() == 0 => return Err("x must have rank >= 1 (a K axis)".into()),
+        Some(s) => Some(s.dims()),
+        None => None,
+    };
+    let k_w = wd.map(|d| &d[1]);
+    let k_x = xd.and_then(|d| d.last());
+    if let (Some(Dim::Known(a)), Some(Dim::Known(b))) = (k_x, k_w) {
+        if a != b {
+            return Err(format!("x has K = {a} but the weight has K = {b}"));
+        }
+    }
+    for k in [k_x, k_w].into_iter().flatten() {
+        if let Dim::Known(k) = k {
+            if !k.is_multiple_of(block) {
+                return Err(format!(
+                    "K = {k} is not a multiple of the weight's block of {block}"
+                ));
+            }
+        }
+    }
+    Ok(match (xd, wd) {
+        (Some(xd), Some(wd)) => {
+            let mut d = xd[..xd.len() - 1].to_vec();
+            d.push(wd[0].clone());
+            Some(Shape(d))
+        }
+        _ => None,
+    })
+}
+
+fn matmul_blocks(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    let (x, w) = (ctx.tensor(0)?, ctx.tensor(1)?);
+    let block = match w.dtype {
+        DType::Block(f) => f.block_elems(),
+        DType::F16 | DType::BF16 | DType::F32 => 1,
+        other => {
+            return Err(format!(
+                "weight must be a block format, f16, bf16 or f32, not {other}"
+            ))
+        }
+    };
+    let shape = linear(x, w, block)?;
+    let n = w.shape.as_ref().map(|s| &s.dims()[0]);
+    if let Some(b) = ctx.opt_tensor(2)? {
+        expect_vector(b, n, "bias")?;
+    }
+    Ok(vec![tensor(DType::F32, shape)])
+}
+
+fn matmul_int8(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    let (x, w, scale) = (ctx.tensor(0)?, ctx.tensor(1)?, ctx.tensor(2)?);
+    let act_quant = ctx
+        .call
+        .attrs
+        .int_or("act_quant", 0)
+        .map_err(|e| e.to_string())?;
+    if !matches!(act_quant, 0 | 1) {
+        return Err(format!("act_quant must be 0 or 1, not {act_quant}"));
+    }
+    expect_dtype(w, DType::I8, "weight")?;
+    let shape = linear(x, w, 1)?;
+    let n = w.shape.as_ref().map(|s| &s.dims()[0]);
+    expect_vector(scale, n, "scale")?;
+    if let Some(b) = ctx.opt_tensor(3)? {
+        expect_vector(b, n, "bias")?;
+    }
+    Ok(vec![tensor(DType::F32, shape)])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Attr, BlockFormat, DType, Dim, Graph, OpCall, Shape, TensorType, ValueType};
+
+    fn ty(dtype: DType, dims: &[&str]) -> ValueType {
+        let dims = dims
+            .iter()
+            .map(|d| d.parse().map_or(Dim::Sym(d.to_string()), Dim::Known))
+            .collect();
+        ValueType::Tensor(TensorType {
+            dtype,
+            shape: Some(Shape(dims)),
+        })
+    }
+
+    /// Infer `op(inputs..)` (absent optional inputs as `None`) with `act_quant`.
+    fn infer(op: &str, inputs: &[Option<ValueType>], act_quant: i64) -> Result<ValueType, String> {
+        let mut g = Graph::new("t");
+        let ins: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.clone().map(|t| g.add_input(&format!("i{i}"), t)))
+            .collect();
+        let mut call = OpCall::new(op).with("act_quant", Attr::Int(act_quant));
+        call.domain = super::DOMAIN.into();
+        let out = g.call("n", call, &ins, 1).map_err(|e| e.to_string())?;
+        Ok(g.value_type(out[0]).clone())
+    }
+
+    #[test]
+    fn matmul_blocks_shapes_and_errors() {
+        let q = DType::Block(BlockFormat::Q4_0);
+        let x = Some(ty(DType::F32, &["b", "3", "64"]));
+        let w = Some(ty(q, &["10", "64"]));
+        let bias = Some(ty(DType::F32, &["10"]));
+        let want = ty(DType::F32, &["b", "3", "10"]);
+        assert_eq!(
+            infer("MatMulBlocks", &[x.clone(), w.clone(), None], 0),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            infer("MatMulBlocks", &[x.clone(), w.clone(), bias], 0),
+            Ok(want)
+        );
+        let f16 = Some(ty(DType::F16, &["n", "k"]));
+        assert_eq!(
+            infer("MatMulBlocks", &[x.clone(), f16], 0),
+            Ok(ty(DType::F32, &["b", "3", "n"]))
+        );
+        let bad = |inputs: &[Option<ValueType>], needle: &str| {
+            let e = infer("MatMulBlocks", inputs, 0).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        };
+        bad(&[x.clone(), Some(ty(q, &["10", "32"]))], "K = 64");
+        bad(
+            &[Some(ty(DType::F32, &["48"])), Some(ty(q, &["10", "48"]))],
+            "multiple",
+        );
+        bad(&[x.clone(), Some(ty(q, &["64"]))], "rank 1");
+        bad(
+            &[x.clone(), w.clone(), Some(ty(DType::F32, &["9"]))],
+            "bias has 9",
+        );
+        bad(
+            &[x.clone(), w.clone(), Some(ty(DType::F16, &["10"]))],
+            "bias must be f32",
+        );
+        bad(&[Some(ty(DType::F16, &["64"])), w.clone()], "x must be f32");
+        bad(&[x, Some(ty(DType::I8, &["10", "64"]))], "block format");
+    }
+
+    #[test]
+    fn matmul_int8_shapes_and_errors() {
+        let x = Some(ty(DType::F32, &["7", "48"]));
+        let w = Some(ty(DType::I8, &["5", "48"]));
+        let s = Some(ty(DType::F32, &["5"]));
+        let want = ty(DType::F32, &["7", "5"]);
+        for aq in [0, 1] {
+            let got = infer("MatMulInt8", &[x.clone(), w.clone(), s.clone()], aq);
+            assert_eq!(got, Ok(want.clone()));
+        }
+        let with_bias = [x.clone(), w.clone(), s.clone(), s.clone()];
+        assert_eq!(infer("MatMulInt8", &with_bias, 0), Ok(want));
+        let bad = |inputs: &[Option<ValueType>], aq: i64, needle: &str| {
+            let e = infer("MatMulInt8", inputs, aq).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        };
+        bad(&[x.clone(), w.clone(), s.clone()], 2, "act_quant");
+        bad(&[x.clone(), w.clone()], 0, "missing required input 2");
+        bad(
+            &[x.clone(), Some(ty(DType::U8, &["5", "48"])), s.clone()],
+            0,
+            "weight must be i8",
+        );
+        bad(
+            &[x.clone(), w.clone(), Some(ty(DType::F32, &["6"]))],
+            0,
+            "scale has 6",
+        );
+        bad(
+            &[x.clone(), w.clone(), Some(ty(DType::F32, &["5", "1"]))],
+            0,
+            "rank 2",
+        );
+        bad(&[Some(ty(DType::F32, &["7", "47"])), w, s], 0, "K = 47");
+    }
 }

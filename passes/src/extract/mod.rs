@@ -15,6 +15,9 @@ use egg::Id;
 use egret_ir::verify::compatible;
 use std::collections::{HashMap, HashSet};
 
+/// A node cost for extraction (infinite forbids the node).
+pub type NodeCost<'a> = &'a dyn Fn(Id, &ENode) -> f64;
+
 /// The chosen e-node of every extractable class.
 pub struct Extraction {
     /// Class (canonical id) → chosen node and its tree cost.

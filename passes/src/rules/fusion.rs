@@ -1,6 +1,7 @@
 //! Fusion recognition: primitives rebuilt into the fused ops egret (and ONNX)
 //! define. MatMul+Add → Gemm, GELU (erf form), SiLU → Swish, Softmax,
-//! LayerNormalization, RMSNormalization, BatchNormalization folded into Conv.
+//! LayerNormalization, RMSNormalization, BatchNormalization folded into Conv,
+//! and block weights (`DequantizeBlocks`) read by their consumer directly.
 //!
 //! The matchers look through e-classes, so after canonicalisation an operand
 //! order or an equivalent spelling found by another rule still matches.
@@ -366,5 +367,6 @@ pub fn rules() -> Vec<Rewrite> {
         FnRule::rewrite("layer-norm", &["Add", "Mul"], layer_norm),
         FnRule::rewrite("rms-norm", &["Mul"], rms_norm),
         FnRule::rewrite("batchnorm-into-conv", &["BatchNormalization"], fold_bn),
+        crate::quantize::rules::fuse_blocks_rule(),
     ]
 }

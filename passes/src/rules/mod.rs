@@ -46,7 +46,7 @@ pub fn builtin() -> Vec<RuleSet> {
         },
         RuleSet {
             name: "fusion",
-            doc: "MatMul+Add→Gemm, GELU, SiLU→Swish, Softmax, LayerNorm, RMSNorm, BatchNorm folded into Conv",
+            doc: "MatMul+Add→Gemm, GELU, SiLU→Swish, Softmax, LayerNorm, RMSNorm, BatchNorm folded into Conv, block weights read in place (MatMulBlocks)",
             rules: fusion::rules,
         },
         RuleSet {

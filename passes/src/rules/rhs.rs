@@ -88,16 +88,30 @@ pub fn guarded_union(eg: &mut EGraph, class: Id, new: Id) -> bool {
 /// equivalent expression, or `None` if the rule does not apply.
 pub type RuleFn = fn(&EGraph, Id, &OpKey, &[Id]) -> Option<Rhs>;
 
+/// A computed rule that carries data (a rule set built at run time, such as
+/// one quantization rule per enabled scheme): any thread-safe closure with the
+/// [`RuleFn`] signature.
+pub type RuleClosure = Arc<dyn Fn(&EGraph, Id, &OpKey, &[Id]) -> Option<Rhs> + Send + Sync>;
+
 /// A rule scanning e-nodes of some op types and computing its right-hand side.
 #[derive(Clone)]
 pub struct FnRule {
     ops: &'static [&'static str],
-    f: RuleFn,
+    f: RuleClosure,
 }
 
 impl FnRule {
     /// A rewrite named `name` firing `f` on e-nodes whose op type is in `ops`.
     pub fn rewrite(name: &str, ops: &'static [&'static str], f: RuleFn) -> crate::egraph::Rewrite {
+        FnRule::rewrite_with(name, ops, Arc::new(f))
+    }
+
+    /// [`FnRule::rewrite`] with a closure, for rules parameterised at run time.
+    pub fn rewrite_with(
+        name: &str,
+        ops: &'static [&'static str],
+        f: RuleClosure,
+    ) -> crate::egraph::Rewrite {
         let r = FnRule { ops, f };
         // Neither side declares pattern variables, so `Rewrite::new` cannot fail.
         match egg::Rewrite::new(name, r.clone(), r) {

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod fft;
 pub mod gemm;
 pub mod mt19937;
+pub mod qmatmul;
 pub mod strided;
 pub mod window;
 pub mod workprec;

@@ -1,0 +1,629 @@
+//! Quantization as rewrites, with accuracy-budgeted extraction.
+//!
+//! 1. **Rewrite.** Every quantizable site (`Gemm`/`MatMul` with a weight,
+//!    embedding `Gather`; see [`site`]) gains, in its e-class, one alternative
+//!    per enabled [`Scheme`]: `egret::MatMulInt8`, `egret::MatMulBlocks` or
+//!    `egret::GatherBlocks` on a quantized copy of the weight ([`rules`]). A
+//!    GGUF weight also gains its exact fused form, computed on its own blocks.
+//!    Norms, softmax and residuals are not sites, so they stay in f32.
+//! 2. **Predict.** Each (weight, scheme) pair gets a predicted error: the
+//!    relative output noise power `Σ w_k (W − Ŵ)² / Σ w_k W²`, where `w_k` is
+//!    the calibration mean of `x_k²` for the activation the weight multiplies
+//!    ([`calibrate`]; uniform without calibration). W8A8 adds the measured
+//!    per-token activation noise. Errors add over weights.
+//! 3. **Select.** With a budget, the cheapest assignment whose predicted total
+//!    is within it is found by Lagrangian bisection ([`select`]); without one,
+//!    every weight takes the cheapest enabled scheme.
+//! 4. **Extract.** Extraction forbids every alternative the assignment did not
+//!    choose (and the original weight where it was replaced), so the e-graph's
+//!    cost model decides everything else.
+//! 5. **Check.** If the caller can measure the real error (`egret eval`'s
+//!    meters), the result is measured; over budget, the predicted budget is
+//!    tightened and the selection redone; well under, it is loosened. The
+//!    smallest result within budget wins.
+
+pub mod calibrate;
+pub mod rules;
+pub mod scheme;
+pub mod select;
+pub mod site;
+
+pub use calibrate::Calibration;
+pub use scheme::Scheme;
+
+use crate::egraph::{import, EGraph, ENode};
+use crate::extract::CostModel;
+use crate::saturate::{run_imported, Limits, Saturated, Stage, Stats};
+use egg::Id;
+use egret_ir::{blocks, DType, Model, Op, Tensor};
+use rules::{fuse_blocks_rule, quantize_rule, Importance, Made, Provenance};
+use select::Option_;
+use site::{const_leaf, oriented_f32, sites, SiteKind};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to optimise for, subject to the error budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Bytes of weights.
+    Size,
+    /// Modelled time of one pass over the weights: bytes read at the cost
+    /// model's per-byte cost, with integer-dot schemes (W8A8) doing their
+    /// arithmetic at half the float cost.
+    Latency,
+}
+
+/// Settings of one quantization run.
+#[derive(Clone, Debug)]
+pub struct QuantizeConfig {
+    /// Schemes the weights may take.
+    pub schemes: Vec<Scheme>,
+    /// Error budget as a fraction (0.01 = 1 %) of whatever the measure
+    /// reports; `None`: every weight takes the cheapest enabled scheme.
+    pub budget: Option<f64>,
+    /// What to minimise.
+    pub objective: Objective,
+    /// Activation statistics (importance weights, W8A8 noise).
+    pub calibration: Option<Calibration>,
+    /// Saturation limits.
+    pub limits: Limits,
+    /// Extraction cost model.
+    pub cost: CostModel,
+    /// Selections tried (each measured) before giving up on the budget.
+    pub max_attempts: usize,
+}
+
+impl Default for QuantizeConfig {
+    fn default() -> QuantizeConfig {
+        QuantizeConfig {
+            schemes: vec![Scheme::Int8],
+            budget: None,
+            objective: Objective::Size,
+            calibration: None,
+            limits: Limits::default(),
+            cost: CostModel::default(),
+            max_attempts: 4,
+        }
+    }
+}
+
+/// One weight in the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerReport {
+    /// The weight's name.
+    pub weight: String,
+    /// `[n, k]` (output channels, input channels).
+    pub shape: [usize; 2],
+    /// The scheme chosen, or `keep (<dtype>)`.
+    pub scheme: String,
+    /// Bytes before.
+    pub bytes_before: usize,
+    /// Bytes after.
+    pub bytes_after: usize,
+    /// Predicted error (relative output noise power).
+    pub predicted_err: f64,
+}
+
+/// One selection tried.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Attempt {
+    /// The predicted-error budget the selection used.
+    pub predicted_budget: f64,
+    /// Its predicted total error.
+    pub predicted_err: f64,
+    /// Bytes of all constants in the resulting model.
+    pub model_bytes: usize,
+    /// The measured error, if measured.
+    pub measured: Option<f64>,
+}
+
+/// What a quantization run did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QuantizeReport {
+    /// Per weight, in the model's order of first use.
+    pub layers: Vec<LayerReport>,
+    /// Bytes of all constants before.
+    pub model_bytes_before: usize,
+    /// Bytes of all constants after.
+    pub model_bytes_after: usize,
+    /// Predicted total error of the result.
+    pub predicted_err: f64,
+    /// Measured error of the result, if measured.
+    pub measured_err: Option<f64>,
+    /// The budget, if any.
+    pub budget: Option<f64>,
+    /// Whether the result meets the budget (measured if measured, else predicted).
+    pub within_budget: bool,
+    /// Every selection tried.
+    pub attempts: Vec<Attempt>,
+    /// Saturation statistics.
+    pub saturation: Stats,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Bytes of every constant of a model's main graph.
+pub fn model_bytes(m: &Model) -> usize {
+    m.graph
+        .node_ids()
+        .filter_map(|id| match &m.graph.node(id).op {
+            Op::Const(t) => Some(t.bytes().len()),
+            _ => None,
+        })
+        .sum()
+}
+
+/// A weight and its options: index 0 keeps it, the rest are schemes.
+struct Weight {
+    source: usize,
+    name: String,
+    shape: [usize; 2],
+    dtype: DType,
+    schemes: Vec<Option<Scheme>>,
+    options: Vec<Option_>,
+    bytes: Vec<usize>,
+}
+
+/// `Σ w_k (a − b)² / Σ w_k a²` over rows of width `imp.len()` (or unweighted).
+fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let width = imp.map_or(a.len().max(1), |v| v.len().max(1));
+    for (ra, rb) in a.chunks(width).zip(b.chunks(width)) {
+        for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            let w = imp.and_then(|v| v.get(j)).map_or(1.0, |&v| f64::from(v));
+            let d = f64::from(x) - f64::from(y);
+            num += w * d * d;
+            den += w * f64::from(x) * f64::from(x);
+        }
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// The f32 values a made alternative stands for.
+fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
+    let w = eg.analysis.tensor(*m.tensors.first()?)?;
+    if w.dtype() == DType::I8 {
+        let s = eg.analysis.tensor(*m.tensors.get(1)?)?;
+        let s = s.as_slice::<f32>().ok()?;
+        let k = *w.shape().get(1)?;
+        let q = w.bytes();
+        return Some(
+            q.iter()
+                .enumerate()
+                .map(|(i, &v)| f32::from(v as i8) * s.get(i / k.max(1)).copied().unwrap_or(0.0))
+                .collect(),
+        );
+    }
+    Some(
+        blocks::dequantize(&w)
+            .ok()?
+            .as_slice::<f32>()
+            .ok()?
+            .to_vec(),
+    )
+}
+
+/// Sources some non-site node reads (they cannot be replaced).
+fn pinned_sources(eg: &EGraph) -> HashSet<usize> {
+    let mut pinned = HashSet::new();
+    for c in eg.classes() {
+        for n in &c.nodes {
+            let ENode::Op(op, ch) = n else { continue };
+            let key = op.key();
+            let ok_reader = key.call.domain == egret_ir::infer::egret_ops::DOMAIN
+                || site::site(eg, &key, ch).is_some();
+            for &child in ch {
+                if let Some(k) = const_leaf(eg, child) {
+                    if !ok_reader {
+                        pinned.insert(k);
+                    }
+                }
+            }
+        }
+    }
+    pinned
+}
+
+/// Per-source importance and W8A8 noise from the calibration, by the name of
+/// each site's activation.
+fn per_source_stats(
+    eg: &EGraph,
+    names: &HashMap<Id, String>,
+    cal: Option<&Calibration>,
+) -> (Importance, HashMap<usize, f64>) {
+    let (mut imp, mut act) = (Importance::new(), HashMap::new());
+    let Some(cal) = cal else {
+        return (imp, act);
+    };
+    for (_, s) in sites(eg) {
+        if s.kind != SiteKind::MatMul {
+            continue;
+        }
+        let Some(st) = names.get(&eg.find(s.x)).and_then(|n| cal.stats.get(n)) else {
+            continue;
+        };
+        if let Some(v) = st.importance().filter(|v| v.len() == s.k) {
+            imp.entry(s.source).or_insert(v);
+        }
+        if let Some(a) = st.act_nsr() {
+            act.entry(s.source).or_insert(a);
+        }
+    }
+    (imp, act)
+}
+
+/// Default per-token int8 activation noise when nothing was calibrated: a
+/// row whose peak is 4 standard deviations (`(4/127)² / 12`).
+const DEFAULT_ACT_NSR: f64 = 16.0 / (12.0 * 127.0 * 127.0);
+
+fn build_weights(
+    sat: &Saturated<'_>,
+    made: &[Made],
+    imp: &Importance,
+    act: &HashMap<usize, f64>,
+    cfg: &QuantizeConfig,
+) -> Vec<Weight> {
+    let eg = &sat.egraph;
+    let pinned = pinned_sources(eg);
+    let mut uses: BTreeMap<usize, HashSet<(bool, bool)>> = BTreeMap::new();
+    for (_, s) in sites(eg) {
+        uses.entry(s.source)
+            .or_default()
+            .insert((s.kind == SiteKind::Gather, s.transposed));
+    }
+    let mut out = Vec::new();
+    for (&source, need) in &uses {
+        let Some(src) = eg.analysis.tensor(source) else {
+            continue;
+        };
+        let name = eg
+            .lookup(ENode::Const(source))
+            .and_then(|c| sat.names.get(&eg.find(c)).cloned())
+            .unwrap_or_else(|| format!("weight{source}"));
+        let shape = match src.shape() {
+            &[a, b] => [a, b],
+            _ => continue,
+        };
+        let keep_bytes = src.bytes().len();
+        let mut w = Weight {
+            source,
+            name,
+            shape,
+            dtype: src.dtype(),
+            schemes: vec![None],
+            options: vec![Option_ {
+                cost: objective_cost(cfg, None, keep_bytes),
+                err: 0.0,
+            }],
+            bytes: vec![keep_bytes],
+        };
+        if !pinned.contains(&source) {
+            for &scheme in &cfg.schemes {
+                let mine: Vec<&Made> = made
+                    .iter()
+                    .filter(|m| m.source == source && m.scheme == scheme)
+                    .collect();
+                let covered = need
+                    .iter()
+                    .all(|&(t, tr)| mine.iter().any(|m| m.table == t && m.transposed == tr));
+                if !covered {
+                    continue;
+                }
+                let Some((bytes, err)) = alternative_cost(eg, &src, &mine, imp, act) else {
+                    continue;
+                };
+                w.schemes.push(Some(scheme));
+                w.options.push(Option_ {
+                    cost: objective_cost(cfg, Some(scheme), bytes),
+                    err,
+                });
+                w.bytes.push(bytes);
+            }
+        }
+        out.push(w);
+    }
+    out
+}
+
+/// Bytes and predicted error of one scheme for one source over its uses.
+fn alternative_cost(
+    eg: &EGraph,
+    src: &Tensor,
+    mine: &[&Made],
+    imp: &Importance,
+    act: &HashMap<usize, f64>,
+) -> Option<(usize, f64)> {
+    let mut seen = HashSet::new();
+    let (mut bytes, mut err) = (0usize, 0.0f64);
+    for m in mine {
+        for &t in &m.tensors {
+            if seen.insert(t) {
+                bytes += eg.analysis.tensor(t)?.bytes().len();
+            }
+        }
+        let a = oriented_f32(src, m.transposed)?;
+        let a = a.as_slice::<f32>().ok()?;
+        let b = dequantized(eg, m)?;
+        let weights = if m.table {
+            None
+        } else {
+            imp.get(&m.source).map(|v| v.as_slice())
+        };
+        err += rel_err(a, &b, weights);
+        if m.scheme == Scheme::W8A8 && !m.table {
+            err += act.get(&m.source).copied().unwrap_or(DEFAULT_ACT_NSR);
+        }
+    }
+    Some((bytes, err))
+}
+
+fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize) -> f64 {
+    match cfg.objective {
+        Objective::Size => bytes as f64,
+        Objective::Latency => {
+            let per_byte = cfg.cost.byte_ns;
+            let arith = match scheme {
+                Some(Scheme::W8A8) => 0.5,
+                _ => 1.0,
+            };
+            // One multiply-add per weight, read once.
+            let weights = bytes as f64;
+            bytes as f64 * per_byte + arith * weights * cfg.cost.flop_ns
+        }
+    }
+}
+
+/// Extract the model for `choice` (option index per weight).
+fn extract_choice(
+    sat: &mut Saturated<'_>,
+    weights: &[Weight],
+    choice: &[usize],
+    made: &[Made],
+    template: &Model,
+    cost: &CostModel,
+) -> Result<(Model, Stats), String> {
+    let chosen: HashMap<usize, Option<Scheme>> = weights
+        .iter()
+        .zip(choice)
+        .map(|(w, &i)| (w.source, w.schemes.get(i).copied().flatten()))
+        .collect();
+    // Constant index → allowed? Sources replaced by a scheme are banned, and
+    // so is every alternative not chosen.
+    let mut allowed: HashMap<usize, bool> = HashMap::new();
+    for (&s, c) in &chosen {
+        allowed.insert(s, c.is_none());
+    }
+    for m in made {
+        let ok = chosen.get(&m.source) == Some(&Some(m.scheme));
+        if let Some(&w) = m.tensors.first() {
+            let e = allowed.entry(w).or_insert(false);
+            *e = *e || ok;
+        }
+    }
+    // Readable names: a quantized weight takes its source's name.
+    let eg = &sat.egraph;
+    let mut names = Vec::new();
+    for w in weights {
+        let Some(scheme) = chosen.get(&w.source).copied().flatten() else {
+            continue;
+        };
+        for m in made
+            .iter()
+            .filter(|m| m.source == w.source && m.scheme == scheme)
+        {
+            let base = if m.table || !m.transposed {
+                w.name.clone()
+            } else {
+                format!("{}.t", w.name)
+            };
+            for (i, &t) in m.tensors.iter().enumerate() {
+                if let Some(c) = eg.lookup(ENode::Const(t)) {
+                    let name = if i == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}.scale")
+                    };
+                    names.push((eg.find(c), name));
+                }
+            }
+        }
+    }
+    for (c, n) in names {
+        sat.names.insert(c, n);
+    }
+    let eg = &sat.egraph;
+    let node_cost = |id: Id, n: &ENode| -> f64 {
+        if let ENode::Const(k) = n {
+            if allowed.get(k) == Some(&false) {
+                return f64::INFINITY;
+            }
+        }
+        if let ENode::Op(op, ch) = n {
+            let key = op.key();
+            if site::is_egret(&key, "MatMulInt8") {
+                let w8a8 = key.call.attrs.int_or("act_quant", 0).ok() == Some(1);
+                let want = if w8a8 { Scheme::W8A8 } else { Scheme::Int8 };
+                let ok = ch.get(1).and_then(|&c| const_leaf(eg, c)).is_some_and(|k| {
+                    made.iter().any(|m| {
+                        m.tensors.first() == Some(&k) && chosen.get(&m.source) == Some(&Some(want))
+                    })
+                });
+                if !ok {
+                    return f64::INFINITY;
+                }
+            }
+        }
+        cost.node_cost(eg, id, n)
+    };
+    let (graph, stats) = sat
+        .extract_by(cost, &node_cost)
+        .map_err(|e| format!("extraction: {e}"))?;
+    let mut model = template.clone();
+    model.graph = graph;
+    Ok((model, stats))
+}
+
+/// A measure of the real error of a candidate model, as a fraction (e.g.
+/// relative perplexity increase, or 1 − mean cosine).
+pub type Measure<'a> = &'a mut dyn FnMut(&Model) -> Result<f64, String>;
+
+/// Quantize `model` as `cfg` says; `measure`, if given, checks each candidate.
+pub fn quantize(
+    model: &Model,
+    cfg: &QuantizeConfig,
+    mut measure: Option<Measure<'_>>,
+) -> Result<(Model, QuantizeReport), String> {
+    let t0 = Instant::now();
+    let g = &model.graph;
+    let imported = import(g).map_err(|e| e.to_string())?;
+    let (imp, act) = per_source_stats(&imported.egraph, &imported.names, cfg.calibration.as_ref());
+    let imp = Arc::new(imp);
+    let prov = Arc::new(Provenance::default());
+    precompute(&imported.egraph, &cfg.schemes, &imp, &prov);
+    let mut rules = vec![fuse_blocks_rule()];
+    for &s in &cfg.schemes {
+        rules.push(quantize_rule(s, imp.clone(), prov.clone()));
+    }
+    let stage = Stage {
+        name: "quantize".into(),
+        rules,
+    };
+    // Every quantized tensor already exists, so the rules only look them up:
+    // one iteration adds every alternative, and the limits need not bound
+    // quantization time.
+    let limits = Limits {
+        time: cfg.limits.time.max(std::time::Duration::from_secs(600)),
+        ..cfg.limits
+    };
+    let mut sat =
+        run_imported(g, imported, vec![stage], limits, &cfg.cost).map_err(|e| e.to_string())?;
+    let made = prov.made();
+    let weights = build_weights(&sat, &made, &imp, &act, cfg);
+    let opts: Vec<Vec<Option_>> = weights.iter().map(|w| w.options.clone()).collect();
+    let before = model_bytes(model);
+
+    let mut attempts = Vec::new();
+    let mut best: Option<(Model, Stats, Vec<usize>, Option<f64>)> = None;
+    let mut predicted_budget = cfg.budget.unwrap_or(f64::INFINITY);
+    for _ in 0..cfg.max_attempts.max(1) {
+        let choice = match cfg.budget {
+            None => cheapest_scheme(&opts),
+            Some(_) => select::within_budget(&opts, predicted_budget),
+        };
+        let (m, stats) = extract_choice(&mut sat, &weights, &choice, &made, model, &cfg.cost)?;
+        let measured = match measure.as_mut() {
+            Some(f) if cfg.budget.is_some() => Some(f(&m)?),
+            _ => None,
+        };
+        let pred = select::total_err(&opts, &choice);
+        attempts.push(Attempt {
+            predicted_budget,
+            predicted_err: pred,
+            model_bytes: model_bytes(&m),
+            measured,
+        });
+        let (Some(budget), Some(meas)) = (cfg.budget, measured) else {
+            best = Some((m, stats, choice, measured));
+            break;
+        };
+        let fits = meas <= budget;
+        // Within budget beats over it; then the smaller model, or the
+        // smaller error when over.
+        let rank = |m: &Model, meas: Option<f64>| {
+            let e = meas.unwrap_or(f64::INFINITY);
+            if e <= budget {
+                (0, model_bytes(m) as f64)
+            } else {
+                (1, e)
+            }
+        };
+        let better = best
+            .as_ref()
+            .is_none_or(|(bm, _, _, bmeas)| rank(&m, measured) < rank(bm, *bmeas));
+        if better {
+            best = Some((m, stats, choice, measured));
+        }
+        // Rescale the predicted budget by how far the measurement is from the
+        // real one (the predicted error is only proportional to it).
+        let ratio = if meas > 0.0 { budget / meas } else { 8.0 };
+        predicted_budget *= if fits {
+            ratio.clamp(1.2, 8.0) * 0.9
+        } else {
+            (ratio * 0.8).clamp(0.02, 0.8)
+        };
+        if pred == 0.0 && fits {
+            break;
+        }
+    }
+    let (m, stats, choice, measured) = best.ok_or("no selection was tried")?;
+    let predicted_err = select::total_err(&opts, &choice);
+    let layers = weights
+        .iter()
+        .zip(&choice)
+        .map(|(w, &i)| LayerReport {
+            weight: w.name.clone(),
+            shape: w.shape,
+            scheme: match w.schemes.get(i).copied().flatten() {
+                Some(s) => s.name().to_string(),
+                None => format!("keep ({})", w.dtype),
+            },
+            bytes_before: w.bytes[0],
+            bytes_after: w.bytes.get(i).copied().unwrap_or(0),
+            predicted_err: w.options.get(i).map_or(0.0, |o| o.err),
+        })
+        .collect();
+    let within_budget = match (cfg.budget, measured) {
+        (None, _) => true,
+        (Some(b), Some(x)) => x <= b,
+        (Some(b), None) => predicted_err <= b,
+    };
+    let report = QuantizeReport {
+        layers,
+        model_bytes_before: before,
+        model_bytes_after: model_bytes(&m),
+        predicted_err,
+        measured_err: measured,
+        budget: cfg.budget,
+        within_budget,
+        attempts,
+        saturation: stats,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok((m, report))
+}
+
+/// Make every site's quantized tensors, in parallel over (site, scheme): the
+/// expensive part of the pass, done once before saturation.
+fn precompute(eg: &EGraph, schemes: &[Scheme], imp: &Importance, prov: &Provenance) {
+    use rayon::prelude::*;
+    let mut jobs: Vec<(site::Site, Scheme)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (_, s) in sites(eg) {
+        for &scheme in schemes {
+            if seen.insert((s.source, s.transposed, s.kind, scheme)) {
+                jobs.push((s.clone(), scheme));
+            }
+        }
+    }
+    jobs.par_iter().for_each(|(s, scheme)| {
+        rules::quantized(eg, s, *scheme, imp, prov);
+    });
+}
+
+/// Without a budget: every weight takes its cheapest scheme (keeping it only
+/// when no scheme applies).
+fn cheapest_scheme(opts: &[Vec<Option_>]) -> Vec<usize> {
+    opts.iter()
+        .map(|o| {
+            (1..o.len())
+                .min_by(|&a, &b| o[a].cost.total_cmp(&o[b].cost))
+                .unwrap_or(0)
+        })
+        .collect()
+}

@@ -1,0 +1,173 @@
+//! The quantization rewrites: every site gains one alternative per enabled
+//! scheme, and a GGUF weight read through `DequantizeBlocks` gains the exact
+//! fused form that computes on its blocks.
+//!
+//! A quantized tensor is made once per (source, orientation, scheme, use) and
+//! cached in the analysis' derived-tensor table, so a weight shared by several
+//! sites (tied embeddings) is quantized once. The rules record what they made
+//! in a [`Provenance`] table, which the selection step reads.
+
+use super::scheme::Scheme;
+use super::site::{oriented_f32, site, Site, SiteKind};
+use crate::egraph::{EGraph, OpKey, Rewrite};
+use crate::rules::rhs::{FnRule, Rhs};
+use egg::Id;
+use egret_ir::{Attr, OpCall};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The op types a site can be.
+pub const SITE_OPS: &[&str] = &["Gemm", "MatMul", "Gather"];
+
+/// One quantized alternative a rule made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Made {
+    /// The source weight's constant index.
+    pub source: usize,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// Whether it serves a table lookup.
+    pub table: bool,
+    /// Whether the source was transposed.
+    pub transposed: bool,
+    /// Constant indices of the quantized tensors (weight, then scales).
+    pub tensors: Vec<usize>,
+}
+
+/// What the rules made, shared with the pass that runs them.
+#[derive(Default)]
+pub struct Provenance {
+    made: Mutex<Vec<Made>>,
+}
+
+impl Provenance {
+    fn record(&self, m: Made) {
+        let mut v = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+
+    /// Everything made so far.
+    pub fn made(&self) -> Vec<Made> {
+        self.made.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Per-source importance of each input channel (calibration E[x²]), used by
+/// the block quantizers' scale search.
+pub type Importance = HashMap<usize, Vec<f32>>;
+
+fn egret_op(op: &str) -> OpCall {
+    OpCall {
+        domain: egret_ir::infer::egret_ops::DOMAIN.into(),
+        ..OpCall::new(op)
+    }
+}
+
+/// The quantized tensors of `s` under `scheme`, made on first use.
+pub fn quantized(
+    eg: &EGraph,
+    s: &Site,
+    scheme: Scheme,
+    importance: &Importance,
+    prov: &Provenance,
+) -> Option<Vec<usize>> {
+    let table = s.kind == SiteKind::Gather;
+    if !scheme.fits(s.k, table) {
+        return None;
+    }
+    let key = format!(
+        "quantize:{}:{}:{}:{}",
+        s.source,
+        s.transposed,
+        scheme.name(),
+        table
+    );
+    let imp = importance
+        .get(&s.source)
+        .filter(|v| v.len() == s.k && !table);
+    let mut scales = None;
+    let w = eg.analysis.derived(format!("{key}:w"), || {
+        let src = eg.analysis.tensor(s.source)?;
+        let f = oriented_f32(&src, s.transposed)?;
+        let (q, sc) = scheme.quantize(&f, imp.map(|v| v.as_slice()), table).ok()?;
+        scales = sc;
+        Some(q)
+    })?;
+    let mut tensors = vec![w];
+    if matches!(scheme, Scheme::Int8 | Scheme::W8A8) && !table {
+        let sc = eg.analysis.derived(format!("{key}:s"), || {
+            scales.take().or_else(|| {
+                let src = eg.analysis.tensor(s.source)?;
+                let f = oriented_f32(&src, s.transposed)?;
+                scheme.quantize(&f, None, false).ok()?.1
+            })
+        })?;
+        tensors.push(sc);
+    }
+    prov.record(Made {
+        source: s.source,
+        scheme,
+        table,
+        transposed: s.transposed,
+        tensors: tensors.clone(),
+    });
+    Some(tensors)
+}
+
+/// The right-hand side computing site `s` from the tensors `t` (constant
+/// indices) with the op the scheme names.
+fn site_rhs(s: &Site, scheme: Option<Scheme>, t: &[usize]) -> Option<Rhs> {
+    let mut b = Rhs::new();
+    let x = b.class(s.x);
+    let w = b.constant(*t.first()?);
+    let bias = s.bias.map(|c| b.class(c));
+    match (s.kind, scheme) {
+        (SiteKind::Gather, _) => {
+            b.op(egret_op("GatherBlocks"), &[w, x]);
+        }
+        (SiteKind::MatMul, Some(sc @ (Scheme::Int8 | Scheme::W8A8))) => {
+            let scale = b.constant(*t.get(1)?);
+            let call =
+                egret_op("MatMulInt8").with("act_quant", Attr::Int((sc == Scheme::W8A8) as i64));
+            let mut ins = vec![x, w, scale];
+            ins.extend(bias);
+            b.op(call, &ins);
+        }
+        (SiteKind::MatMul, _) => {
+            let mut ins = vec![x, w];
+            ins.extend(bias);
+            b.op(egret_op("MatMulBlocks"), &ins);
+        }
+    }
+    Some(b)
+}
+
+/// The rule adding the `scheme` alternative at every site.
+pub fn quantize_rule(
+    scheme: Scheme,
+    importance: Arc<Importance>,
+    prov: Arc<Provenance>,
+) -> Rewrite {
+    let name = format!("quantize-{}", scheme.name());
+    FnRule::rewrite_with(
+        &name,
+        SITE_OPS,
+        Arc::new(move |eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]| {
+            let s = site(eg, key, ch)?;
+            let t = quantized(eg, &s, scheme, &importance, &prov)?;
+            site_rhs(&s, Some(scheme), &t)
+        }),
+    )
+}
+
+/// The exact rule: a block weight read through `DequantizeBlocks` by a site
+/// that needs no transpose is computed on its blocks directly.
+pub fn fuse_blocks_rule() -> Rewrite {
+    FnRule::rewrite("fuse-dequantize-blocks", SITE_OPS, |eg, _, key, ch| {
+        let s = site(eg, key, ch)?;
+        (s.blocks && !s.transposed).then_some(())?;
+        site_rhs(&s, None, &[s.source])
+    })
+}

@@ -1,0 +1,158 @@
+//! Quantization schemes: what a weight can become, what it then costs in bytes,
+//! and how its quantized tensors are made.
+
+use egret_ir::{blocks, BlockFormat, DType, IrError, Tensor};
+
+/// How one weight matrix is stored after quantization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// int8, one symmetric scale per output channel; activations stay f32
+    /// (`egret::MatMulInt8`, `act_quant = 0`).
+    Int8,
+    /// int8 weights as [`Scheme::Int8`], activations quantized per token at run
+    /// time (`egret::MatMulInt8`, `act_quant = 1`).
+    W8A8,
+    /// A block format: GGML Q8_0 / Q4_0 / Q4_1 or egret's int4 groups of 64 and
+    /// 128 (`egret::MatMulBlocks`).
+    Blocks(BlockFormat),
+}
+
+/// The block formats a user can quantize to (K-quants and Q5 are import-only).
+pub const BLOCK_TARGETS: [BlockFormat; 7] = [
+    BlockFormat::Q8_0,
+    BlockFormat::Q4_0,
+    BlockFormat::Q4_1,
+    BlockFormat::I4S64,
+    BlockFormat::I4S128,
+    BlockFormat::I4A64,
+    BlockFormat::I4A128,
+];
+
+impl Scheme {
+    /// Every scheme `auto` chooses among.
+    pub fn all() -> Vec<Scheme> {
+        let mut v = vec![Scheme::Int8, Scheme::W8A8];
+        v.extend(BLOCK_TARGETS.iter().map(|&f| Scheme::Blocks(f)));
+        v
+    }
+
+    /// Parse a `--quantize` value: one scheme name, `int4` (int4 in groups of
+    /// 64 with a minimum: 4.5 bits per weight, like Q4_0 but asymmetric), or
+    /// `auto` (every scheme).
+    pub fn parse_list(s: &str) -> Result<Vec<Scheme>, String> {
+        match s {
+            "auto" => Ok(Scheme::all()),
+            "int8" => Ok(vec![Scheme::Int8]),
+            "w8a8" => Ok(vec![Scheme::W8A8]),
+            "int4" => Ok(vec![Scheme::Blocks(BlockFormat::I4A64)]),
+            other => BLOCK_TARGETS
+                .iter()
+                .find(|f| f.name() == other)
+                .map(|&f| vec![Scheme::Blocks(f)])
+                .ok_or_else(|| {
+                    let names: Vec<&str> = BLOCK_TARGETS.iter().map(|f| f.name()).collect();
+                    format!(
+                        "unknown scheme `{other}`: use int8, w8a8, int4, {}, or auto",
+                        names.join(", ")
+                    )
+                }),
+        }
+    }
+
+    /// The scheme's name, as `--quantize` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Int8 => "int8",
+            Scheme::W8A8 => "w8a8",
+            Scheme::Blocks(f) => f.name(),
+        }
+    }
+
+    /// The block format an embedding table (a `Gather` source) gets: int8
+    /// schemes store tables as Q8_0, since a per-row scale over a whole table
+    /// row is what Q8_0 refines.
+    pub fn table_format(self) -> BlockFormat {
+        match self {
+            Scheme::Int8 | Scheme::W8A8 => BlockFormat::Q8_0,
+            Scheme::Blocks(f) => f,
+        }
+    }
+
+    /// Whether an `[n, k]` matrix can take this scheme (`k` a whole number of
+    /// blocks); `table`: as a `Gather` source.
+    pub fn fits(self, k: usize, table: bool) -> bool {
+        let f = match (self, table) {
+            (Scheme::Int8 | Scheme::W8A8, false) => return k > 0,
+            _ => self.table_format(),
+        };
+        k > 0 && k.is_multiple_of(f.block_elems())
+    }
+
+    /// Bytes an `[n, k]` matrix takes in this scheme (`table`: as a `Gather` source).
+    pub fn bytes(self, n: usize, k: usize, table: bool) -> usize {
+        match (self, table) {
+            (Scheme::Int8 | Scheme::W8A8, false) => n * k + 4 * n,
+            _ => {
+                let f = self.table_format();
+                n * (k / f.block_elems()) * f.block_bytes()
+            }
+        }
+    }
+
+    /// Quantize the f32 matrix `w` (`[n, k]`, rows = output channels). Returns
+    /// the weight tensor and, for the int8 schemes outside tables, the per-row
+    /// scales. `importance` (length `k`) weights the error the block
+    /// quantizers' scale search minimises.
+    pub fn quantize(
+        self,
+        w: &Tensor,
+        importance: Option<&[f32]>,
+        table: bool,
+    ) -> Result<(Tensor, Option<Tensor>), IrError> {
+        match (self, table) {
+            (Scheme::Int8 | Scheme::W8A8, false) => {
+                let &[n, k] = w.shape() else {
+                    return Err(IrError::ShapeMismatch(format!(
+                        "int8 weights must be [n, k], got {:?}",
+                        w.shape()
+                    )));
+                };
+                let (q, s) = blocks::quantize_rows_i8(w.as_slice::<f32>()?, n, k);
+                let bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+                Ok((
+                    Tensor::from_bytes(DType::I8, vec![n, k], &bytes)?,
+                    Some(Tensor::from_vec(vec![n], s)?),
+                ))
+            }
+            _ => Ok((blocks::quantize(w, self.table_format(), importance)?, None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for s in Scheme::all() {
+            assert_eq!(Scheme::parse_list(s.name()).unwrap(), vec![s]);
+        }
+        assert_eq!(Scheme::parse_list("auto").unwrap().len(), 9);
+        assert!(Scheme::parse_list("q6_k").is_err());
+    }
+
+    #[test]
+    fn sizes_in_bits_per_weight() {
+        let bpw = |s: Scheme, table| s.bytes(1, 4096, table) as f64 * 8.0 / 4096.0;
+        assert_eq!(bpw(Scheme::Blocks(BlockFormat::Q4_0), false), 4.5);
+        assert_eq!(bpw(Scheme::Blocks(BlockFormat::Q4_1), false), 5.0);
+        assert_eq!(bpw(Scheme::Blocks(BlockFormat::I4A64), false), 4.5);
+        assert_eq!(bpw(Scheme::Blocks(BlockFormat::I4S128), false), 4.125);
+        assert_eq!(bpw(Scheme::Blocks(BlockFormat::Q8_0), false), 8.5);
+        assert!((bpw(Scheme::Int8, false) - 8.0078125).abs() < 1e-12);
+        assert_eq!(bpw(Scheme::Int8, true), 8.5);
+        assert!(!Scheme::Blocks(BlockFormat::I4A128).fits(64, false));
+        assert!(Scheme::Int8.fits(7, false) && !Scheme::Int8.fits(7, true));
+    }
+}

@@ -1,0 +1,264 @@
+//! The quantization pass, end to end: schemes on a hand-built network against
+//! the f32 interpreter with bounds derived from each scheme's step, and on the
+//! real models (MiniLM embeddings, SmolLM2 perplexity) against the original.
+
+mod common;
+
+use common::{available, cache};
+use egret_ir::{Attr, DType, Graph, Model, Op, OpCall, Tensor, TensorType, Value, ValueType};
+use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder};
+use egret_passes::quantize::{model_bytes, quantize, QuantizeConfig, Scheme};
+use egret_runtime::eval::{cosine, Embedder};
+use egret_runtime::generate::Decoder;
+use egret_runtime::perplexity::perplexity;
+use egret_runtime::tokenizer::Tokenizer;
+use egret_runtime::Interpreter;
+use std::path::PathBuf;
+
+/// A deterministic pseudo-random f32 in [-1, 1).
+fn rnd(state: &mut u64) -> f32 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// `Gemm(x, W1ᵀ, b1) → Relu → MatMul(·, W2)` with x `[4, 128]`, hidden 128, out 32,
+/// plus an embedding `Gather` feeding nothing else (output 2).
+fn mlp() -> Model {
+    let mut s = 7u64;
+    let mut t = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Tensor::from_vec(shape, (0..n).map(|_| rnd(&mut s)).collect::<Vec<f32>>()).unwrap()
+    };
+    let mut g = Graph::new("mlp");
+    let x = g.add_input(
+        "x",
+        ValueType::Tensor(TensorType::known(DType::F32, &[4, 128])),
+    );
+    let ids = g.add_input(
+        "ids",
+        ValueType::Tensor(TensorType::known(DType::I64, &[3])),
+    );
+    let w1 = g.add_const("w1", t(vec![128, 128]));
+    let b1 = g.add_const("b1", t(vec![128]));
+    let w2 = g.add_const("w2", t(vec![128, 32]));
+    let table = g.add_const("table", t(vec![10, 128]));
+    let gemm = OpCall::new("Gemm").with("transB", Attr::Int(1));
+    let h = g.call1("gemm", gemm, &[x, w1, b1]).unwrap();
+    let h = g.call1("relu", OpCall::new("Relu"), &[h]).unwrap();
+    let y = g.call1("mm", OpCall::new("MatMul"), &[h, w2]).unwrap();
+    let e = g
+        .call1("emb", OpCall::new("Gather"), &[table, ids])
+        .unwrap();
+    g.outputs = vec![y, e];
+    Model {
+        graph: g,
+        opsets: [(String::new(), 21), ("egret".to_string(), 1)].into(),
+        metadata: Default::default(),
+    }
+}
+
+fn run(m: &Model, inputs: &[Value]) -> Vec<Vec<f32>> {
+    Interpreter::for_model(m)
+        .unwrap()
+        .run(inputs.to_vec())
+        .unwrap()
+        .iter()
+        .map(|v| v.as_tensor().unwrap().as_slice::<f32>().unwrap().to_vec())
+        .collect()
+}
+
+fn ops(m: &Model) -> Vec<String> {
+    let g = &m.graph;
+    let mut v: Vec<String> = g
+        .node_ids()
+        .filter_map(|id| match &g.node(id).op {
+            Op::Call(c) => Some(c.op_type.clone()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every scheme replaces all three weights and stays within the error its step
+/// allows: per output, the relative RMS error is bounded by the scheme's
+/// relative step (2^-bits of the range, times a small slack).
+#[test]
+fn every_scheme_on_a_small_network() {
+    let m = mlp();
+    let mut s = 99u64;
+    let x: Vec<f32> = (0..4 * 128).map(|_| rnd(&mut s)).collect();
+    let inputs = vec![
+        Value::Tensor(Tensor::from_vec(vec![4, 128], x).unwrap()),
+        Value::Tensor(Tensor::from_vec(vec![3], vec![0i64, 9, 4]).unwrap()),
+    ];
+    let want = run(&m, &inputs);
+    for scheme in Scheme::all() {
+        let cfg = QuantizeConfig {
+            schemes: vec![scheme],
+            ..QuantizeConfig::default()
+        };
+        let (q, report) = quantize(&m, &cfg, None).unwrap();
+        let kinds = ops(&q);
+        let fused = match scheme {
+            Scheme::Int8 | Scheme::W8A8 => "MatMulInt8",
+            Scheme::Blocks(_) => "MatMulBlocks",
+        };
+        // The Gemm, the MatMul (its weight transposed) and the table are all replaced.
+        assert_eq!(
+            kinds.iter().filter(|k| *k == fused).count(),
+            2,
+            "{scheme:?}: {kinds:?}"
+        );
+        assert!(kinds.contains(&"GatherBlocks".to_string()), "{kinds:?}");
+        assert!(!kinds.contains(&"Gemm".to_string()), "{kinds:?}");
+        assert!(report.model_bytes_after < report.model_bytes_before);
+        assert!(report.layers.iter().all(|l| !l.scheme.starts_with("keep")));
+        let got = run(&q, &inputs);
+        let bits = match scheme {
+            Scheme::Int8 | Scheme::W8A8 | Scheme::Blocks(egret_ir::BlockFormat::Q8_0) => 8,
+            _ => 4,
+        };
+        // Uniform rounding of a step q gives RMS error q/√12; with q ≈ range /
+        // 2^bits and range ≈ 2·max|w| this is ≈ 2^(1-bits)/√12 of max|w|. Two
+        // layers compound it and W8A8's activation rounding (of a one-sided
+        // Relu output) adds as much again: allow a factor 6.
+        let bound = 6.0 * 2f64.powi(1 - bits) / 12f64.sqrt();
+        for (o, (a, b)) in want.iter().zip(&got).enumerate() {
+            let num: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+            let den: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+            let rel = (num / den).sqrt();
+            println!("{scheme:?} output {o}: relative RMS error {rel:.2e} (bound {bound:.2e})");
+            assert!(rel < bound, "{scheme:?} output {o}: {rel} >= {bound}");
+            assert!(
+                rel > 0.0,
+                "{scheme:?} output {o}: quantization changed nothing"
+            );
+        }
+    }
+}
+
+fn minilm() -> Option<(Model, String)> {
+    let dir = cache().join("models/minilm");
+    if !available(&dir, "scripts/fetch-models.sh minilm") {
+        return None;
+    }
+    let l = egret_frontends::load(&dir).unwrap();
+    Some((l.model, l.tokenizer_json.unwrap()))
+}
+
+fn fixture_sentences() -> Vec<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/similarity-pairs.tsv");
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .flat_map(|l| l.split('\t'))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Mean and minimum cosine between two models' embeddings of `sentences`.
+fn agreement(a: &Model, b: &Model, tok: &str, sentences: &[&str]) -> (f64, f64) {
+    let ea = Embedder::new(a, tok)
+        .unwrap()
+        .embed(sentences, &mut |_| {})
+        .unwrap();
+    let eb = Embedder::new(b, tok)
+        .unwrap()
+        .embed(sentences, &mut |_| {})
+        .unwrap();
+    let c: Vec<f64> = ea.iter().zip(&eb).map(|(x, y)| cosine(x, y)).collect();
+    (
+        c.iter().sum::<f64>() / c.len() as f64,
+        c.iter().copied().fold(1.0, f64::min),
+    )
+}
+
+/// MiniLM: int8 and W8A8 keep the embeddings (mean cosine ≥ 0.995, min ≥ 0.99)
+/// at ≤ 24 MB; 4-bit groups of 64 stay close too.
+#[test]
+fn minilm_schemes_keep_embeddings() {
+    let Some((m, tok)) = minilm() else { return };
+    let sentences = fixture_sentences();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let cal = calibrate_encoder(&m, &tok, &refs).unwrap();
+    for (scheme, mean_min, min_min, max_mb) in [
+        (Scheme::Int8, 0.995, 0.99, 24.0),
+        (Scheme::W8A8, 0.995, 0.99, 24.0),
+        (
+            Scheme::Blocks(egret_ir::BlockFormat::I4A64),
+            0.95,
+            0.9,
+            14.0,
+        ),
+    ] {
+        let cfg = QuantizeConfig {
+            schemes: vec![scheme],
+            calibration: Some(cal.clone()),
+            ..QuantizeConfig::default()
+        };
+        let (q, r) = quantize(&m, &cfg, None).unwrap();
+        let (mean, min) = agreement(&m, &q, &tok, &refs);
+        let mb = model_bytes(&q) as f64 / 1e6;
+        println!("minilm {scheme:?}: {mb:.2} MB, cosine to f32 mean {mean:.5} min {min:.5}, predicted {:.2e}, {:.2} s", r.predicted_err, r.seconds);
+        assert!(mb <= max_mb, "{scheme:?}: {mb} MB");
+        assert!(
+            mean >= mean_min && min >= min_min,
+            "{scheme:?}: {mean} {min}"
+        );
+    }
+}
+
+fn smollm2() -> Option<(Model, Tokenizer)> {
+    let p = cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !available(&p, "scripts/fetch-models.sh smollm2") {
+        return None;
+    }
+    let l = egret_frontends::load(&p).unwrap();
+    let tok = Tokenizer::from_json(&l.tokenizer_json.unwrap()).unwrap();
+    Some((l.model, tok))
+}
+
+fn ppl(m: &Model, ids: &[i64]) -> f64 {
+    let d = Decoder::new(m.clone()).unwrap();
+    perplexity(&d, ids, 128, None, &mut |_, _| {})
+        .unwrap()
+        .perplexity()
+}
+
+/// SmolLM2 (Q4_1 at source): Q8_0 barely moves perplexity; Q4_0 moves it more;
+/// the budgeted `auto` result stays within its (predicted) budget.
+#[test]
+fn smollm2_perplexity_under_block_schemes() {
+    let Some((m, tok)) = smollm2() else { return };
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/texts/eiffel_paragraph.txt"),
+    )
+    .unwrap();
+    let ids = tok.encode(&text, false).unwrap();
+    let base = ppl(&m, &ids);
+    let cal = calibrate_decoder(&m, &[&ids[..ids.len().min(128)]]).unwrap();
+    for (scheme, max_rel) in [
+        (Scheme::Blocks(egret_ir::BlockFormat::Q8_0), 0.005),
+        (Scheme::Blocks(egret_ir::BlockFormat::Q4_0), 0.25),
+    ] {
+        let cfg = QuantizeConfig {
+            schemes: vec![scheme],
+            calibration: Some(cal.clone()),
+            ..QuantizeConfig::default()
+        };
+        let (q, r) = quantize(&m, &cfg, None).unwrap();
+        let p = ppl(&q, &ids);
+        let rel = p / base - 1.0;
+        println!(
+            "smollm2 {scheme:?}: ppl {p:.4} vs {base:.4} ({:+.3}%), {:.2} MB, {:.2} s",
+            100.0 * rel,
+            model_bytes(&q) as f64 / 1e6,
+            r.seconds
+        );
+        assert!(rel.abs() <= max_rel, "{scheme:?}: {rel}");
+    }
+}
