@@ -76,7 +76,7 @@ def ort_minilm(pairs):
     from tokenizers import Tokenizer
 
     f32 = f"{OUT}/minilm.onnx"
-    subprocess.run([EGRET, "export", MINILM, "-o", f32], check=True, capture_output=True)
+    subprocess.run([EGRET, "export", MINILM, "--format", "onnx", "-o", f32], check=True, capture_output=True)
     q = f"{OUT}/minilm.int8.onnx"
     t = time.perf_counter()
     quantize_dynamic(f32, q, weight_type=QuantType.QInt8)

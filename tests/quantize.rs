@@ -262,3 +262,58 @@ fn smollm2_perplexity_under_block_schemes() {
         assert!(rel.abs() <= max_rel, "{scheme:?}: {rel}");
     }
 }
+
+/// MiniLM `auto` within a measured budget of 0.5 % (1 − mean cosine to the f32
+/// embeddings): mixes schemes, so it is smaller than uniform int8 (which
+/// measures 0.04 %), and what it reports is what the sentences measure.
+#[test]
+fn minilm_auto_meets_a_measured_budget() {
+    let Some((m, tok)) = minilm() else { return };
+    let sentences = fixture_sentences();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let cal = calibrate_encoder(&m, &tok, &refs).unwrap();
+    let reference = Embedder::new(&m, &tok)
+        .unwrap()
+        .embed(&refs, &mut |_| {})
+        .unwrap();
+    let mut measure = |q: &Model| -> Result<f64, String> {
+        let got = Embedder::new(q, &tok)
+            .map_err(|e| e.to_string())?
+            .embed(&refs, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        let mean = got
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| cosine(a, b))
+            .sum::<f64>()
+            / reference.len() as f64;
+        Ok(1.0 - mean)
+    };
+    let budget = 0.005;
+    let cfg = QuantizeConfig {
+        schemes: vec![
+            Scheme::Int8,
+            Scheme::Blocks(egret_ir::BlockFormat::Q8_0),
+            Scheme::Blocks(egret_ir::BlockFormat::I4A64),
+        ],
+        budget: Some(budget),
+        calibration: Some(cal),
+        ..QuantizeConfig::default()
+    };
+    let (q, r) = quantize(&m, &cfg, Some(&mut measure)).unwrap();
+    let measured = measure(&q).unwrap();
+    let mb = model_bytes(&q) as f64 / 1e6;
+    for a in &r.attempts {
+        println!("attempt: {a:?}");
+    }
+    println!(
+        "minilm auto 0.5%: {mb:.2} MB, measured {measured:.5}, reported {:?}",
+        r.measured_err
+    );
+    assert!(r.within_budget && measured <= budget, "{measured}");
+    assert_eq!(r.measured_err, Some(measured));
+    assert!(mb < 23.4, "{mb} MB: no smaller than uniform int8");
+    let schemes: std::collections::BTreeSet<&str> =
+        r.layers.iter().map(|l| l.scheme.as_str()).collect();
+    assert!(schemes.len() >= 2, "{schemes:?}");
+}

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 Without --passes the default pipeline runs: dce, eqsat (every built-in rule set,
 staged). `egret passes` lists the passes. An OUT ending in .egret is a container
 directory (text IR + safetensors weights + tokenizer) that every egret command
-reads; any other OUT receives the text form alone (large weights appear as
-@name references, without their data).
+reads; .onnx and .gguf write those formats (see `egret export --help`; .gguf needs
+a GGUF input); any other OUT receives the text form alone (large weights appear
+as @name references, without their data).
 
 Examples:
   egret optimize model.onnx -o model.egret
@@ -197,14 +198,26 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     } else {
         None
     };
-    let container = args
+    let ext = args
         .output
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("egret"));
-    if container {
-        egret_frontends::container::write(&args.output, &model, loaded.tokenizer_json.as_deref())?;
-    } else {
-        write_atomic(&args.output, &egret_ir::text::print_model(&model))?;
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("egret") => egret_frontends::container::write(
+            &args.output,
+            &model,
+            loaded.tokenizer_json.as_deref(),
+        )?,
+        Some("onnx") => egret_backends::onnx_export::write(&model, &args.output)
+            .with_context(|| format!("writing {}", args.output.display()))?,
+        Some("gguf") => {
+            let source = model.metadata.get("source").cloned().unwrap_or_default();
+            if !source.ends_with(".gguf") {
+                bail!("a .gguf output needs a GGUF input (its metadata and tensor list are the template)");
+            }
+            super::export::write_gguf(&model, Path::new(&source), &args.output)?;
+        }
+        _ => write_atomic(&args.output, &egret_ir::text::print_model(&model))?,
     }
     let report = Report {
         passes,

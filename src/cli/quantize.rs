@@ -125,6 +125,12 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
         let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
         Ok(r.perplexity())
     };
+    if args.budget.is_none() {
+        return Ok(Data {
+            calibration,
+            meter: None,
+        });
+    }
     let reference = score(model, &held).map_err(anyhow::Error::msg)?;
     Ok(Data {
         calibration,
@@ -132,7 +138,7 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     })
 }
 
-fn encoder_data(model: &Model, tokenizer: &str, text: &str) -> Result<Data> {
+fn encoder_data(model: &Model, tokenizer: &str, text: &str, budget: bool) -> Result<Data> {
     let sentences: Vec<String> = text
         .lines()
         .flat_map(|l| l.split('\t'))
@@ -146,6 +152,12 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str) -> Result<Data> {
     }
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let calibration = calibrate_encoder(model, tokenizer, &refs).map_err(anyhow::Error::msg)?;
+    if !budget {
+        return Ok(Data {
+            calibration,
+            meter: None,
+        });
+    }
     let tokenizer = tokenizer.to_string();
     let embed = move |m: &Model, s: &[String]| -> Result<Vec<Vec<f32>>, String> {
         let e = Embedder::new(m, &tokenizer).map_err(|e| e.to_string())?;
@@ -198,7 +210,7 @@ pub fn run(
             };
             Some(match kind(model) {
                 Kind::Decoder => decoder_data(model, tok()?, &text, args)?,
-                Kind::Encoder => encoder_data(model, tok()?, &text)?,
+                Kind::Encoder => encoder_data(model, tok()?, &text, args.budget.is_some())?,
                 Kind::Other => bail!(
                     "--calibration works on language models (input_ids + past_key_values) and \
                      embedding models (input_ids + attention_mask); this model is neither"

@@ -264,6 +264,7 @@ const DEFAULT_ACT_NSR: f64 = 16.0 / (12.0 * 127.0 * 127.0);
 
 fn build_weights(
     sat: &Saturated<'_>,
+    originals: usize,
     made: &[Made],
     imp: &Importance,
     act: &HashMap<usize, f64>,
@@ -272,7 +273,7 @@ fn build_weights(
     let eg = &sat.egraph;
     let pinned = pinned_sources(eg);
     let mut uses: BTreeMap<usize, HashSet<(bool, bool)>> = BTreeMap::new();
-    for (_, s) in sites(eg) {
+    for (_, s) in sites(eg).into_iter().filter(|(_, s)| s.source < originals) {
         uses.entry(s.source)
             .or_default()
             .insert((s.kind == SiteKind::Gather, s.transposed));
@@ -485,10 +486,12 @@ pub fn quantize(
     let (imp, act) = per_source_stats(&imported.egraph, &imported.names, cfg.calibration.as_ref());
     let imp = Arc::new(imp);
     let prov = Arc::new(Provenance::default());
+    // Constants the model had; everything from here on is derived.
+    let originals = imported.egraph.analysis.tensor_count();
     precompute(&imported.egraph, &cfg.schemes, &imp, &prov);
     let mut rules = vec![fuse_blocks_rule()];
     for &s in &cfg.schemes {
-        rules.push(quantize_rule(s, imp.clone(), prov.clone()));
+        rules.push(quantize_rule(s, originals, imp.clone(), prov.clone()));
     }
     let stage = Stage {
         name: "quantize".into(),
@@ -504,7 +507,7 @@ pub fn quantize(
     let mut sat =
         run_imported(g, imported, vec![stage], limits, &cfg.cost).map_err(|e| e.to_string())?;
     let made = prov.made();
-    let weights = build_weights(&sat, &made, &imp, &act, cfg);
+    let weights = build_weights(&sat, originals, &made, &imp, &act, cfg);
     let opts: Vec<Vec<Option_>> = weights.iter().map(|w| w.options.clone()).collect();
     let before = model_bytes(model);
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The op types a site can be.
-pub const SITE_OPS: &[&str] = &["Gemm", "MatMul", "Gather"];
+pub const SITE_OPS: &[&str] = &["Gemm", "MatMul", "Gather", "MatMulBlocks", "GatherBlocks"];
 
 /// One quantized alternative a rule made.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,9 +144,12 @@ fn site_rhs(s: &Site, scheme: Option<Scheme>, t: &[usize]) -> Option<Rhs> {
     Some(b)
 }
 
-/// The rule adding the `scheme` alternative at every site.
+/// The rule adding the `scheme` alternative at every site whose source is one
+/// of the model's own constants (index below `originals`), never at the
+/// alternatives the rules made.
 pub fn quantize_rule(
     scheme: Scheme,
+    originals: usize,
     importance: Arc<Importance>,
     prov: Arc<Provenance>,
 ) -> Rewrite {
@@ -155,7 +158,7 @@ pub fn quantize_rule(
         &name,
         SITE_OPS,
         Arc::new(move |eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]| {
-            let s = site(eg, key, ch)?;
+            let s = site(eg, key, ch).filter(|s| s.source < originals)?;
             let t = quantized(eg, &s, scheme, &importance, &prov)?;
             site_rhs(&s, Some(scheme), &t)
         }),

@@ -83,7 +83,13 @@ fn dims2(eg: &EGraph, id: Id) -> Option<[usize; 2]> {
 
 /// The site an e-node `key(ch)` is, if it is one.
 pub fn site(eg: &EGraph, key: &OpKey, ch: &[Id]) -> Option<Site> {
-    if !key.call.domain.is_empty() || key.outputs != 1 {
+    if key.outputs != 1 {
+        return None;
+    }
+    if is_egret(key, "MatMulBlocks") || is_egret(key, "GatherBlocks") {
+        return block_site(eg, key, ch);
+    }
+    if !key.call.domain.is_empty() {
         return None;
     }
     let f32_x = |x: Id| facts(eg, x).dtype() == Some(DType::F32);
@@ -154,6 +160,39 @@ pub fn site(eg: &EGraph, key: &OpKey, ch: &[Id]) -> Option<Site> {
         }
         _ => None,
     }
+}
+
+/// A block weight already computed in place (`egret::MatMulBlocks(x, W, b?)`,
+/// `egret::GatherBlocks(W, ids)`): a site whose source is the block constant,
+/// so a GGUF model re-quantizes whether or not fusion ran first.
+fn block_site(eg: &EGraph, key: &OpKey, ch: &[Id]) -> Option<Site> {
+    let gather = is_egret(key, "GatherBlocks");
+    let (w, x) = if gather {
+        (*ch.first()?, *ch.get(1)?)
+    } else {
+        (*ch.get(1)?, *ch.first()?)
+    };
+    let source = const_leaf(eg, w)?;
+    let t = facts(eg, w).value.as_ref()?;
+    if !matches!(t.dtype(), DType::Block(_)) {
+        return None;
+    }
+    let [n, k] = dims2(eg, w)?;
+    let bias = ch.get(2).copied().filter(|&b| !gather && !is_absent(eg, b));
+    Some(Site {
+        kind: if gather {
+            SiteKind::Gather
+        } else {
+            SiteKind::MatMul
+        },
+        x,
+        bias,
+        source,
+        transposed: false,
+        blocks: true,
+        n,
+        k,
+    })
 }
 
 /// Every site of the e-graph, by class.
