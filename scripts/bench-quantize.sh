@@ -9,15 +9,16 @@
 #   PPL_WINDOWS=2 scripts/bench-quantize.sh smollm2
 #
 # Needs the models and texts (scripts/fetch-models.sh minilm smollm2,
-# scripts/fetch-texts.sh); installs `tokenizers` into the project venv for the
-# onnxruntime side.
+# scripts/fetch-texts.sh); installs `tokenizers` and `onnx` (onnxruntime's
+# quantization tool needs it) into the project venv for the onnxruntime side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${EGRET_CACHE:-$HOME/.cache/egret}"
 scripts/setup-python.sh >/dev/null
 py="$cache/venv/bin/python"
-"$py" -c 'import tokenizers' 2>/dev/null ||
-  "$py" -m pip install --quiet --disable-pip-version-check --cache-dir "$cache/pip" 'tokenizers==0.22.*'
+"$py" -c 'import tokenizers, onnx' 2>/dev/null ||
+  "$py" -m pip install --quiet --disable-pip-version-check --cache-dir "$cache/pip" \
+    'tokenizers==0.22.*' 'onnx==1.22.0'
 cargo build --release --quiet --bin egret
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
