@@ -8,7 +8,7 @@ use common::{available, cache};
 use egret_ir::{Attr, DType, Graph, Model, Op, OpCall, Tensor, TensorType, Value, ValueType};
 use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder};
 use egret_passes::quantize::{model_bytes, quantize, QuantizeConfig, Scheme};
-use egret_runtime::eval::{cosine, Embedder};
+use egret_runtime::eval::{agreement, Embedder};
 use egret_runtime::generate::Decoder;
 use egret_runtime::perplexity::perplexity;
 use egret_runtime::tokenizer::Tokenizer;
@@ -161,7 +161,7 @@ fn fixture_sentences() -> Vec<String> {
 }
 
 /// Mean and minimum cosine between two models' embeddings of `sentences`.
-fn agreement(a: &Model, b: &Model, tok: &str, sentences: &[&str]) -> (f64, f64) {
+fn models_agree(a: &Model, b: &Model, tok: &str, sentences: &[&str]) -> (f64, f64) {
     let ea = Embedder::new(a, tok)
         .unwrap()
         .embed(sentences, &mut |_| {})
@@ -170,11 +170,7 @@ fn agreement(a: &Model, b: &Model, tok: &str, sentences: &[&str]) -> (f64, f64) 
         .unwrap()
         .embed(sentences, &mut |_| {})
         .unwrap();
-    let c: Vec<f64> = ea.iter().zip(&eb).map(|(x, y)| cosine(x, y)).collect();
-    (
-        c.iter().sum::<f64>() / c.len() as f64,
-        c.iter().copied().fold(1.0, f64::min),
-    )
+    agreement(&ea, &eb)
 }
 
 /// MiniLM: int8 and W8A8 keep the embeddings (mean cosine ≥ 0.995, min ≥ 0.99)
@@ -201,7 +197,7 @@ fn minilm_schemes_keep_embeddings() {
             ..QuantizeConfig::default()
         };
         let (q, r) = quantize(&m, &cfg, None).unwrap();
-        let (mean, min) = agreement(&m, &q, &tok, &refs);
+        let (mean, min) = models_agree(&m, &q, &tok, &refs);
         let mb = model_bytes(&q) as f64 / 1e6;
         println!("minilm {scheme:?}: {mb:.2} MB, cosine to f32 mean {mean:.5} min {min:.5}, predicted {:.2e}, {:.2} s", r.predicted_err, r.seconds);
         assert!(mb <= max_mb, "{scheme:?}: {mb} MB");
@@ -281,13 +277,7 @@ fn minilm_auto_meets_a_measured_budget() {
             .map_err(|e| e.to_string())?
             .embed(&refs, &mut |_| {})
             .map_err(|e| e.to_string())?;
-        let mean = got
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| cosine(a, b))
-            .sum::<f64>()
-            / reference.len() as f64;
-        Ok(1.0 - mean)
+        Ok(1.0 - agreement(&got, &reference).0)
     };
     let budget = 0.005;
     let cfg = QuantizeConfig {

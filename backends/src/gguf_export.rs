@@ -15,13 +15,14 @@
 //! * **llama's permuted projections.** llama.cpp stores `attn_q` / `attn_k`
 //!   with the rows of each head interleaved; the llama loader puts them back in
 //!   HF order (`egret_frontends::arch::llama::unpermute_rows`), so the writer
-//!   applies llama.cpp's permutation again ([`permute_rows`]): a model exported
+//!   applies llama.cpp's permutation again (`egret_frontends::arch::llama::permute_rows`): a model exported
 //!   unchanged gets its tensors back byte for byte.
 //! * **Errors** name the tensor: a template tensor the model has no constant
 //!   for, a shape that differs from the template's, or a dtype GGUF cannot hold
 //!   (egret's own `i4s_g*` / `i4a_g*` group formats have no GGML type id).
 //! * The file is written to a temporary sibling and renamed into place.
 
+use egret_frontends::arch::llama::permute_rows;
 use egret_frontends::gguf::{GgmlType, GgufError, GgufFile, MetaType, MetaValue, TensorInfo};
 use egret_ir::{Model, Op, OutletId, Tensor};
 use std::collections::HashMap;
@@ -188,36 +189,6 @@ fn tensor_for(
         ty,
         data,
     })
-}
-
-/// llama.cpp's `permute` of a `[heads · d, in]` projection: within each head,
-/// file row `2i + t` is HF row `t · d/2 + i` (the inverse of
-/// `egret_frontends::arch::llama::unpermute_rows`). Whole rows move, so any
-/// dtype works.
-pub fn permute_rows(t: &Tensor, heads: usize) -> Result<Tensor, String> {
-    let (rows, cols) = match t.shape() {
-        [r, c] => (*r, *c),
-        s => return Err(format!("expected a 2-D weight, got shape {s:?}")),
-    };
-    if heads == 0 || rows % heads != 0 || !(rows / heads).is_multiple_of(2) {
-        return Err(format!(
-            "{rows} rows do not split into {heads} heads of even size"
-        ));
-    }
-    let row_bytes = t
-        .dtype()
-        .storage_bytes(&[cols])
-        .filter(|&b| b.checked_mul(rows) == Some(t.bytes().len()))
-        .ok_or_else(|| format!("{} bytes do not make {rows} rows", t.bytes().len()))?;
-    let (d, half) = (rows / heads, rows / heads / 2);
-    let src = t.bytes();
-    let mut out = Vec::with_capacity(src.len());
-    for file_row in 0..rows {
-        let (h, r) = (file_row / d, file_row % d);
-        let hf_row = h * d + (r % 2) * half + r / 2;
-        out.extend_from_slice(&src[hf_row * row_bytes..(hf_row + 1) * row_bytes]);
-    }
-    Tensor::from_bytes(t.dtype(), t.shape().to_vec(), &out).map_err(|e| e.to_string())
 }
 
 /// llama.cpp's `llama_ftype` for a file whose main weights are `ty`.

@@ -181,6 +181,14 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
+/// Mean and minimum [`cosine`] between paired embeddings (the same sentences
+/// embedded by two models); `(0, +inf)` for no pairs.
+pub fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f64) {
+    let c: Vec<f64> = a.iter().zip(b).map(|(x, y)| cosine(x, y)).collect();
+    let mean = c.iter().sum::<f64>() / c.len().max(1) as f64;
+    (mean, c.iter().copied().fold(f64::INFINITY, f64::min))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 use super::{load, table};
 use anyhow::{bail, Context, Result};
-use egret_runtime::eval::{cosine, Embedder};
+use egret_runtime::eval::{agreement, cosine, Embedder};
 use egret_runtime::generate::{set_threads, Decoder};
 use egret_runtime::perplexity::{perplexity as score_windows, windows};
 use egret_runtime::tokenizer::Tokenizer;
@@ -252,11 +252,11 @@ fn similarity(
             let r = Embedder::new(m, tokenizer)
                 .context("the reference model")?
                 .embed(&sentences, &mut |_| {})?;
-            let cos: Vec<f64> = emb.iter().zip(&r).map(|(a, b)| cosine(a, b)).collect();
+            let (mean_cosine, min_cosine) = agreement(&emb, &r);
             Some(Agreement {
                 reference: path.display().to_string(),
-                mean_cosine: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
-                min_cosine: cos.iter().copied().fold(f64::INFINITY, f64::min),
+                mean_cosine,
+                min_cosine,
             })
         }
     };

@@ -15,7 +15,7 @@ use egret_passes::quantize::{
     quantize, Calibration, Objective, QuantizeConfig, QuantizeReport, Scheme,
 };
 use egret_passes::saturate::Limits;
-use egret_runtime::eval::{cosine, Embedder};
+use egret_runtime::eval::{agreement, Embedder};
 use egret_runtime::generate::Decoder;
 use egret_runtime::perplexity::{perplexity, windows};
 use egret_runtime::tokenizer::Tokenizer;
@@ -169,13 +169,7 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, budget: bool) -> Res
         calibration,
         meter: Some(Box::new(move |m| {
             let got = embed(m, &sentences)?;
-            let mean = got
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| cosine(a, b))
-                .sum::<f64>()
-                / reference.len() as f64;
-            Ok(1.0 - mean)
+            Ok(1.0 - agreement(&got, &reference).0)
         })),
     })
 }

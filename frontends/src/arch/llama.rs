@@ -474,6 +474,22 @@ impl WeightSource for GgufWeights<'_> {
 /// `[heads · d, in]` weight, GGUF row `2i + t` is HF row `t · d/2 + i`. Rows are
 /// moved whole, so any dtype (block formats included) works.
 pub fn unpermute_rows(t: &Tensor, heads: usize) -> Result<Tensor, String> {
+    reorder_rows(t, heads, |h, d, r| h * d + 2 * (r % (d / 2)) + r / (d / 2))
+}
+
+/// llama.cpp's `permute`, the inverse of [`unpermute_rows`] (what a GGUF
+/// writer applies to HF-ordered `attn_q` / `attn_k` weights).
+pub fn permute_rows(t: &Tensor, heads: usize) -> Result<Tensor, String> {
+    reorder_rows(t, heads, |h, d, r| h * d + (r % 2) * (d / 2) + r / 2)
+}
+
+/// Output row `h·d + r` of a `[heads · d, in]` weight (`d` rows per head) is
+/// input row `source(h, d, r)`; whole rows move.
+fn reorder_rows(
+    t: &Tensor,
+    heads: usize,
+    source: impl Fn(usize, usize, usize) -> usize,
+) -> Result<Tensor, String> {
     let (rows, cols) = match t.shape() {
         [r, c] => (*r, *c),
         s => return Err(format!("expected a 2-D weight, got shape {s:?}")),
@@ -494,13 +510,11 @@ pub fn unpermute_rows(t: &Tensor, heads: usize) -> Result<Tensor, String> {
             src.len()
         ));
     }
-    let (d, half) = (rows / heads, rows / heads / 2);
+    let d = rows / heads;
     let mut out = Vec::with_capacity(src.len());
-    for hf_row in 0..rows {
-        let (h, r) = (hf_row / d, hf_row % d);
-        let (t_, i) = (r / half, r % half);
-        let gguf_row = h * d + 2 * i + t_;
-        out.extend_from_slice(&src[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
+    for row in 0..rows {
+        let from = source(row / d, d, row % d);
+        out.extend_from_slice(&src[from * row_bytes..(from + 1) * row_bytes]);
     }
     Tensor::from_bytes(t.dtype(), t.shape().to_vec(), &out).map_err(|e| e.to_string())
 }
@@ -527,6 +541,7 @@ mod tests {
         }
         let g = Tensor::from_vec(vec![heads * d, cols], gguf).unwrap();
         let back = unpermute_rows(&g, heads).unwrap();
+        assert_eq!(permute_rows(&back, heads).unwrap().bytes(), g.bytes());
         assert_eq!(back.as_slice::<f32>().unwrap(), &hf[..]);
         assert!(unpermute_rows(&g, 3).is_err());
         let flat = Tensor::from_vec(vec![24], vec![0f32; 24]).unwrap();

@@ -299,7 +299,7 @@ fn build_weights(
             dtype: src.dtype(),
             schemes: vec![None],
             options: vec![Option_ {
-                cost: objective_cost(cfg, None, keep_bytes),
+                cost: objective_cost(cfg, None, keep_bytes, shape[0] * shape[1]),
                 err: 0.0,
             }],
             bytes: vec![keep_bytes],
@@ -321,7 +321,7 @@ fn build_weights(
                 };
                 w.schemes.push(Some(scheme));
                 w.options.push(Option_ {
-                    cost: objective_cost(cfg, Some(scheme), bytes),
+                    cost: objective_cost(cfg, Some(scheme), bytes, shape[0] * shape[1]),
                     err,
                 });
                 w.bytes.push(bytes);
@@ -364,7 +364,8 @@ fn alternative_cost(
     Some((bytes, err))
 }
 
-fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize) -> f64 {
+/// The cost of storing `elems` weights in `bytes` under `scheme` (`None`: kept).
+fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize, elems: usize) -> f64 {
     match cfg.objective {
         Objective::Size => bytes as f64,
         Objective::Latency => {
@@ -373,9 +374,8 @@ fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize) ->
                 Some(Scheme::W8A8) => 0.5,
                 _ => 1.0,
             };
-            // One multiply-add per weight, read once.
-            let weights = bytes as f64;
-            bytes as f64 * per_byte + arith * weights * cfg.cost.flop_ns
+            // Every byte read once, one multiply-add (2 flops) per weight.
+            bytes as f64 * per_byte + arith * 2.0 * elems as f64 * cfg.cost.flop_ns
         }
     }
 }

@@ -17,22 +17,19 @@ pub enum Scheme {
     Blocks(BlockFormat),
 }
 
-/// The block formats a user can quantize to (K-quants and Q5 are import-only).
-pub const BLOCK_TARGETS: [BlockFormat; 7] = [
-    BlockFormat::Q8_0,
-    BlockFormat::Q4_0,
-    BlockFormat::Q4_1,
-    BlockFormat::I4S64,
-    BlockFormat::I4S128,
-    BlockFormat::I4A64,
-    BlockFormat::I4A128,
-];
+/// The block formats a user can quantize to: those egret has a quantizer for
+/// (K-quants and Q5 are import-only), in declaration order.
+pub fn block_targets() -> impl Iterator<Item = BlockFormat> {
+    BlockFormat::ALL
+        .into_iter()
+        .filter(|&f| blocks::can_quantize(f))
+}
 
 impl Scheme {
     /// Every scheme `auto` chooses among.
     pub fn all() -> Vec<Scheme> {
         let mut v = vec![Scheme::Int8, Scheme::W8A8];
-        v.extend(BLOCK_TARGETS.iter().map(|&f| Scheme::Blocks(f)));
+        v.extend(block_targets().map(Scheme::Blocks));
         v
     }
 
@@ -45,12 +42,11 @@ impl Scheme {
             "int8" => Ok(vec![Scheme::Int8]),
             "w8a8" => Ok(vec![Scheme::W8A8]),
             "int4" => Ok(vec![Scheme::Blocks(BlockFormat::I4A64)]),
-            other => BLOCK_TARGETS
-                .iter()
+            other => block_targets()
                 .find(|f| f.name() == other)
-                .map(|&f| vec![Scheme::Blocks(f)])
+                .map(|f| vec![Scheme::Blocks(f)])
                 .ok_or_else(|| {
-                    let names: Vec<&str> = BLOCK_TARGETS.iter().map(|f| f.name()).collect();
+                    let names: Vec<&str> = block_targets().map(|f| f.name()).collect();
                     format!(
                         "unknown scheme `{other}`: use int8, w8a8, int4, {}, or auto",
                         names.join(", ")
