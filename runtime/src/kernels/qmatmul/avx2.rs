@@ -60,36 +60,239 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 pub fn dot_i8_f32(q: &[u8], x: &[f32]) -> f32 {
     let n = q.len().min(x.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (a, acc) in acc.iter_mut().enumerate() {
+            let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_bytes8(q, i + 8 * a)));
+            *acc = _mm256_fmadd_ps(w, load8(x, i + 8 * a), *acc);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_bytes8(q, i)));
+        acc[0] = _mm256_fmadd_ps(w, load8(x, i), acc[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) + super::portable::dot_i8_f32(&q[i..n], &x[i..n])
+}
+
+/// The f16 at `b[i..i + 2]` as f32.
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
+}
+
+/// `x · row` for one row of Q8_0 blocks (34 bytes: f16 `d`, 32 int8) against
+/// `x` of `32 · blocks` floats; one vector accumulator for the whole row.
+#[target_feature(enable = "avx2,fma")]
+pub fn row_dot_q8(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for (j, (b, xb)) in row.chunks_exact(34).zip(x.chunks_exact(32)).enumerate() {
+        let mut t = _mm256_setzero_ps();
+        for a in 0..4 {
+            let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_bytes8(b, 2 + 8 * a)));
+            t = _mm256_fmadd_ps(w, load8(xb, 8 * a), t);
+        }
+        acc[j & 1] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0)), t, acc[j & 1]);
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// `x · row` for one row of int4 groups of `group` (a `head`-byte header: f16
+/// `d`, plus f16 `m` when `asym`, else the offset is `-8 d`; then `group / 2`
+/// bytes of nibbles as in [`super::portable::dot_nibbles`]). `xsum` holds the
+/// per-group sums of `x`, which carry the offsets.
+#[target_feature(enable = "avx2,fma")]
+pub fn row_dot_nibbles(
+    row: &[u8],
+    x: &[f32],
+    xsum: &[f32],
+    group: usize,
+    head: usize,
+    asym: bool,
+) -> f32 {
+    let half = group / 2;
+    if !half.is_multiple_of(8) || half == 0 {
+        return super::portable::row_dot_nibbles(row, x, xsum, group, head, asym);
+    }
+    let mask = _mm256_set1_epi32(0x0F);
     let mut acc = _mm256_setzero_ps();
+    let mut off = 0f32;
+    for ((b, xb), s) in row
+        .chunks_exact(head + half)
+        .zip(x.chunks_exact(group))
+        .zip(xsum)
+    {
+        let d = f16_at(b, 0);
+        off += if asym { f16_at(b, 2) } else { -8.0 * d } * s;
+        let (lo_x, hi_x) = xb.split_at(half);
+        let mut t = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= half {
+            let q = _mm256_cvtepu8_epi32(load_bytes8(b, head + i));
+            let lo = _mm256_cvtepi32_ps(_mm256_and_si256(q, mask));
+            let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4));
+            t = _mm256_fmadd_ps(lo, load8(lo_x, i), t);
+            t = _mm256_fmadd_ps(hi, load8(hi_x, i), t);
+            i += 8;
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), t, acc);
+    }
+    hsum(acc) + off
+}
+
+/// Signed bytes `q` widened to f32 into `out` (over the common length).
+#[target_feature(enable = "avx2,fma")]
+pub fn widen_i8(q: &[u8], out: &mut [f32]) {
+    let n = q.len().min(out.len());
     let mut i = 0;
     while i + 8 <= n {
         let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_bytes8(q, i)));
-        acc = _mm256_fmadd_ps(w, load8(x, i), acc);
+        store8(out, i, w);
         i += 8;
     }
-    hsum(acc) + super::portable::dot_i8_f32(&q[i..n], &x[i..n])
+    super::portable::widen_i8(&q[i..n], &mut out[i..n]);
 }
 
-/// `Σ_j nibble_j x_j` over one int4 group (layout as [`super::portable::dot_nibbles`]).
+/// One row of Q8_0 blocks dequantized into `out` (`32 · blocks` floats), the
+/// same values as `egret_ir::blocks::dequantize_into`.
 #[target_feature(enable = "avx2,fma")]
-pub fn dot_nibbles(qs: &[u8], x: &[f32]) -> f32 {
-    let half = qs.len();
-    if x.len() != 2 * half || !half.is_multiple_of(8) {
-        return super::portable::dot_nibbles(qs, x);
+pub fn dequant_q8(row: &[u8], out: &mut [f32]) {
+    for (b, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        for a in 0..4 {
+            let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_bytes8(b, 2 + 8 * a)));
+            store8(o, 8 * a, _mm256_mul_ps(w, d));
+        }
     }
-    let (lo_x, hi_x) = x.split_at(half);
+}
+
+/// One row of int4 groups (layout as [`row_dot_nibbles`]) dequantized into
+/// `out`, the same values as `egret_ir::blocks::dequantize_into`: `d · (q - 8)`
+/// when symmetric, `d · q + m` when not.
+#[target_feature(enable = "avx2,fma")]
+pub fn dequant_nibbles(row: &[u8], out: &mut [f32], group: usize, head: usize, asym: bool) {
+    let half = group / 2;
+    if !half.is_multiple_of(8) || half == 0 {
+        return super::portable::dequant_nibbles(row, out, group, head, asym);
+    }
     let mask = _mm256_set1_epi32(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 8 <= half {
-        let b = _mm256_cvtepu8_epi32(load_bytes8(qs, i));
-        let lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, mask));
-        let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
-        acc = _mm256_fmadd_ps(lo, load8(lo_x, i), acc);
-        acc = _mm256_fmadd_ps(hi, load8(hi_x, i), acc);
-        i += 8;
+    for (b, o) in row
+        .chunks_exact(head + half)
+        .zip(out.chunks_exact_mut(group))
+    {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        let (sub, add) = if asym {
+            (_mm256_setzero_ps(), _mm256_set1_ps(f16_at(b, 2)))
+        } else {
+            (_mm256_set1_ps(8.0), _mm256_setzero_ps())
+        };
+        let (lo_o, hi_o) = o.split_at_mut(half);
+        let mut i = 0;
+        while i + 8 <= half {
+            let q = _mm256_cvtepu8_epi32(load_bytes8(b, head + i));
+            let lo = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, mask)), sub);
+            let hi = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)), sub);
+            store8(lo_o, i, _mm256_add_ps(_mm256_mul_ps(d, lo), add));
+            store8(hi_o, i, _mm256_add_ps(_mm256_mul_ps(d, hi), add));
+            i += 8;
+        }
     }
-    hsum(acc)
+}
+
+/// Eight floats stored at `out[i..i + 8]` (bounds-checked).
+#[target_feature(enable = "avx2,fma")]
+fn store8(out: &mut [f32], i: usize, v: __m256) {
+    let dst = &mut out[i..i + 8];
+    // SAFETY: `dst` holds exactly 8 floats; unaligned store.
+    unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) }
+}
+
+/// The `R x C` dot products of a register tile: `out[a][b] = Σ_j xs[a][j] ·
+/// ws[b][j]` over the first `k` elements. With `EXACT` every value is an integer
+/// of magnitude at most 127 and the sums are exact: the f32 lanes are flushed to
+/// i64 every [`super::EXACT_CHUNK`] elements, before they could pass 2^24.
+#[target_feature(enable = "avx2,fma")]
+fn tile_rc<const R: usize, const C: usize, const EXACT: bool>(
+    xs: &[&[f32]],
+    ws: &[&[f32]],
+    k: usize,
+    out: &mut [[f64; super::NR]; super::MR],
+) {
+    // Every load below stays within the first `k` elements of each slice.
+    assert!(xs.len() >= R && ws.len() >= C);
+    assert!(xs.iter().chain(ws).all(|s| s.len() >= k));
+    let chunk = if EXACT { super::EXACT_CHUNK } else { k.max(1) };
+    let mut total = [[0f64; C]; R];
+    let mut start = 0;
+    while start < k {
+        let end = (start + chunk).min(k);
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        let mut i = start;
+        while i + 8 <= end {
+            let mut wv = [_mm256_setzero_ps(); C];
+            for (b, v) in wv.iter_mut().enumerate() {
+                *v = load8(ws[b], i);
+            }
+            for (a, row) in acc.iter_mut().enumerate() {
+                let xv = load8(xs[a], i);
+                for (b, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_fmadd_ps(xv, wv[b], *v);
+                }
+            }
+            i += 8;
+        }
+        for a in 0..R {
+            for b in 0..C {
+                let tail = super::portable::dot_f32(&xs[a][i..end], &ws[b][i..end]);
+                total[a][b] += if EXACT {
+                    let mut lanes = [0i32; 8];
+                    // SAFETY: `lanes` holds exactly 32 bytes; unaligned store.
+                    // The lanes are exact integers below 2^24, so the
+                    // conversion is exact.
+                    unsafe {
+                        _mm256_storeu_si256(
+                            lanes.as_mut_ptr().cast(),
+                            _mm256_cvtps_epi32(acc[a][b]),
+                        )
+                    };
+                    let s: i64 = lanes.iter().map(|&v| i64::from(v)).sum();
+                    (s + tail as i64) as f64
+                } else {
+                    f64::from(hsum(acc[a][b]) + tail)
+                };
+            }
+        }
+        start = end;
+    }
+    for a in 0..R {
+        out[a][..C].copy_from_slice(&total[a]);
+    }
+}
+
+/// The dot products of up to [`super::MR`] rows `xs` with up to [`super::NR`]
+/// rows `ws` (first `k` elements each) into `out[a][b]`; see [`tile_rc`].
+#[target_feature(enable = "avx2,fma")]
+pub fn tile(
+    xs: &[&[f32]],
+    ws: &[&[f32]],
+    k: usize,
+    exact: bool,
+    out: &mut [[f64; super::NR]; super::MR],
+) {
+    macro_rules! go {
+        ($($r:literal, $c:literal);*) => {
+            match (xs.len(), ws.len(), exact) {
+                $(
+                    ($r, $c, false) => tile_rc::<$r, $c, false>(xs, ws, k, out),
+                    ($r, $c, true) => tile_rc::<$r, $c, true>(xs, ws, k, out),
+                )*
+                _ => super::portable::tile(xs, ws, k, exact, out),
+            }
+        };
+    }
+    go!(4, 3; 4, 2; 4, 1; 3, 3; 3, 2; 3, 1; 2, 3; 2, 2; 2, 1; 1, 3; 1, 2; 1, 1)
 }
 
 /// `Σ a_j b_j` of two int8 vectors, exactly: 16 lanes sign-extended to i16,

@@ -7,11 +7,18 @@
 //!   int4 groups: nibbles x f32 per block, the offset or min folded in through
 //!   the block sums of `x`; int8 rows: int8 x f32 times the row scale; any other
 //!   format dequantizes one row into scratch). Outputs are split over threads.
-//! * GEMM: panels of at most [`PANEL_ROWS`] weight rows dequantized into f32
-//!   scratch and multiplied through the fast sgemm ([`crate::kernels::gemm`]),
-//!   panels split over threads.
+//! * GEMM: tiles of weight rows (about [`TILE_FLOATS`] values) dequantized once
+//!   per call into a per-thread f32 scratch (AVX2 widening for int8, Q8_0 and
+//!   the int4 groups), then register-blocked dot products of [`MR`] rows of `x`
+//!   by [`NR`] weight rows at a time, so every weight load serves `MR` rows of
+//!   `x` and every `x` load `NR` weight rows; from [`SGEMM_MIN_ROWS`] rows of
+//!   `x`, the tile goes through the `gemm` crate's packed microkernel instead.
+//!   Tiles are split over threads; no allocation per tile.
 //! * W8A8 ([`matmul_w8a8`]): each row of `x` quantized per token to int8, exact
-//!   int8 x int8 dots (AVX2: sign-extend to i16 and `_mm256_madd_epi16`).
+//!   integer dots. GEMV: int8 x int8 (AVX2: sign-extend to i16 and
+//!   `_mm256_madd_epi16`); GEMM: the same register tiles on the integer values
+//!   held in f32, which is exact (products at most 127², lanes flushed to i64
+//!   every [`EXACT_CHUNK`] elements, before a partial sum could pass 2^24).
 //!
 //! The inner products run with AVX2 + FMA when the CPU has them
 //! ([`Isa::best`], `is_x86_feature_detected!`) and portably otherwise; both
@@ -25,15 +32,24 @@ mod portable;
 
 use crate::bail;
 use crate::error::Result;
-use crate::kernels::gemm::sgemm_strided;
 use egret_ir::blocks::{dequantize_into, f16_to_f32};
 use egret_ir::{BlockFormat, DType};
 use rayon::prelude::*;
 
 /// Rows of `x` from which the panel GEMM path is used instead of per-row dots.
 pub const GEMM_MIN_ROWS: usize = 8;
-/// Weight rows dequantized per GEMM panel.
-pub const PANEL_ROWS: usize = 64;
+/// f32 values of weights dequantized per GEMM tile (96 KiB: the tile stays in L2).
+pub const TILE_FLOATS: usize = 24 * 1024;
+/// Rows of `x` from which the float GEMM tiles are multiplied by the packed
+/// sgemm microkernel (the `gemm` crate) instead of the dot tiles.
+pub const SGEMM_MIN_ROWS: usize = 64;
+/// Rows of `x` per register tile.
+pub const MR: usize = 4;
+/// Weight rows per register tile.
+pub const NR: usize = 3;
+/// Elements after which exact (integer-valued) f32 lanes are flushed to i64:
+/// each lane then holds at most `EXACT_CHUNK / 8 · 127²` < 2^24.
+pub const EXACT_CHUNK: usize = 4096;
 /// Outputs per GEMV task.
 const GEMV_CHUNK: usize = 32;
 
@@ -85,8 +101,38 @@ impl Isa {
         dispatch!(self, dot_i8_f32(q, x))
     }
 
-    fn dot_nibbles(self, qs: &[u8], x: &[f32]) -> f32 {
-        dispatch!(self, dot_nibbles(qs, x))
+    fn row_dot_q8(self, row: &[u8], x: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is only set by `Isa::avx2`, after
+            // `is_x86_feature_detected!` confirmed AVX2 and FMA.
+            return unsafe { avx2::row_dot_q8(row, x) };
+        }
+        let f16 = |b: &[u8], i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
+        row.chunks_exact(34)
+            .zip(x.chunks_exact(32))
+            .map(|(b, xb)| f16(b, 0) * portable::dot_i8_f32(&b[2..], xb))
+            .sum()
+    }
+
+    fn row_dot_nibbles(
+        self,
+        row: &[u8],
+        x: &[f32],
+        xsum: &[f32],
+        group: usize,
+        head: usize,
+        asym: bool,
+    ) -> f32 {
+        dispatch!(self, row_dot_nibbles(row, x, xsum, group, head, asym))
+    }
+
+    fn widen_i8(self, q: &[u8], out: &mut [f32]) {
+        dispatch!(self, widen_i8(q, out))
+    }
+
+    fn tile(self, xs: &[&[f32]], ws: &[&[f32]], k: usize, exact: bool, out: &mut Tile) {
+        dispatch!(self, tile(xs, ws, k, exact, out))
     }
 
     fn dot_i8_i8(self, a: &[i8], b: &[i8]) -> i64 {
@@ -113,6 +159,9 @@ pub enum Weight<'a> {
         scale: &'a [f32],
     },
 }
+
+/// The results of one register tile.
+type Tile = [[f64; NR]; MR];
 
 /// How a GEMV reads one weight row.
 #[derive(Clone, Copy)]
@@ -217,6 +266,42 @@ impl Weight<'_> {
         Ok(())
     }
 
+    /// Row `r` into `out` (`k` values) for the GEMM tiles: dequantized, except
+    /// int8 rows, which are widened without their scale (applied per output).
+    fn tile_row(&self, isa: Isa, r: usize, out: &mut [f32]) -> Result<()> {
+        let row = self.packed_row(r, out.len())?;
+        #[cfg(target_arch = "x86_64")]
+        if isa.avx2 {
+            if let Weight::Packed {
+                dtype: DType::Block(_),
+                ..
+            } = self
+            {
+                match self.row_dot_kind() {
+                    RowDot::Q8 => {
+                        // SAFETY: `avx2` is only set by `Isa::avx2`, after
+                        // `is_x86_feature_detected!` confirmed AVX2 and FMA.
+                        unsafe { avx2::dequant_q8(row, out) };
+                        return Ok(());
+                    }
+                    RowDot::Nibbles { group, head, asym } => {
+                        // SAFETY: as above.
+                        unsafe { avx2::dequant_nibbles(row, out, group, head, asym) };
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match self {
+            Weight::Int8 { .. } => {
+                isa.widen_i8(row, out);
+                Ok(())
+            }
+            Weight::Packed { .. } => self.dequant_row(r, out),
+        }
+    }
+
     /// `x · row r` (`xsum`: per-group sums of `x` for the int4 kinds).
     fn row_dot(
         &self,
@@ -229,23 +314,11 @@ impl Weight<'_> {
     ) -> Result<f32> {
         let k = x.len();
         let row = self.packed_row(r, k)?;
-        let f16 = |b: &[u8], i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
         Ok(match kind {
-            RowDot::Q8 => row
-                .chunks_exact(34)
-                .zip(x.chunks_exact(32))
-                .map(|(b, xb)| f16(b, 0) * isa.dot_i8_f32(&b[2..], xb))
-                .sum(),
-            RowDot::Nibbles { group, head, asym } => row
-                .chunks_exact(head + group / 2)
-                .zip(x.chunks_exact(group))
-                .zip(xsum)
-                .map(|((b, xb), s)| {
-                    let d = f16(b, 0);
-                    let offset = if asym { f16(b, 2) } else { -8.0 * d };
-                    d * isa.dot_nibbles(&b[head..], xb) + offset * s
-                })
-                .sum(),
+            RowDot::Q8 => isa.row_dot_q8(row, x),
+            RowDot::Nibbles { group, head, asym } => {
+                isa.row_dot_nibbles(row, x, xsum, group, head, asym)
+            }
             RowDot::Int8 => {
                 let s = match self {
                     Weight::Int8 { scale, .. } => scale.get(r).copied().unwrap_or(0.0),
@@ -315,7 +388,19 @@ pub fn matmul(
         return Ok(());
     }
     if m >= GEMM_MIN_ROWS {
-        gemm_panels(x, m, k, w, n, bias, out)
+        let fill = |r: usize, row: &mut [f32]| w.tile_row(isa, r, row);
+        match w {
+            Weight::Int8 { scale, .. } => {
+                let finish = |_: usize, r: usize, v: f64| {
+                    v as f32 * scale.get(r).copied().unwrap_or(0.0) + bias_at(bias, r)
+                };
+                gemm_tiles(isa, x, m, k, n, false, &fill, &finish, out)
+            }
+            Weight::Packed { .. } => {
+                let finish = |_: usize, r: usize, v: f64| v as f32 + bias_at(bias, r);
+                gemm_tiles(isa, x, m, k, n, false, &fill, &finish, out)
+            }
+        }
     } else {
         gemv(isa, x, k, w, n, bias, out)
     }
@@ -355,41 +440,131 @@ fn gemv(
     Ok(())
 }
 
-fn gemm_panels(
-    x: &[f32],
+thread_local! {
+    /// Per-thread scratch of the GEMM tiles (dequantized weight rows).
+    static TILE_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The output matrix, written by tiles over disjoint column ranges.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the tasks holding an `OutPtr` write disjoint elements (see `gemm_tiles`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// `out[i, r] = finish(i, r, xs[i] · row(r))` for all `m` rows of `xs [m, k]` and
+/// `n` weight rows, where `fill(r, buf)` writes weight row `r` (`k` values) to
+/// `buf`. The weight rows are split into tiles over threads; each tile is filled
+/// once into per-thread scratch and multiplied by every row of `x` in register
+/// tiles of [`MR`] x [`NR`]. With `exact`, all values are integers of magnitude
+/// at most 127 and the dots exact.
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles(
+    isa: Isa,
+    xs: &[f32],
     m: usize,
     k: usize,
-    w: Weight<'_>,
     n: usize,
-    bias: Option<&[f32]>,
+    exact: bool,
+    fill: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+    finish: &(dyn Fn(usize, usize, f64) -> f32 + Sync),
     out: &mut [f32],
 ) -> Result<()> {
-    let panels: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(PANEL_ROWS))
-        .into_par_iter()
-        .map(|p| -> Result<(usize, Vec<f32>)> {
-            let r0 = p * PANEL_ROWS;
-            let rows = PANEL_ROWS.min(n - r0);
-            let mut panel = vec![0f32; rows * k];
-            for (i, pr) in panel.chunks_exact_mut(k).enumerate() {
-                w.dequant_row(r0 + i, pr)?;
-            }
-            // C[m, rows] = X[m, k] · P[rows, k]ᵀ: B[kk][j] = P[j][kk].
-            let mut c = vec![0f32; m * rows];
-            sgemm_strided(
-                m, rows, k, x, k as isize, 1, &panel, 1, k as isize, &mut c, 1.0, 0.0,
-            );
-            Ok((r0, c))
-        })
-        .collect::<Result<_>>()?;
-    for (r0, c) in panels {
-        let rows = c.len() / m;
-        for (orow, crow) in out.chunks_exact_mut(n).zip(c.chunks_exact(rows)) {
-            for (j, (o, v)) in orow[r0..r0 + rows].iter_mut().zip(crow).enumerate() {
-                *o = v + bias_at(bias, r0 + j);
-            }
-        }
+    if xs.len() != m * k || out.len() != m * n || k == 0 {
+        bail!("gemm tiles: bad lengths");
     }
-    Ok(())
+    // Weight rows per tile: about TILE_FLOATS values, a multiple of NR, and
+    // enough tiles to keep every thread busy.
+    let threads = rayon::current_num_threads().max(1);
+    let by_cache = (TILE_FLOATS / k).max(NR);
+    let by_threads = n.div_ceil(4 * threads).div_ceil(NR) * NR;
+    let nt = (by_cache.min(by_threads) / NR * NR).max(NR);
+    let optr = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(nt)).into_par_iter().try_for_each(|t| {
+        let optr = optr;
+        let r0 = t * nt;
+        let rows = nt.min(n - r0);
+        TILE_SCRATCH.with(|cell| -> Result<()> {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < rows * k {
+                buf.resize(rows * k, 0.0);
+            }
+            let buf = &mut buf[..rows * k];
+            for (j, row) in buf.chunks_exact_mut(k).enumerate() {
+                fill(r0 + j, row)?;
+            }
+            if !exact && m >= SGEMM_MIN_ROWS {
+                // Many rows of x: the packed sgemm microkernel beats the dot
+                // tiles; single-threaded here, the tiles are the parallelism.
+                // SAFETY: C[m, rows] lies at column offset `r0` of `out [m, n]`
+                // (row stride `n`, `r0 + rows <= n`), columns disjoint from every
+                // other tile's; A = xs [m, k] (row stride k) and B[kk][j] =
+                // buf[j * k + kk] cover exactly their slices.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        rows,
+                        k,
+                        optr.0.add(r0),
+                        1,
+                        n as isize,
+                        false,
+                        xs.as_ptr(),
+                        1,
+                        k as isize,
+                        buf.as_ptr(),
+                        k as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for i in 0..m {
+                    for r in r0..r0 + rows {
+                        // SAFETY: `i * n + r < m * n`; this tile's columns only.
+                        unsafe {
+                            let o = optr.0.add(i * n + r);
+                            *o = finish(i, r, f64::from(*o));
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            let mut res: Tile = [[0.0; NR]; MR];
+            let mut xr: [&[f32]; MR] = [&[]; MR];
+            let mut wr: [&[f32]; NR] = [&[]; NR];
+            for i0 in (0..m).step_by(MR) {
+                let mr = MR.min(m - i0);
+                for (a, x) in xr.iter_mut().take(mr).enumerate() {
+                    *x = &xs[(i0 + a) * k..(i0 + a + 1) * k];
+                }
+                for b0 in (0..rows).step_by(NR) {
+                    let nr = NR.min(rows - b0);
+                    for (b, w) in wr.iter_mut().take(nr).enumerate() {
+                        *w = &buf[(b0 + b) * k..(b0 + b + 1) * k];
+                    }
+                    isa.tile(&xr[..mr], &wr[..nr], k, exact, &mut res);
+                    for (a, resr) in res.iter().take(mr).enumerate() {
+                        for (b, &v) in resr.iter().take(nr).enumerate() {
+                            let (i, r) = (i0 + a, r0 + b0 + b);
+                            let y = finish(i, r, v);
+                            // SAFETY: `i < m` and `r < n`, so the index is within
+                            // `out` (`m * n` values, checked above), which outlives
+                            // this parallel loop; tile `t` writes only the columns
+                            // `r0..r0 + rows`, disjoint from every other tile's.
+                            unsafe { *optr.0.add(i * n + r) = y };
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    })
 }
 
 /// W8A8: `out[m, n]` with each row of `x` quantized per token (`sx = amax / 127`,
@@ -412,16 +587,42 @@ pub fn matmul_w8a8(
     if n == 0 {
         return Ok(());
     }
-    let mut qx = vec![0i8; k];
-    for (i, orow) in out.chunks_exact_mut(n).enumerate() {
-        let xr = x.get(i * k..(i + 1) * k).unwrap_or(&[]);
+    let quant = |xr: &[f32]| {
         let sx = xr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
-        for (o, &v) in qx.iter_mut().zip(xr) {
-            *o = if sx == 0.0 {
+        let q = move |v: f32| {
+            if sx == 0.0 {
                 0
             } else {
                 (v / sx).round().clamp(-127.0, 127.0) as i8
-            };
+            }
+        };
+        (sx, q)
+    };
+    if m >= GEMM_MIN_ROWS && k > 0 {
+        // Integer values held exactly in f32: one tile path for all formats.
+        let mut qx = vec![0f32; m * k];
+        let mut sxs = vec![0f32; m];
+        for ((xr, qr), sx) in x.chunks_exact(k).zip(qx.chunks_exact_mut(k)).zip(&mut sxs) {
+            let (s, q) = quant(xr);
+            *sx = s;
+            for (o, &v) in qr.iter_mut().zip(xr) {
+                *o = f32::from(q(v));
+            }
+        }
+        let w = Weight::Int8 { q, scale };
+        let fill = |r: usize, row: &mut [f32]| w.tile_row(isa, r, row);
+        let finish = |i: usize, r: usize, v: f64| {
+            let s = scale.get(r).copied().unwrap_or(0.0);
+            v as f32 * sxs[i] * s + bias_at(bias, r)
+        };
+        return gemm_tiles(isa, &qx, m, k, n, true, &fill, &finish, out);
+    }
+    let mut qx = vec![0i8; k];
+    for (i, orow) in out.chunks_exact_mut(n).enumerate() {
+        let xr = x.get(i * k..(i + 1) * k).unwrap_or(&[]);
+        let (sx, quant) = quant(xr);
+        for (o, &v) in qx.iter_mut().zip(xr) {
+            *o = quant(v);
         }
         let qx = &qx;
         orow.par_chunks_mut(GEMV_CHUNK)

@@ -29,3 +29,80 @@ pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i64 {
         .map(|(&x, &y)| i64::from(x) * i64::from(y))
         .sum()
 }
+
+/// `x · row` for one row of int4 groups (see [`super::avx2::row_dot_nibbles`]).
+pub fn row_dot_nibbles(
+    row: &[u8],
+    x: &[f32],
+    xsum: &[f32],
+    group: usize,
+    head: usize,
+    asym: bool,
+) -> f32 {
+    let f16 =
+        |b: &[u8], i: usize| egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
+    row.chunks_exact(head + group / 2)
+        .zip(x.chunks_exact(group))
+        .zip(xsum)
+        .map(|((b, xb), s)| {
+            let d = f16(b, 0);
+            let offset = if asym { f16(b, 2) } else { -8.0 * d };
+            d * dot_nibbles(&b[head..], xb) + offset * s
+        })
+        .sum()
+}
+
+/// Signed bytes `q` widened to f32 into `out` (over the common length).
+pub fn widen_i8(q: &[u8], out: &mut [f32]) {
+    for (o, &q) in out.iter_mut().zip(q) {
+        *o = f32::from(q as i8);
+    }
+}
+
+/// One row of int4 groups dequantized into `out`: `d · (q - 8)` when symmetric,
+/// `d · q + m` when not (the values of `egret_ir::blocks::dequantize_into`).
+pub fn dequant_nibbles(row: &[u8], out: &mut [f32], group: usize, head: usize, asym: bool) {
+    let f16 =
+        |b: &[u8], i: usize| egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
+    let half = group / 2;
+    for (b, o) in row
+        .chunks_exact(head + half)
+        .zip(out.chunks_exact_mut(group))
+    {
+        let d = f16(b, 0);
+        let (lo, hi) = o.split_at_mut(half);
+        for ((&q, l), h) in b[head..].iter().zip(lo).zip(hi) {
+            let (ql, qh) = (f32::from(q & 0x0F), f32::from(q >> 4));
+            if asym {
+                let m = f16(b, 2);
+                (*l, *h) = (d * ql + m, d * qh + m);
+            } else {
+                (*l, *h) = (d * (ql - 8.0), d * (qh - 8.0));
+            }
+        }
+    }
+}
+
+/// The dot products of rows `xs` with rows `ws` (first `k` elements each) into
+/// `out[a][b]`; with `exact` the values are small integers and the sums exact.
+pub fn tile(
+    xs: &[&[f32]],
+    ws: &[&[f32]],
+    k: usize,
+    exact: bool,
+    out: &mut [[f64; super::NR]; super::MR],
+) {
+    for (o, x) in out.iter_mut().zip(xs) {
+        for (o, w) in o.iter_mut().zip(ws) {
+            *o = if exact {
+                x[..k]
+                    .iter()
+                    .zip(&w[..k])
+                    .map(|(&a, &b)| (a * b) as i64)
+                    .sum::<i64>() as f64
+            } else {
+                f64::from(dot_f32(&x[..k], &w[..k]))
+            };
+        }
+    }
+}

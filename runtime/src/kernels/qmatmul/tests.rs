@@ -209,3 +209,52 @@ fn bad_lengths_are_errors() {
     assert!(matmul_w8a8(isa, &[0.0; 3], 1, 3, &q, &[1.0], 2, None, &mut out).is_err());
     assert!(matmul_w8a8(isa, &[0.0; 3], 1, 3, &q, &[1.0; 2], 2, None, &mut out).is_ok());
 }
+
+#[test]
+fn gemm_sgemm_tiles_and_long_exact_w8a8() {
+    // Enough rows for the packed sgemm tiles, and a ragged N.
+    let (m, n, k) = (SGEMM_MIN_ROWS + 5, 29, 64);
+    let x = rand(m * k, 41);
+    let wf32 = rand(n * k, 42);
+    let (q, scale) = blocks::quantize_rows_i8(&wf32, n, k);
+    let wf: Vec<f32> = q
+        .chunks(k)
+        .zip(&scale)
+        .flat_map(|(r, &s)| r.iter().map(move |&v| f32::from(v) * s))
+        .collect();
+    let bias = rand(n, 43);
+    let want = reference(&x, &wf, k, Some(&bias));
+    let tol = 1e-5 * k as f64 * amax(&x) * amax(&wf);
+    for isa in isas() {
+        let mut out = vec![f32::NAN; m * n];
+        let w = Weight::Int8 {
+            q: &q,
+            scale: &scale,
+        };
+        matmul(isa, &x, m, k, w, n, Some(&bias), &mut out).unwrap();
+        assert_close(&out, &want, tol, &format!("w8 sgemm tiles {isa:?}"));
+    }
+    // W8A8 GEMM over a K that flushes the exact lanes twice, plus a tail: equal
+    // to the integer oracle.
+    let (m, n, k) = (GEMM_MIN_ROWS + 1, 5, 2 * EXACT_CHUNK + 13);
+    let x = rand(m * k, 44);
+    let q: Vec<i8> = (0..n * k)
+        .map(|i| if i % 3 == 0 { -127 } else { 127 })
+        .collect();
+    let scale = vec![1.0f32; n];
+    for isa in isas() {
+        let mut out = vec![f32::NAN; m * n];
+        matmul_w8a8(isa, &x, m, k, &q, &scale, n, None, &mut out).unwrap();
+        for (i, xr) in x.chunks(k).enumerate() {
+            let sx = xr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            for (r, wr) in q.chunks(k).enumerate() {
+                let acc: i64 = xr
+                    .iter()
+                    .zip(wr)
+                    .map(|(&v, &b)| ((v / sx).round().clamp(-127.0, 127.0) as i64) * i64::from(b))
+                    .sum();
+                assert_eq!(out[i * n + r], acc as f32 * sx, "w8a8 [{i}, {r}] {isa:?}");
+            }
+        }
+    }
+}
