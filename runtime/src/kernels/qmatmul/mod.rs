@@ -448,6 +448,12 @@ thread_local! {
 /// The output matrix, written by tiles over disjoint column ranges.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `OutPtr`).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: the tasks holding an `OutPtr` write disjoint elements (see `gemm_tiles`).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
@@ -478,11 +484,16 @@ fn gemm_tiles(
     // enough tiles to keep every thread busy.
     let threads = rayon::current_num_threads().max(1);
     let by_cache = (TILE_FLOATS / k).max(NR);
-    let by_threads = n.div_ceil(4 * threads).div_ceil(NR) * NR;
-    let nt = (by_cache.min(by_threads) / NR * NR).max(NR);
+    let by_threads = n.div_ceil(4 * threads);
+    // The sgemm path wants whole 16-column micro-panels (48 = lcm(NR, 16)).
+    let step = if !exact && m >= SGEMM_MIN_ROWS {
+        48
+    } else {
+        NR
+    };
+    let nt = (by_cache.min(by_threads) / step * step).max(step);
     let optr = OutPtr(out.as_mut_ptr());
     (0..n.div_ceil(nt)).into_par_iter().try_for_each(|t| {
-        let optr = optr;
         let r0 = t * nt;
         let rows = nt.min(n - r0);
         TILE_SCRATCH.with(|cell| -> Result<()> {
@@ -506,7 +517,7 @@ fn gemm_tiles(
                         m,
                         rows,
                         k,
-                        optr.0.add(r0),
+                        optr.ptr().add(r0),
                         1,
                         n as isize,
                         false,
@@ -528,7 +539,7 @@ fn gemm_tiles(
                     for r in r0..r0 + rows {
                         // SAFETY: `i * n + r < m * n`; this tile's columns only.
                         unsafe {
-                            let o = optr.0.add(i * n + r);
+                            let o = optr.ptr().add(i * n + r);
                             *o = finish(i, r, f64::from(*o));
                         }
                     }
@@ -557,7 +568,7 @@ fn gemm_tiles(
                             // `out` (`m * n` values, checked above), which outlives
                             // this parallel loop; tile `t` writes only the columns
                             // `r0..r0 + rows`, disjoint from every other tile's.
-                            unsafe { *optr.0.add(i * n + r) = y };
+                            unsafe { *optr.ptr().add(i * n + r) = y };
                         }
                     }
                 }
