@@ -109,7 +109,7 @@ def ort_minilm(pairs):
 def smollm2():
     base, _ = egret("eval", SMOL, "--perplexity", DEVIL, "--windows", WINDOWS)
     p0 = base["perplexity"]["perplexity"]
-    rows = [("source (Q4_1, 5.0 bpw)", os.path.getsize(SMOL) / 1e6, p0, 0.0, 0.0, SMOL)]
+    rows = [["source (Q4_1 layers, Q8_0 embedding)", os.path.getsize(SMOL) / 1e6, None, p0, 0.0, 0.0, SMOL]]
     runs = [("q8_0", []), ("int8", []), ("q4_0", []), ("i4a_g64", []), ("i4s_g128", []),
             ("auto", ["--budget", "1%"]), ("auto", ["--budget", "5%"])]
     for scheme, extra in runs:
@@ -118,17 +118,22 @@ def smollm2():
         rep, _ = egret("optimize", SMOL, "-o", out, "--quantize", scheme,
                        "--calibration", JARGON, *extra)
         q = rep["quantize"]
+        if rows[0][2] is None:  # the source's bits per weight, over the same matrices
+            layers = q["layers"]
+            rows[0][2] = 8 * sum(l["bytes_before"] for l in layers) / sum(
+                l["shape"][0] * l["shape"][1] for l in layers)
         ev, _ = egret("eval", out, "--perplexity", DEVIL, "--windows", WINDOWS)
         p = ev["perplexity"]["perplexity"]
-        rows.append((label, q["model_bytes_after"] / 1e6, p, 100 * (p / p0 - 1), q["seconds"], out))
+        rows.append((label, q["model_bytes_after"] / 1e6, q["bits_per_weight"], p,
+                     100 * (p / p0 - 1), q["seconds"], out))
     print(f"\n### SmolLM2-135M perplexity (Devil's Dictionary, {WINDOWS}×512 tokens; calibration on the Jargon File)\n")
-    print("| weights | MB of constants | perplexity | Δppl | optimize s | decode tok/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, mb, p, d, secs, path in rows:
+    print("| weights | MB of constants | bits per weight | perplexity | Δppl | optimize s | decode tok/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, mb, bpw, p, d, secs, path in rows:
         gen, _ = egret("generate", path, "--prompt", "Once upon a time, in a small village by the sea,",
                        "--max-tokens", "32", "--threads", "1")
         tps = gen["decode"]["tokens_per_s"]
-        print(f"| {label} | {mb:.1f} | {p:.3f} | {d:+.2f}% | {secs:.1f} | {tps:.1f} |")
+        print(f"| {label} | {mb:.1f} | {bpw:.2f} | {p:.3f} | {d:+.2f}% | {secs:.1f} | {tps:.1f} |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 #
 # Needs the models and texts (scripts/fetch-models.sh minilm smollm2,
 # scripts/fetch-texts.sh); installs `tokenizers` and `onnx` (onnxruntime's
-# quantization tool needs it) into the project venv for the onnxruntime side.
+# quantization tool needs it) into the project venv for the onnxruntime side,
+# and llama-cpp-python (scripts/setup-llama-cpp.sh) for the llama.cpp side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${EGRET_CACHE:-$HOME/.cache/egret}"
@@ -23,3 +24,11 @@ cargo build --release --quiet --bin egret
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$py" scripts/bench-quantize.py "$out" "$@"
+# llama.cpp's own quantizer as the SmolLM2 peer (builds llama-cpp-python once).
+if [ $# -eq 0 ] || [[ " $* " == *" smollm2 "* ]]; then
+  scripts/setup-llama-cpp.sh >/dev/null
+  echo
+  echo "### llama.cpp on the same file (scripts/bench-llamacpp.py)"
+  echo
+  "$py" scripts/bench-llamacpp.py "$out"
+fi

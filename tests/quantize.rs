@@ -180,7 +180,7 @@ fn minilm_schemes_keep_embeddings() {
     let Some((m, tok)) = minilm() else { return };
     let sentences = fixture_sentences();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let cal = calibrate_encoder(&m, &tok, &refs).unwrap();
+    let cal = calibrate_encoder(&m, &tok, &refs, false).unwrap();
     for (scheme, mean_min, min_min, max_mb) in [
         (Scheme::Int8, 0.995, 0.99, 24.0),
         (Scheme::W8A8, 0.995, 0.99, 24.0),
@@ -236,7 +236,7 @@ fn smollm2_perplexity_under_block_schemes() {
     .unwrap();
     let ids = tok.encode(&text, false).unwrap();
     let base = ppl(&m, &ids);
-    let cal = calibrate_decoder(&m, &[&ids[..ids.len().min(128)]]).unwrap();
+    let cal = calibrate_decoder(&m, &[&ids[..ids.len().min(128)]], false).unwrap();
     for (scheme, max_rel) in [
         (Scheme::Blocks(egret_ir::BlockFormat::Q8_0), 0.005),
         (Scheme::Blocks(egret_ir::BlockFormat::Q4_0), 0.25),
@@ -267,7 +267,7 @@ fn minilm_auto_meets_a_measured_budget() {
     let Some((m, tok)) = minilm() else { return };
     let sentences = fixture_sentences();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let cal = calibrate_encoder(&m, &tok, &refs).unwrap();
+    let cal = calibrate_encoder(&m, &tok, &refs, false).unwrap();
     let reference = Embedder::new(&m, &tok)
         .unwrap()
         .embed(&refs, &mut |_| {})

@@ -48,6 +48,11 @@ pub struct QuantizeArgs {
     /// measure the error).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub calibration_windows: u64,
+    /// GPTQ error compensation: round each weight column in turn and move its
+    /// error onto the columns not yet rounded, guided by the calibration's
+    /// second moments. Needs --calibration.
+    #[arg(long)]
+    pub gptq: bool,
 }
 
 /// `--objective`.
@@ -119,7 +124,7 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     } else {
         (all.clone(), all.concat())
     };
-    let calibration = calibrate_decoder(model, &cal).map_err(anyhow::Error::msg)?;
+    let calibration = calibrate_decoder(model, &cal, args.gptq).map_err(anyhow::Error::msg)?;
     let score = move |m: &Model, ids: &[i64]| -> Result<f64, String> {
         let d = Decoder::new(m.clone()).map_err(|e| e.to_string())?;
         let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
@@ -138,7 +143,7 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     })
 }
 
-fn encoder_data(model: &Model, tokenizer: &str, text: &str, budget: bool) -> Result<Data> {
+fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
     let sentences: Vec<String> = text
         .lines()
         .flat_map(|l| l.split('\t'))
@@ -151,8 +156,9 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, budget: bool) -> Res
         bail!("the calibration file has no sentences");
     }
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let calibration = calibrate_encoder(model, tokenizer, &refs).map_err(anyhow::Error::msg)?;
-    if !budget {
+    let calibration =
+        calibrate_encoder(model, tokenizer, &refs, args.gptq).map_err(anyhow::Error::msg)?;
+    if args.budget.is_none() {
         return Ok(Data {
             calibration,
             meter: None,
@@ -183,8 +189,8 @@ pub fn run(
     cost: egret_passes::extract::CostModel,
 ) -> Result<Option<QuantizeReport>> {
     let Some(q) = &args.quantize else {
-        if args.budget.is_some() || args.calibration.is_some() {
-            bail!("--budget and --calibration go with --quantize");
+        if args.budget.is_some() || args.calibration.is_some() || args.gptq {
+            bail!("--budget, --calibration and --gptq go with --quantize");
         }
         return Ok(None);
     };
@@ -204,7 +210,7 @@ pub fn run(
             };
             Some(match kind(model) {
                 Kind::Decoder => decoder_data(model, tok()?, &text, args)?,
-                Kind::Encoder => encoder_data(model, tok()?, &text, args.budget.is_some())?,
+                Kind::Encoder => encoder_data(model, tok()?, &text, args)?,
                 Kind::Other => bail!(
                     "--calibration works on language models (input_ids + past_key_values) and \
                      embedding models (input_ids + attention_mask); this model is neither"
@@ -212,6 +218,11 @@ pub fn run(
             })
         }
     };
+    if args.gptq && data.is_none() {
+        bail!(
+            "--gptq needs --calibration: it compensates errors along the calibration's activations"
+        );
+    }
     if args.budget.is_some() && data.is_none() {
         bail!("--budget needs --calibration: the budget is checked by measuring the error on it");
     }
@@ -227,6 +238,7 @@ pub fn run(
             ObjectiveArg::Latency => Objective::Latency,
         },
         calibration,
+        gptq: args.gptq,
         limits,
         cost,
         ..QuantizeConfig::default()
@@ -271,9 +283,10 @@ pub fn print_report(r: &QuantizeReport) {
     );
     let mb = |b: usize| b as f64 / 1e6;
     println!(
-        "  quantize: {:.2} MB -> {:.2} MB of constants; predicted error {:.3e}{}{} ({:.1} s)",
+        "  quantize: {:.2} MB -> {:.2} MB of constants, {:.3} bits per weight; predicted error {:.3e}{}{} ({:.1} s)",
         mb(r.model_bytes_before),
         mb(r.model_bytes_after),
+        r.bits_per_weight,
         r.predicted_err,
         r.measured_err
             .map_or(String::new(), |m| format!(", measured {:.3}%", 100.0 * m)),

@@ -24,7 +24,7 @@ pub mod kquants;
 pub mod legacy;
 pub mod quantize;
 
-pub use quantize::{can_quantize, quantize, quantize_into, quantize_rows_i8};
+pub use quantize::{can_quantize, quantize, quantize_into, quantize_rows_i8, BlockGrid};
 
 use crate::dtype::{BlockFormat, DType};
 use crate::error::IrError;

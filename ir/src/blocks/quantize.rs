@@ -22,7 +22,7 @@ use crate::error::IrError;
 use crate::tensor::Tensor;
 
 /// The three block layouts with a quantizer.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// f16 `d`, signed bytes; `x = d * q` (Q8_0).
     Sym8,
@@ -134,6 +134,55 @@ fn encode_nearest(kind: Kind, x: &[f32], d: f32, m: f32, out: &mut [u8]) {
             let q = |j: usize| ((x[j] - ms) * id).round().clamp(0.0, 15.0) as u8;
             pack_nibbles(q, half, &mut out[4..]);
         }
+    }
+}
+
+/// The levels one encoded block can represent: its stored scale (and min).
+///
+/// Error-compensating quantizers (GPTQ) fix a block's scale first, then round
+/// its elements one at a time while they still change; `nearest` gives the
+/// value an element would decode to, and `encode` writes the block with the
+/// same scale and exactly those levels.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockGrid {
+    kind: Kind,
+    d: f32,
+    m: f32,
+}
+
+impl BlockGrid {
+    /// The grid of the encoded block `block` of `fmt`, or `None` for a format
+    /// without a quantizer or a block of the wrong length.
+    pub fn of(fmt: BlockFormat, block: &[u8]) -> Option<BlockGrid> {
+        let kind = kind(fmt)?;
+        (block.len() == fmt.block_bytes()).then_some(())?;
+        let at = |i: usize| f16_to_f32(u16::from_le_bytes([block[i], block[i + 1]]));
+        let m = if kind == Kind::Asym4 { at(2) } else { 0.0 };
+        Some(BlockGrid { kind, d: at(0), m })
+    }
+
+    fn inverse(&self) -> f32 {
+        if self.d != 0.0 && self.d.is_finite() {
+            1.0 / self.d
+        } else {
+            0.0
+        }
+    }
+
+    /// The value `x` decodes to once encoded on this grid (as [`Self::encode`]
+    /// rounds it).
+    pub fn nearest(&self, x: f32) -> f32 {
+        let id = self.inverse();
+        match self.kind {
+            Kind::Sym8 => self.d * (x * id).round().clamp(-128.0, 127.0),
+            Kind::Sym4 => self.d * (((x * id).round() + 8.0).clamp(0.0, 15.0) - 8.0),
+            Kind::Asym4 => self.d * ((x - self.m) * id).round().clamp(0.0, 15.0) + self.m,
+        }
+    }
+
+    /// Encode `x` (one block's elements) on this grid into `out` (one block).
+    pub fn encode(&self, x: &[f32], out: &mut [u8]) {
+        encode_nearest(self.kind, x, self.d, self.m, out);
     }
 }
 

@@ -23,6 +23,8 @@
 //!    smallest result within budget wins.
 
 pub mod calibrate;
+pub mod gptq;
+pub mod predict;
 pub mod rules;
 pub mod scheme;
 pub mod select;
@@ -35,10 +37,10 @@ use crate::egraph::{import, EGraph, ENode};
 use crate::extract::CostModel;
 use crate::saturate::{run_imported, Limits, Saturated, Stage, Stats};
 use egg::Id;
-use egret_ir::{blocks, DType, Model, Op, Tensor};
-use rules::{fuse_blocks_rule, quantize_rule, Importance, Made, Provenance};
+use egret_ir::{DType, Model, Op};
+use rules::{fuse_blocks_rule, quantize_rule, Made, Provenance, SourceStats};
 use select::Option_;
-use site::{const_leaf, oriented_f32, sites, SiteKind};
+use site::{const_leaf, sites, SiteKind};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,8 +67,12 @@ pub struct QuantizeConfig {
     pub budget: Option<f64>,
     /// What to minimise.
     pub objective: Objective,
-    /// Activation statistics (importance weights, W8A8 noise).
+    /// Activation statistics (importance weights, W8A8 noise, and second
+    /// moments for GPTQ).
     pub calibration: Option<Calibration>,
+    /// GPTQ error compensation ([`gptq`]) wherever the calibration has the
+    /// weight's second moments.
+    pub gptq: bool,
     /// Saturation limits.
     pub limits: Limits,
     /// Extraction cost model.
@@ -82,6 +88,7 @@ impl Default for QuantizeConfig {
             budget: None,
             objective: Objective::Size,
             calibration: None,
+            gptq: false,
             limits: Limits::default(),
             cost: CostModel::default(),
             max_attempts: 4,
@@ -128,6 +135,8 @@ pub struct QuantizeReport {
     pub model_bytes_before: usize,
     /// Bytes of all constants after.
     pub model_bytes_after: usize,
+    /// Bits per weight over the matrices in `layers` (kept ones included).
+    pub bits_per_weight: f64,
     /// Predicted total error of the result.
     pub predicted_err: f64,
     /// Measured error of the result, if measured.
@@ -166,49 +175,6 @@ struct Weight {
     bytes: Vec<usize>,
 }
 
-/// `Σ w_k (a − b)² / Σ w_k a²` over rows of width `imp.len()` (or unweighted).
-fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    let width = imp.map_or(a.len().max(1), |v| v.len().max(1));
-    for (ra, rb) in a.chunks(width).zip(b.chunks(width)) {
-        for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-            let w = imp.and_then(|v| v.get(j)).map_or(1.0, |&v| f64::from(v));
-            let d = f64::from(x) - f64::from(y);
-            num += w * d * d;
-            den += w * f64::from(x) * f64::from(x);
-        }
-    }
-    if den > 0.0 {
-        num / den
-    } else {
-        0.0
-    }
-}
-
-/// The f32 values a made alternative stands for.
-fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
-    let w = eg.analysis.tensor(*m.tensors.first()?)?;
-    if w.dtype() == DType::I8 {
-        let s = eg.analysis.tensor(*m.tensors.get(1)?)?;
-        let s = s.as_slice::<f32>().ok()?;
-        let k = *w.shape().get(1)?;
-        let q = w.bytes();
-        return Some(
-            q.iter()
-                .enumerate()
-                .map(|(i, &v)| f32::from(v as i8) * s.get(i / k.max(1)).copied().unwrap_or(0.0))
-                .collect(),
-        );
-    }
-    Some(
-        blocks::dequantize(&w)
-            .ok()?
-            .as_slice::<f32>()
-            .ok()?
-            .to_vec(),
-    )
-}
-
 /// Sources some non-site node reads (they cannot be replaced).
 fn pinned_sources(eg: &EGraph) -> HashSet<usize> {
     let mut pinned = HashSet::new();
@@ -230,43 +196,71 @@ fn pinned_sources(eg: &EGraph) -> HashSet<usize> {
     pinned
 }
 
-/// Per-source importance and W8A8 noise from the calibration, by the name of
-/// each site's activation.
+/// Per-source calibration statistics ([`SourceStats`]: importance, second
+/// moments, and GPTQ factors when `gptq`) and W8A8 noise, by the name of each
+/// site's activation. Sources reading the same activation share its matrices,
+/// and each factor is computed once, in parallel over activations.
 fn per_source_stats(
     eg: &EGraph,
     names: &HashMap<Id, String>,
     cal: Option<&Calibration>,
-) -> (Importance, HashMap<usize, f64>) {
-    let (mut imp, mut act) = (Importance::new(), HashMap::new());
+    gptq: bool,
+) -> (SourceStats, HashMap<usize, f64>) {
+    use rayon::prelude::*;
+    let (mut stats, mut act) = (SourceStats::default(), HashMap::new());
     let Some(cal) = cal else {
-        return (imp, act);
+        return (stats, act);
     };
+    let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (_, s) in sites(eg) {
         if s.kind != SiteKind::MatMul {
             continue;
         }
-        let Some(st) = names.get(&eg.find(s.x)).and_then(|n| cal.stats.get(n)) else {
+        let Some((name, st)) = names
+            .get(&eg.find(s.x))
+            .and_then(|n| cal.stats.get_key_value(n))
+        else {
             continue;
         };
-        if let Some(v) = st.importance().filter(|v| v.len() == s.k) {
-            imp.entry(s.source).or_insert(v);
+        if st.sum_sq.len() != s.k {
+            continue;
+        }
+        if let Some(v) = st.importance() {
+            stats.importance.entry(s.source).or_insert(v);
         }
         if let Some(a) = st.act_nsr() {
             act.entry(s.source).or_insert(a);
         }
+        by_name.entry(name.as_str()).or_default().push(s.source);
     }
-    (imp, act)
+    let matrices: Vec<(Vec<usize>, Arc<Vec<f64>>, Option<Arc<Vec<f32>>>)> = by_name
+        .into_par_iter()
+        .filter_map(|(name, sources)| {
+            let st = cal.stats.get(name)?;
+            let h = st.hessian()?;
+            let u = gptq
+                .then(|| gptq::inverse_factor(&h, st.sum_sq.len()))
+                .flatten()
+                .map(Arc::new);
+            Some((sources, Arc::new(h), u))
+        })
+        .collect();
+    for (sources, h, u) in matrices {
+        for s in sources {
+            stats.hessians.entry(s).or_insert_with(|| h.clone());
+            if let Some(u) = &u {
+                stats.factors.entry(s).or_insert_with(|| u.clone());
+            }
+        }
+    }
+    (stats, act)
 }
-
-/// Default per-token int8 activation noise when nothing was calibrated: a
-/// row whose peak is 4 standard deviations (`(4/127)² / 12`).
-const DEFAULT_ACT_NSR: f64 = 16.0 / (12.0 * 127.0 * 127.0);
 
 fn build_weights(
     sat: &Saturated<'_>,
     originals: usize,
     made: &[Made],
-    imp: &Importance,
+    stats: &SourceStats,
     act: &HashMap<usize, f64>,
     cfg: &QuantizeConfig,
 ) -> Vec<Weight> {
@@ -316,7 +310,8 @@ fn build_weights(
                 if !covered {
                     continue;
                 }
-                let Some((bytes, err)) = alternative_cost(eg, &src, &mine, imp, act) else {
+                let Some((bytes, err)) = predict::alternative_cost(eg, &src, &mine, stats, act)
+                else {
                     continue;
                 };
                 w.schemes.push(Some(scheme));
@@ -330,38 +325,6 @@ fn build_weights(
         out.push(w);
     }
     out
-}
-
-/// Bytes and predicted error of one scheme for one source over its uses.
-fn alternative_cost(
-    eg: &EGraph,
-    src: &Tensor,
-    mine: &[&Made],
-    imp: &Importance,
-    act: &HashMap<usize, f64>,
-) -> Option<(usize, f64)> {
-    let mut seen = HashSet::new();
-    let (mut bytes, mut err) = (0usize, 0.0f64);
-    for m in mine {
-        for &t in &m.tensors {
-            if seen.insert(t) {
-                bytes += eg.analysis.tensor(t)?.bytes().len();
-            }
-        }
-        let a = oriented_f32(src, m.transposed)?;
-        let a = a.as_slice::<f32>().ok()?;
-        let b = dequantized(eg, m)?;
-        let weights = if m.table {
-            None
-        } else {
-            imp.get(&m.source).map(|v| v.as_slice())
-        };
-        err += rel_err(a, &b, weights);
-        if m.scheme == Scheme::W8A8 && !m.table {
-            err += act.get(&m.source).copied().unwrap_or(DEFAULT_ACT_NSR);
-        }
-    }
-    Some((bytes, err))
 }
 
 /// The cost of storing `elems` weights in `bytes` under `scheme` (`None`: kept).
@@ -483,15 +446,20 @@ pub fn quantize(
     let t0 = Instant::now();
     let g = &model.graph;
     let imported = import(g).map_err(|e| e.to_string())?;
-    let (imp, act) = per_source_stats(&imported.egraph, &imported.names, cfg.calibration.as_ref());
-    let imp = Arc::new(imp);
+    let (stats, act) = per_source_stats(
+        &imported.egraph,
+        &imported.names,
+        cfg.calibration.as_ref(),
+        cfg.gptq,
+    );
+    let stats = Arc::new(stats);
     let prov = Arc::new(Provenance::default());
     // Constants the model had; everything from here on is derived.
     let originals = imported.egraph.analysis.tensor_count();
-    precompute(&imported.egraph, &cfg.schemes, &imp, &prov);
+    precompute(&imported.egraph, &cfg.schemes, &stats, &prov);
     let mut rules = vec![fuse_blocks_rule()];
     for &s in &cfg.schemes {
-        rules.push(quantize_rule(s, originals, imp.clone(), prov.clone()));
+        rules.push(quantize_rule(s, originals, stats.clone(), prov.clone()));
     }
     let stage = Stage {
         name: "quantize".into(),
@@ -507,7 +475,7 @@ pub fn quantize(
     let mut sat =
         run_imported(g, imported, vec![stage], limits, &cfg.cost).map_err(|e| e.to_string())?;
     let made = prov.made();
-    let weights = build_weights(&sat, originals, &made, &imp, &act, cfg);
+    let weights = build_weights(&sat, originals, &made, &stats, &act, cfg);
     let opts: Vec<Vec<Option_>> = weights.iter().map(|w| w.options.clone()).collect();
     let before = model_bytes(model);
 
@@ -566,7 +534,7 @@ pub fn quantize(
     }
     let (m, stats, choice, measured) = best.ok_or("no selection was tried")?;
     let predicted_err = select::total_err(&opts, &choice);
-    let layers = weights
+    let layers: Vec<LayerReport> = weights
         .iter()
         .zip(&choice)
         .map(|(w, &i)| LayerReport {
@@ -586,7 +554,14 @@ pub fn quantize(
         (Some(b), Some(x)) => x <= b,
         (Some(b), None) => predicted_err <= b,
     };
+    let (bits, elems) = layers.iter().fold((0.0, 0.0), |(b, n), l| {
+        (
+            b + 8.0 * l.bytes_after as f64,
+            n + (l.shape[0] * l.shape[1]) as f64,
+        )
+    });
     let report = QuantizeReport {
+        bits_per_weight: if elems > 0.0 { bits / elems } else { 0.0 },
         layers,
         model_bytes_before: before,
         model_bytes_after: model_bytes(&m),
@@ -603,7 +578,7 @@ pub fn quantize(
 
 /// Make every site's quantized tensors, in parallel over (site, scheme): the
 /// expensive part of the pass, done once before saturation.
-fn precompute(eg: &EGraph, schemes: &[Scheme], imp: &Importance, prov: &Provenance) {
+fn precompute(eg: &EGraph, schemes: &[Scheme], stats: &SourceStats, prov: &Provenance) {
     use rayon::prelude::*;
     let mut jobs: Vec<(site::Site, Scheme)> = Vec::new();
     let mut seen = HashSet::new();
@@ -615,7 +590,7 @@ fn precompute(eg: &EGraph, schemes: &[Scheme], imp: &Importance, prov: &Provenan
         }
     }
     jobs.par_iter().for_each(|(s, scheme)| {
-        rules::quantized(eg, s, *scheme, imp, prov);
+        rules::quantized(eg, s, *scheme, stats, prov);
     });
 }
 

@@ -2,9 +2,9 @@
 //! scheme, and a GGUF weight read through `DequantizeBlocks` gains the exact
 //! fused form that computes on its blocks.
 //!
-//! A quantized tensor is made once per (source, orientation, scheme, use) and
+//! A quantized tensor is made once per (source, orientation, storage) and
 //! cached in the analysis' derived-tensor table, so a weight shared by several
-//! sites (tied embeddings) is quantized once. The rules record what they made
+//! sites (a tied embedding's table and LM head) is quantized and stored once. The rules record what they made
 //! in a [`Provenance`] table, which the selection step reads.
 
 use super::scheme::Scheme;
@@ -54,9 +54,19 @@ impl Provenance {
     }
 }
 
-/// Per-source importance of each input channel (calibration E[x²]), used by
-/// the block quantizers' scale search.
-pub type Importance = HashMap<usize, Vec<f32>>;
+/// What calibration says about the activations each source multiplies, by
+/// source constant index.
+#[derive(Default)]
+pub struct SourceStats {
+    /// Importance of each input channel (calibration `E[x²]`), used by the
+    /// block quantizers' scale search.
+    pub importance: HashMap<usize, Vec<f32>>,
+    /// The second-moment matrix `E[xᵀx]` (`[k, k]`), when gathered.
+    pub hessians: HashMap<usize, Arc<Vec<f64>>>,
+    /// GPTQ's factor of the inverse second moments ([`super::gptq`]), when
+    /// error compensation is on.
+    pub factors: HashMap<usize, Arc<Vec<f32>>>,
+}
 
 fn egret_op(op: &str) -> OpCall {
     OpCall {
@@ -70,28 +80,46 @@ pub fn quantized(
     eg: &EGraph,
     s: &Site,
     scheme: Scheme,
-    importance: &Importance,
+    stats: &SourceStats,
     prov: &Provenance,
 ) -> Option<Vec<usize>> {
     let table = s.kind == SiteKind::Gather;
     if !scheme.fits(s.k, table) {
         return None;
     }
+    // Calibration statistics belong to the source, whichever use asks first,
+    // so a tied embedding's table and LM head get the same tensor (made
+    // once, stored once) when their storage agrees.
+    let imp = stats.importance.get(&s.source).filter(|v| v.len() == s.k);
+    let factor = stats
+        .factors
+        .get(&s.source)
+        .filter(|u| u.len() == s.k * s.k);
+    let storage = match (scheme, table) {
+        (Scheme::Int8 | Scheme::W8A8, false) => "i8-rows",
+        _ => scheme.table_format().name(),
+    };
     let key = format!(
-        "quantize:{}:{}:{}:{}",
+        "quantize:{}:{}:{storage}:{}",
         s.source,
         s.transposed,
-        scheme.name(),
-        table
+        factor.is_some()
     );
-    let imp = importance
-        .get(&s.source)
-        .filter(|v| v.len() == s.k && !table);
+    let quantize = |f: &egret_ir::Tensor| {
+        scheme
+            .quantize(
+                f,
+                imp.map(|v| v.as_slice()),
+                table,
+                factor.map(|u| u.as_slice()),
+            )
+            .ok()
+    };
     let mut scales = None;
     let w = eg.analysis.derived(format!("{key}:w"), || {
         let src = eg.analysis.tensor(s.source)?;
         let f = oriented_f32(&src, s.transposed)?;
-        let (q, sc) = scheme.quantize(&f, imp.map(|v| v.as_slice()), table).ok()?;
+        let (q, sc) = quantize(&f)?;
         scales = sc;
         Some(q)
     })?;
@@ -101,7 +129,7 @@ pub fn quantized(
             scales.take().or_else(|| {
                 let src = eg.analysis.tensor(s.source)?;
                 let f = oriented_f32(&src, s.transposed)?;
-                scheme.quantize(&f, None, false).ok()?.1
+                quantize(&f)?.1
             })
         })?;
         tensors.push(sc);
@@ -150,7 +178,7 @@ fn site_rhs(s: &Site, scheme: Option<Scheme>, t: &[usize]) -> Option<Rhs> {
 pub fn quantize_rule(
     scheme: Scheme,
     originals: usize,
-    importance: Arc<Importance>,
+    stats: Arc<SourceStats>,
     prov: Arc<Provenance>,
 ) -> Rewrite {
     let name = format!("quantize-{}", scheme.name());
@@ -159,7 +187,7 @@ pub fn quantize_rule(
         SITE_OPS,
         Arc::new(move |eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]| {
             let s = site(eg, key, ch).filter(|s| s.source < originals)?;
-            let t = quantized(eg, &s, scheme, &importance, &prov)?;
+            let t = quantized(eg, &s, scheme, &stats, &prov)?;
             site_rhs(&s, Some(scheme), &t)
         }),
     )

@@ -1,6 +1,7 @@
 //! Quantization schemes: what a weight can become, what it then costs in bytes,
 //! and how its quantized tensors are made.
 
+use super::gptq;
 use egret_ir::{blocks, BlockFormat, DType, IrError, Tensor};
 
 /// How one weight matrix is stored after quantization.
@@ -98,29 +99,49 @@ impl Scheme {
     /// Quantize the f32 matrix `w` (`[n, k]`, rows = output channels). Returns
     /// the weight tensor and, for the int8 schemes outside tables, the per-row
     /// scales. `importance` (length `k`) weights the error the block
-    /// quantizers' scale search minimises.
+    /// quantizers' scale search minimises; `gptq_factor` (`[k, k]`, from
+    /// [`gptq::inverse_factor`]) turns on GPTQ error compensation.
     pub fn quantize(
         self,
         w: &Tensor,
         importance: Option<&[f32]>,
         table: bool,
+        gptq_factor: Option<&[f32]>,
     ) -> Result<(Tensor, Option<Tensor>), IrError> {
+        let matrix = || match *w.shape() {
+            [n, k] => Ok((n, k)),
+            _ => Err(IrError::ShapeMismatch(format!(
+                "weights must be [n, k], got {:?}",
+                w.shape()
+            ))),
+        };
         match (self, table) {
             (Scheme::Int8 | Scheme::W8A8, false) => {
-                let &[n, k] = w.shape() else {
-                    return Err(IrError::ShapeMismatch(format!(
-                        "int8 weights must be [n, k], got {:?}",
-                        w.shape()
-                    )));
+                let (n, k) = matrix()?;
+                let x = w.as_slice::<f32>()?;
+                let (q, s) = match gptq_factor {
+                    Some(u) => gptq::gptq_rows_i8(x, n, k, u)?,
+                    None => blocks::quantize_rows_i8(x, n, k),
                 };
-                let (q, s) = blocks::quantize_rows_i8(w.as_slice::<f32>()?, n, k);
                 let bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
                 Ok((
                     Tensor::from_bytes(DType::I8, vec![n, k], &bytes)?,
                     Some(Tensor::from_vec(vec![n], s)?),
                 ))
             }
-            _ => Ok((blocks::quantize(w, self.table_format(), importance)?, None)),
+            _ => match gptq_factor {
+                Some(u) => {
+                    let (n, k) = matrix()?;
+                    let f = self.table_format();
+                    let x = w.as_slice::<f32>()?;
+                    let bytes = gptq::gptq_blocks(x, n, k, f, u, importance)?;
+                    Ok((
+                        Tensor::from_bytes(DType::Block(f), vec![n, k], &bytes)?,
+                        None,
+                    ))
+                }
+                None => Ok((blocks::quantize(w, self.table_format(), importance)?, None)),
+            },
         }
     }
 }

@@ -209,3 +209,32 @@ fn rows_i8_by_hand() {
     let (q, s) = quantize_rows_i8(&[], 2, 0);
     assert_eq!((q.len(), s), (0, vec![0.0, 0.0]));
 }
+
+/// A block's grid rounds each element to exactly the value its encoding
+/// decodes to, for values inside, at the edge of and outside the block's range.
+#[test]
+fn grid_nearest_is_what_encode_decodes_to() {
+    for fmt in QUANTIZABLE {
+        let g = fmt.block_elems();
+        let x = data(g, 7 + g as u64);
+        let block = encode(fmt, &x, None);
+        let grid = BlockGrid::of(fmt, &block).unwrap();
+        // Shifted and stretched values: some land between levels, some clamp.
+        let probe: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * 1.7 + 0.01 * i as f32)
+            .collect();
+        let mut out = vec![0u8; fmt.block_bytes()];
+        grid.encode(&probe, &mut out);
+        let mut y = vec![0f32; g];
+        dequantize_into(DType::Block(fmt), &out, &mut y).unwrap();
+        for (j, (&p, &got)) in probe.iter().zip(&y).enumerate() {
+            assert_eq!(grid.nearest(p), got, "{} element {j}", fmt.name());
+        }
+        // The scale (and min) are the ones the grid came from.
+        assert_eq!(out[..2], block[..2], "{}", fmt.name());
+    }
+    assert!(BlockGrid::of(BlockFormat::Q6K, &[0; 210]).is_none());
+    assert!(BlockGrid::of(BlockFormat::Q4_0, &[0; 17]).is_none());
+}

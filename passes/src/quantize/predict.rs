@@ -1,0 +1,147 @@
+//! The predicted error of a quantized alternative: the relative noise power
+//! it adds to the layer's output, from calibration statistics.
+//!
+//! * With the second-moment matrix `H = E[xᵀx]` (gathered for GPTQ), exactly
+//!   `tr(D H Dᵀ) / tr(W H Wᵀ)` for `D = W − Ŵ`: the output noise over the
+//!   output power, cross-channel correlations included (GPTQ's compensation
+//!   moves error into directions `H` says are quiet, which only this sees).
+//! * Otherwise the diagonal approximation `Σ w_k D² / Σ w_k W²` with `w_k =
+//!   E[x_k²]` (uniform without calibration).
+//! * W8A8 adds the measured per-token int8 activation noise.
+
+use super::rules::{Made, SourceStats};
+use super::scheme::Scheme;
+use super::site::oriented_f32;
+use crate::egraph::EGraph;
+use egret_ir::{blocks, DType, Tensor};
+use egret_runtime::kernels::gemm::sgemm;
+use std::collections::{HashMap, HashSet};
+
+/// Default per-token int8 activation noise when nothing was calibrated: a
+/// row whose peak is 4 standard deviations (`(4/127)² / 12`).
+const DEFAULT_ACT_NSR: f64 = 16.0 / (12.0 * 127.0 * 127.0);
+
+/// `Σ w_k (a − b)² / Σ w_k a²` over rows of width `imp.len()` (or unweighted).
+fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let width = imp.map_or(a.len().max(1), |v| v.len().max(1));
+    for (ra, rb) in a.chunks(width).zip(b.chunks(width)) {
+        for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            let w = imp.and_then(|v| v.get(j)).map_or(1.0, |&v| f64::from(v));
+            let d = f64::from(x) - f64::from(y);
+            num += w * d * d;
+            den += w * f64::from(x) * f64::from(x);
+        }
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// `Σ_rows r H rᵀ` for the rows `r` (width `k`) of `m`, through the GEMM.
+fn quadratic_form(m: &[f32], h: &[f32], k: usize) -> f64 {
+    let n = m.len() / k;
+    let mut mh = vec![0f32; n * k];
+    sgemm(n, k, k, m, h, &mut mh);
+    mh.iter()
+        .zip(m)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
+}
+
+/// `tr(D H Dᵀ) / tr(W H Wᵀ)`, `D = a − b`, rows of width `k`.
+fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Option<f64> {
+    if k == 0 || h.len() != k * k || a.len() != b.len() || !a.len().is_multiple_of(k) {
+        return None;
+    }
+    let h32: Vec<f32> = h.iter().map(|&v| v as f32).collect();
+    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let den = quadratic_form(a, &h32, k);
+    Some(if den > 0.0 {
+        (quadratic_form(&d, &h32, k) / den).max(0.0)
+    } else {
+        0.0
+    })
+}
+
+/// The f32 values a made alternative stands for.
+fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
+    let w = eg.analysis.tensor(*m.tensors.first()?)?;
+    if w.dtype() == DType::I8 {
+        let s = eg.analysis.tensor(*m.tensors.get(1)?)?;
+        let s = s.as_slice::<f32>().ok()?;
+        let k = *w.shape().get(1)?;
+        let q = w.bytes();
+        return Some(
+            q.iter()
+                .enumerate()
+                .map(|(i, &v)| f32::from(v as i8) * s.get(i / k.max(1)).copied().unwrap_or(0.0))
+                .collect(),
+        );
+    }
+    Some(
+        blocks::dequantize(&w)
+            .ok()?
+            .as_slice::<f32>()
+            .ok()?
+            .to_vec(),
+    )
+}
+
+/// Bytes and predicted error of one scheme for one source over its uses.
+pub fn alternative_cost(
+    eg: &EGraph,
+    src: &Tensor,
+    mine: &[&Made],
+    stats: &SourceStats,
+    act: &HashMap<usize, f64>,
+) -> Option<(usize, f64)> {
+    let mut seen = HashSet::new();
+    let (mut bytes, mut err) = (0usize, 0.0f64);
+    for m in mine {
+        for &t in &m.tensors {
+            if seen.insert(t) {
+                bytes += eg.analysis.tensor(t)?.bytes().len();
+            }
+        }
+        let a = oriented_f32(src, m.transposed)?;
+        let k = *a.shape().last()?;
+        let a = a.as_slice::<f32>().ok()?;
+        let b = dequantized(eg, m)?;
+        let hessian = stats.hessians.get(&m.source).filter(|_| !m.table);
+        err += match hessian.and_then(|h| hessian_rel_err(a, &b, h, k)) {
+            Some(e) => e,
+            None => {
+                let weights = stats.importance.get(&m.source).filter(|_| !m.table);
+                rel_err(a, &b, weights.map(|v| v.as_slice()))
+            }
+        };
+        if m.scheme == Scheme::W8A8 && !m.table {
+            err += act.get(&m.source).copied().unwrap_or(DEFAULT_ACT_NSR);
+        }
+    }
+    Some((bytes, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hessian_error_matches_the_diagonal_one_for_a_diagonal_h() {
+        let a = [1.0, -2.0, 0.5, 3.0, 0.0, 1.0];
+        let b = [0.9, -2.0, 0.4, 3.1, 0.1, 1.0];
+        let imp = [2.0f32, 1.0, 0.5];
+        let h = [2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.5];
+        let diag = rel_err(&a, &b, Some(&imp));
+        let full = hessian_rel_err(&a, &b, &h, 3).unwrap();
+        assert!((diag - full).abs() < 1e-6 * diag, "{diag} vs {full}");
+        // A correlation the diagonal cannot see: errors that cancel on x = (1, 1, 0).
+        let h = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let e = hessian_rel_err(&[1.0, 1.0, 0.0], &[1.1, 0.9, 0.0], &h, 3).unwrap();
+        assert!(e < 1e-6, "{e}");
+        assert!(hessian_rel_err(&a, &b, &h, 4).is_none());
+    }
+}
