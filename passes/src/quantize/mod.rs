@@ -233,7 +233,9 @@ fn per_source_stats(
         }
         by_name.entry(name.as_str()).or_default().push(s.source);
     }
-    let matrices: Vec<(Vec<usize>, Arc<Vec<f64>>, Option<Arc<Vec<f32>>>)> = by_name
+    /// The sources reading one activation, its second moments and GPTQ factor.
+    type Shared = (Vec<usize>, Arc<Vec<f64>>, Option<Arc<Vec<f32>>>);
+    let matrices: Vec<Shared> = by_name
         .into_par_iter()
         .filter_map(|(name, sources)| {
             let st = cal.stats.get(name)?;
