@@ -53,10 +53,11 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// The f16 stored little-endian at `b[i..i + 2]`, widened to f32. Callers pass
-/// slices of a whole block, so the index is always in range.
+/// The f16 stored little-endian at `b[i..i + 2]`, widened to f32 (a block's
+/// scale or min). Panics if `b` is shorter than `i + 2`: callers pass slices of
+/// a whole, length-checked block.
 #[inline]
-pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+pub fn f16_at(b: &[u8], i: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 

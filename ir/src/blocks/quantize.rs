@@ -16,7 +16,7 @@
 //!   is never worse than the reference quantizer on any block.
 //! * [`quantize_rows_i8`]: symmetric per-row (per output channel) int8.
 
-use super::{dequantize_block, f16_to_f32};
+use super::{dequantize_block, f16_at};
 use crate::dtype::{BlockFormat, DType};
 use crate::error::IrError;
 use crate::tensor::Tensor;
@@ -112,7 +112,7 @@ fn reference_block(kind: Kind, x: &[f32], out: &mut [u8]) {
 fn encode_nearest(kind: Kind, x: &[f32], d: f32, m: f32, out: &mut [u8]) {
     let half = x.len() / 2;
     out[..2].copy_from_slice(&f16_bits(d));
-    let ds = f16_to_f32(u16::from_le_bytes([out[0], out[1]]));
+    let ds = f16_at(out, 0);
     let id = if ds != 0.0 && ds.is_finite() {
         1.0 / ds
     } else {
@@ -130,7 +130,7 @@ fn encode_nearest(kind: Kind, x: &[f32], d: f32, m: f32, out: &mut [u8]) {
         }
         Kind::Asym4 => {
             out[2..4].copy_from_slice(&f16_bits(m));
-            let ms = f16_to_f32(u16::from_le_bytes([out[2], out[3]]));
+            let ms = f16_at(out, 2);
             let q = |j: usize| ((x[j] - ms) * id).round().clamp(0.0, 15.0) as u8;
             pack_nibbles(q, half, &mut out[4..]);
         }
@@ -156,9 +156,16 @@ impl BlockGrid {
     pub fn of(fmt: BlockFormat, block: &[u8]) -> Option<BlockGrid> {
         let kind = kind(fmt)?;
         (block.len() == fmt.block_bytes()).then_some(())?;
-        let at = |i: usize| f16_to_f32(u16::from_le_bytes([block[i], block[i + 1]]));
-        let m = if kind == Kind::Asym4 { at(2) } else { 0.0 };
-        Some(BlockGrid { kind, d: at(0), m })
+        let m = if kind == Kind::Asym4 {
+            f16_at(block, 2)
+        } else {
+            0.0
+        };
+        Some(BlockGrid {
+            kind,
+            d: f16_at(block, 0),
+            m,
+        })
     }
 
     fn inverse(&self) -> f32 {

@@ -3,6 +3,7 @@
 //! `is_x86_feature_detected!` confirmed both. Slices of unequal length are read
 //! over their common length (tails scalar), so no load leaves a slice.
 
+use egret_ir::blocks::f16_at;
 use std::arch::x86_64::*;
 
 /// Sum of the 8 lanes.
@@ -76,11 +77,6 @@ pub fn dot_i8_f32(q: &[u8], x: &[f32]) -> f32 {
     }
     let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
     hsum(s) + super::portable::dot_i8_f32(&q[i..n], &x[i..n])
-}
-
-/// The f16 at `b[i..i + 2]` as f32.
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 
 /// `x · row` for one row of Q8_0 blocks (34 bytes: f16 `d`, 32 int8) against

@@ -32,7 +32,7 @@ mod portable;
 
 use crate::bail;
 use crate::error::Result;
-use egret_ir::blocks::{dequantize_into, f16_to_f32};
+use egret_ir::blocks::dequantize_into;
 use egret_ir::{BlockFormat, DType};
 use rayon::prelude::*;
 
@@ -102,17 +102,7 @@ impl Isa {
     }
 
     fn row_dot_q8(self, row: &[u8], x: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is only set by `Isa::avx2`, after
-            // `is_x86_feature_detected!` confirmed AVX2 and FMA.
-            return unsafe { avx2::row_dot_q8(row, x) };
-        }
-        let f16 = |b: &[u8], i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
-        row.chunks_exact(34)
-            .zip(x.chunks_exact(32))
-            .map(|(b, xb)| f16(b, 0) * portable::dot_i8_f32(&b[2..], xb))
-            .sum()
+        dispatch!(self, row_dot_q8(row, x))
     }
 
     fn row_dot_nibbles(

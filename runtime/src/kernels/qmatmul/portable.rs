@@ -1,6 +1,8 @@
 //! Portable (scalar) inner products: the fallback of [`super::avx2`], computing
 //! the same sums (in a different order).
 
+use egret_ir::blocks::f16_at;
+
 /// `Σ a_j b_j` over the common length.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -30,6 +32,14 @@ pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i64 {
         .sum()
 }
 
+/// `x · row` for one row of Q8_0 blocks (34 bytes: f16 `d`, 32 int8).
+pub fn row_dot_q8(row: &[u8], x: &[f32]) -> f32 {
+    row.chunks_exact(34)
+        .zip(x.chunks_exact(32))
+        .map(|(b, xb)| f16_at(b, 0) * dot_i8_f32(&b[2..], xb))
+        .sum()
+}
+
 /// `x · row` for one row of int4 groups (see [`super::avx2::row_dot_nibbles`]).
 pub fn row_dot_nibbles(
     row: &[u8],
@@ -39,14 +49,12 @@ pub fn row_dot_nibbles(
     head: usize,
     asym: bool,
 ) -> f32 {
-    let f16 =
-        |b: &[u8], i: usize| egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
     row.chunks_exact(head + group / 2)
         .zip(x.chunks_exact(group))
         .zip(xsum)
         .map(|((b, xb), s)| {
-            let d = f16(b, 0);
-            let offset = if asym { f16(b, 2) } else { -8.0 * d };
+            let d = f16_at(b, 0);
+            let offset = if asym { f16_at(b, 2) } else { -8.0 * d };
             d * dot_nibbles(&b[head..], xb) + offset * s
         })
         .sum()
@@ -62,19 +70,17 @@ pub fn widen_i8(q: &[u8], out: &mut [f32]) {
 /// One row of int4 groups dequantized into `out`: `d · (q - 8)` when symmetric,
 /// `d · q + m` when not (the values of `egret_ir::blocks::dequantize_into`).
 pub fn dequant_nibbles(row: &[u8], out: &mut [f32], group: usize, head: usize, asym: bool) {
-    let f16 =
-        |b: &[u8], i: usize| egret_ir::blocks::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
     let half = group / 2;
     for (b, o) in row
         .chunks_exact(head + half)
         .zip(out.chunks_exact_mut(group))
     {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         let (lo, hi) = o.split_at_mut(half);
         for ((&q, l), h) in b[head..].iter().zip(lo).zip(hi) {
             let (ql, qh) = (f32::from(q & 0x0F), f32::from(q >> 4));
             if asym {
-                let m = f16(b, 2);
+                let m = f16_at(b, 2);
                 (*l, *h) = (d * ql + m, d * qh + m);
             } else {
                 (*l, *h) = (d * (ql - 8.0), d * (qh - 8.0));
