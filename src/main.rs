@@ -39,7 +39,7 @@ Examples:
         #[arg(long)]
         json: bool,
     },
-    /// Run a model with the reference interpreter and report (or save) its outputs.
+    /// Run a model (the reference interpreter by default) and report (or save) its outputs.
     #[command(after_help = "\
 Inputs are .npy files or ONNX TensorProto .pb files (as in the ONNX test data).
 Outputs are written as DIR/<output name>.npy, with `/`, `\\` and `:` replaced by `_`.
@@ -69,6 +69,9 @@ Examples:
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Which executor runs the model.
+        #[arg(long, value_enum, default_value_t)]
+        backend: cli::backend::Backend,
     },
     /// Measure a model's quality: perplexity on a text, embedding similarity of sentence pairs.
     Eval(cli::eval::EvalArgs),
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             dims,
             output_dir,
             json,
+            backend,
         } => cli::run::main(&cli::run::RunArgs {
             model,
             inputs,
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
             dims,
             output_dir,
             json,
+            backend,
         }),
     };
     match result {

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod eval;
+pub mod executor;
 pub mod fold;
 pub mod generate;
 pub mod interpreter;
@@ -24,5 +25,6 @@ pub mod tokenizer;
 
 pub use egret_ir::Value;
 pub use error::{Result, RuntimeError};
+pub use executor::Executor;
 pub use interpreter::{unsupported_ops, Interpreter};
 pub use registry::{registry, Kernel, KernelCtx, Registry};

@@ -1,5 +1,6 @@
 //! The `egret` subcommands and what they share: model loading and table output.
 
+pub mod backend;
 pub mod eval;
 pub mod export;
 pub mod generate;

@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub output_dir: Option<PathBuf>,
     /// Print JSON instead of tables.
     pub json: bool,
+    /// Which executor runs the model.
+    pub backend: super::backend::Backend,
 }
 
 /// The report of one output.
@@ -295,13 +297,12 @@ pub fn main(args: &RunArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let interp = egret_runtime::Interpreter::for_model(&model)
-        .context("preparing the model for the interpreter")?;
+    let exec = super::backend::executor(&model, args.backend)?;
     let prepare_ms = t1.elapsed().as_secs_f64() * 1e3;
     let g = &model.graph;
     let inputs = gather_inputs(g, args)?;
     let t2 = Instant::now();
-    let outputs = interp.run(inputs).context("running the model")?;
+    let outputs = exec.execute(inputs).context("running the model")?;
     let run_ms = t2.elapsed().as_secs_f64() * 1e3;
 
     if let Some(dir) = &args.output_dir {

@@ -1,0 +1,23 @@
+//! `--backend`: which executor runs a model.
+
+use anyhow::{Context, Result};
+use egret_ir::Model;
+use egret_runtime::Executor;
+
+/// The ways egret can run a model in-process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter: every op, node by node.
+    #[default]
+    Interp,
+}
+
+/// Prepare `model` for running on `backend`.
+pub fn executor(model: &Model, backend: Backend) -> Result<Box<dyn Executor + '_>> {
+    match backend {
+        Backend::Interp => Ok(Box::new(
+            egret_runtime::Interpreter::for_model(model)
+                .context("preparing the model for the interpreter")?,
+        )),
+    }
+}
