@@ -27,4 +27,6 @@
 //! backends ← egret.
 
 pub mod gguf_export;
+pub mod jit;
 pub mod onnx_export;
+pub mod program;

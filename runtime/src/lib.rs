@@ -27,4 +27,4 @@ pub use egret_ir::Value;
 pub use error::{Result, RuntimeError};
 pub use executor::Executor;
 pub use interpreter::{unsupported_ops, Interpreter};
-pub use registry::{registry, Kernel, KernelCtx, Registry};
+pub use registry::{node_error, registry, Kernel, KernelCtx, Registry, SubgraphRunner};

@@ -83,7 +83,7 @@ pub fn registry() -> &'static Registry {
 }
 
 /// Attach node context to an error from a kernel.
-pub(crate) fn node_error(node: &Node, call: &OpCall, e: RuntimeError) -> RuntimeError {
+pub fn node_error(node: &Node, call: &OpCall, e: RuntimeError) -> RuntimeError {
     match e {
         RuntimeError::Node { .. } | RuntimeError::Unsupported(_) => e,
         other => RuntimeError::Node {

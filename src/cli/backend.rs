@@ -10,6 +10,9 @@ pub enum Backend {
     /// The reference interpreter: every op, node by node.
     #[default]
     Interp,
+    /// The Cranelift JIT: compiled per input shape, fused elementwise loops,
+    /// egret's kernels for the rest.
+    Jit,
 }
 
 /// Prepare `model` for running on `backend`.
@@ -18,6 +21,10 @@ pub fn executor(model: &Model, backend: Backend) -> Result<Box<dyn Executor + '_
         Backend::Interp => Ok(Box::new(
             egret_runtime::Interpreter::for_model(model)
                 .context("preparing the model for the interpreter")?,
+        )),
+        Backend::Jit => Ok(Box::new(
+            egret_backends::jit::Jit::for_model(model)
+                .context("preparing the model for the JIT")?,
         )),
     }
 }

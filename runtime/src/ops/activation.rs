@@ -20,8 +20,9 @@ fn attr(ctx: &KernelCtx<'_>, name: &str, default: f32) -> Result<f64> {
 }
 
 /// Logistic sigmoid, without overflow for large |x|.
+/// The logistic function, computed without overflow for either sign.
 #[inline(always)]
-fn sigmoid<F: Real>(x: F) -> F {
+pub fn sigmoid<F: Real>(x: F) -> F {
     if x >= F::zero() {
         F::one() / (F::one() + (-x).exp())
     } else {
@@ -31,8 +32,9 @@ fn sigmoid<F: Real>(x: F) -> F {
 }
 
 /// `ln(1 + e^x)`, without overflow for large x.
+/// `ln(1 + eˣ)`, computed without overflow.
 #[inline(always)]
-fn softplus<F: Real>(x: F) -> F {
+pub fn softplus<F: Real>(x: F) -> F {
     if x > F::zero() {
         x + (-x).exp().ln_1p()
     } else {
@@ -53,16 +55,24 @@ fn hard_sigmoid<F: Real>(x: F, alpha: F, beta: F) -> F {
     }
 }
 
+/// Gelu with the exact error function: `x·(1 + erf(x/√2))/2`.
+#[inline(always)]
+pub fn gelu_erf<F: Real>(x: F) -> F {
+    F::c(0.5) * x * (F::one() + erf(x * F::c(std::f64::consts::FRAC_1_SQRT_2)))
+}
+
+/// Gelu with the tanh approximation.
+#[inline(always)]
+pub fn gelu_tanh<F: Real>(x: F) -> F {
+    let k = F::c((2.0 / std::f64::consts::PI).sqrt());
+    F::c(0.5) * x * (F::one() + (k * (x + F::c(0.044715) * x * x * x)).tanh())
+}
+
 fn gelu(ctx: &KernelCtx<'_>, ins: &[Option<Value>]) -> Result<Vec<Value>> {
     let x = input(ins, 0)?;
     one(match ctx.attrs().string_or("approximate", "none")? {
-        "none" => map_float!(x, |x: F| F::c(0.5)
-            * x
-            * (1.0 + erf(x * F::c(std::f64::consts::FRAC_1_SQRT_2))))?,
-        "tanh" => map_float!(x, |x: F| {
-            let k = F::c((2.0 / std::f64::consts::PI).sqrt());
-            F::c(0.5) * x * (1.0 + (k * (x + F::c(0.044715) * x * x * x)).tanh())
-        })?,
+        "none" => map_float!(x, |x: F| gelu_erf(x))?,
+        "tanh" => map_float!(x, |x: F| gelu_tanh(x))?,
         a => bail!("Gelu approximate must be none or tanh, got {a:?}"),
     })
 }

@@ -1,0 +1,206 @@
+//! Running a compiled program: fill the arena, run the steps, read the outputs.
+
+use super::Compiled;
+use crate::program::{Buffer, Call, FusedLoop, Step, Storage};
+use egret_ir::{Graph, Op, Tensor, Value};
+use egret_runtime::{node_error, registry, Interpreter, KernelCtx, RuntimeError, SubgraphRunner};
+use rayon::prelude::*;
+
+/// A loop runs on several threads once it has this many elements.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// 64-byte aligned memory for one run.
+pub(super) struct Arena {
+    mem: Vec<Chunk>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Chunk([u8; 64]);
+
+impl Arena {
+    fn new(bytes: usize) -> Arena {
+        Arena {
+            mem: vec![Chunk([0; 64]); bytes.div_ceil(64)],
+        }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        let len = self.mem.len() * 64;
+        // SAFETY: `Chunk` is 64 plain bytes with no padding.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.as_mut_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// Why a run stopped.
+pub(super) enum RunError {
+    /// A kernel's output did not have its traced shape.
+    ShapeGuard(String),
+    /// A kernel failed.
+    Runtime(RuntimeError),
+}
+
+impl From<RuntimeError> for RunError {
+    fn from(e: RuntimeError) -> RunError {
+        RunError::Runtime(e)
+    }
+}
+
+/// Runs If/Loop/Scan bodies with the interpreter.
+struct Subgraphs;
+
+impl SubgraphRunner for Subgraphs {
+    fn run_subgraph(&self, g: &Graph, inputs: Vec<Value>) -> egret_runtime::Result<Vec<Value>> {
+        Interpreter::new(g)?.run(inputs)
+    }
+}
+
+/// Pointers a loop reads and writes, sendable to worker threads.
+struct Pointers(Vec<*mut u8>);
+// SAFETY: workers write disjoint slices of the output and only read inputs.
+unsafe impl Send for Pointers {}
+// SAFETY: as above.
+unsafe impl Sync for Pointers {}
+
+fn tensor_of(buf: &Buffer, arena: &[u8]) -> Result<Tensor, RuntimeError> {
+    match &buf.storage {
+        Storage::Const(t) => Ok(t.clone()),
+        Storage::Arena(off) => Ok(Tensor::from_bytes(
+            buf.dtype,
+            buf.shape.clone(),
+            &arena[*off..*off + buf.bytes],
+        )?),
+    }
+}
+
+/// Run `c` on `inputs` (which match the variant's signature).
+pub(super) fn run(g: &Graph, c: &Compiled, inputs: &[Value]) -> Result<Vec<Value>, RunError> {
+    let p = &c.program;
+    let mut arena = c
+        .arenas
+        .lock()
+        .ok()
+        .and_then(|mut a| a.pop())
+        .unwrap_or_else(|| Arena::new(p.arena_bytes));
+    let result = run_in(g, c, inputs, arena.bytes());
+    if let Ok(mut pool) = c.arenas.lock() {
+        pool.push(arena);
+    }
+    result
+}
+
+fn run_in(
+    g: &Graph,
+    c: &Compiled,
+    inputs: &[Value],
+    mem: &mut [u8],
+) -> Result<Vec<Value>, RunError> {
+    let p = &c.program;
+    for (&b, v) in p.inputs.iter().zip(inputs) {
+        let buf = &p.buffers[b];
+        if let Storage::Arena(off) = buf.storage {
+            mem[off..off + buf.bytes]
+                .copy_from_slice(v.as_tensor().map_err(RuntimeError::from)?.bytes());
+        }
+    }
+    for (step, f) in p.steps.iter().zip(&c.loops) {
+        match (step, f) {
+            (Step::Loop(l), Some(f)) => run_loop(p, l, *f, mem),
+            (Step::Call(call), _) => run_call(g, p, call, mem)?,
+            (Step::Loop(_), None) => unreachable!("every loop is compiled"),
+        }
+    }
+    Ok(p.outputs
+        .iter()
+        .map(|&b| tensor_of(&p.buffers[b], mem).map(Value::Tensor))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+fn run_loop(p: &crate::program::Program, l: &FusedLoop, f: super::LoopFn, mem: &mut [u8]) {
+    let base = mem.as_mut_ptr();
+    let ptr = |b: usize| -> *mut u8 {
+        match &p.buffers[b].storage {
+            // SAFETY (of the add): the planner placed the buffer inside the arena.
+            Storage::Arena(off) => unsafe { base.add(*off) },
+            Storage::Const(t) => t.bytes().as_ptr().cast_mut(),
+        }
+    };
+    let ptrs = Pointers(
+        std::iter::once(l.output)
+            .chain(l.inputs.iter().copied())
+            .map(ptr)
+            .collect(),
+    );
+    let outer = l.dims[0] as u64;
+    let total: usize = l.dims.iter().product();
+    let threads = rayon::current_num_threads();
+    if total < PARALLEL_MIN || outer < 2 || threads < 2 {
+        // SAFETY: the loop was compiled for exactly these buffers' shapes and
+        // strides; every pointer addresses a buffer of the traced size.
+        unsafe { f(ptrs.0.as_ptr(), 0, outer) };
+        return;
+    }
+    let parts = (threads as u64 * 4).min(outer);
+    let ptrs = &ptrs;
+    (0..parts).into_par_iter().for_each(move |k| {
+        let (lo, hi) = (outer * k / parts, outer * (k + 1) / parts);
+        // SAFETY: as above; parts cover disjoint output ranges.
+        unsafe { f(ptrs.0.as_ptr(), lo, hi) };
+    });
+}
+
+fn run_call(
+    g: &Graph,
+    p: &crate::program::Program,
+    call: &Call,
+    mem: &mut [u8],
+) -> Result<(), RunError> {
+    let node = g.node(call.node);
+    let Op::Call(op) = &node.op else {
+        unreachable!("calls are lowered from operator nodes")
+    };
+    let kernel = registry().get(&op.domain, &op.op_type).ok_or_else(|| {
+        RuntimeError::Unsupported(vec![(op.domain.clone(), op.op_type.clone(), 0)])
+    })?;
+    let args = call
+        .inputs
+        .iter()
+        .map(|i| {
+            i.map(|b| tensor_of(&p.buffers[b], mem).map(Value::Tensor))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctx = KernelCtx {
+        node,
+        call: op,
+        runner: &Subgraphs,
+    };
+    let outs = kernel(&ctx, &args).map_err(|e| node_error(node, op, e))?;
+    drop(args);
+    for (&b, v) in call.outputs.iter().zip(&outs) {
+        let buf = &p.buffers[b];
+        let t = v.as_tensor().map_err(RuntimeError::from)?;
+        if t.dtype() != buf.dtype || t.shape() != buf.shape.as_slice() {
+            return Err(RunError::ShapeGuard(format!(
+                "{} `{}` produced {}{:?} where the trace had {}{:?}",
+                op.op_type,
+                node.label(),
+                t.dtype(),
+                t.shape(),
+                buf.dtype,
+                buf.shape
+            )));
+        }
+        if let Storage::Arena(off) = buf.storage {
+            mem[off..off + buf.bytes].copy_from_slice(t.bytes());
+        }
+    }
+    if outs.len() < call.outputs.len() {
+        return Err(RunError::Runtime(node_error(
+            node,
+            op,
+            RuntimeError::msg("kernel produced fewer outputs than the node declares"),
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The Cranelift JIT: runs a graph as a [`Program`] whose fused loops are
+//! native code.
+//!
+//! [`Jit`] implements [`Executor`]. The first call with a new set of input
+//! shapes traces the graph with the interpreter, lowers it and compiles its
+//! loops, then runs the compiled variant, as every later call with the same
+//! shapes does. (The traced outputs are not returned: a JIT that answered its
+//! first call with the interpreter's results would hide its own bugs.) Graphs a
+//! Program cannot express (sequences, strings) and variants whose traced
+//! shapes turn out to depend on input *values* run on the interpreter, so the
+//! JIT is never less correct than the oracle.
+
+pub mod codegen;
+mod exec;
+
+use crate::program::{self, LowerError, Program, Step};
+use codegen::{loop_fn, LoopCompiler, LoopFn};
+use cranelift_jit::JITModule;
+use egret_ir::{DType, Graph, Model, Value};
+use egret_runtime::{Executor, Interpreter, Result, RuntimeError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How many shape variants one [`Jit`] keeps compiled.
+const MAX_VARIANTS: usize = 32;
+
+/// A program with its loops compiled.
+pub struct Compiled {
+    /// The lowered program.
+    pub program: Program,
+    /// One function per step (`None` for kernel calls).
+    loops: Vec<Option<LoopFn>>,
+    /// Owns the machine code `loops` point into.
+    _module: JITModule,
+    /// Reusable arenas (one per concurrent caller).
+    arenas: Mutex<Vec<exec::Arena>>,
+}
+
+// SAFETY: the JIT module is only kept alive here; its finalized code is
+// immutable, and the loop functions are pure functions of their arguments.
+unsafe impl Send for Compiled {}
+// SAFETY: as above; the only interior mutability is behind a Mutex.
+unsafe impl Sync for Compiled {}
+
+/// A compiled variant, or the reason it runs on the interpreter.
+enum Variant {
+    Compiled(Arc<Compiled>),
+    Interpreted(String),
+}
+
+/// Timing and fallbacks, for reports.
+#[derive(Clone, Debug, Default)]
+pub struct JitStats {
+    /// Variants compiled.
+    pub compiled: usize,
+    /// Total time spent tracing, lowering and compiling.
+    pub compile_time: Duration,
+    /// Why variants fell back to the interpreter, if any did.
+    pub fallbacks: Vec<String>,
+}
+
+/// A graph prepared for the JIT.
+pub struct Jit<'g> {
+    graph: &'g Graph,
+    variants: Mutex<HashMap<ShapeKey, Arc<Variant>>>,
+    stats: Mutex<JitStats>,
+}
+
+/// The key of a variant: every input's dtype and shape.
+type ShapeKey = Vec<(DType, Vec<usize>)>;
+
+/// The variant key of `inputs` (`None` if one is not a tensor).
+fn signature(inputs: &[Value]) -> Option<ShapeKey> {
+    inputs
+        .iter()
+        .map(|v| match v {
+            Value::Tensor(t) => Some((t.dtype(), t.shape().to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+impl<'g> Jit<'g> {
+    /// Prepare `model`'s main graph. Fails, like the interpreter, when an op
+    /// has no kernel.
+    pub fn for_model(model: &'g Model) -> Result<Jit<'g>> {
+        Interpreter::for_model(model)?;
+        Ok(Jit::new(&model.graph))
+    }
+
+    /// Prepare a graph (kernels are checked on first use).
+    pub fn new(graph: &'g Graph) -> Jit<'g> {
+        Jit {
+            graph,
+            variants: Mutex::new(HashMap::new()),
+            stats: Mutex::new(JitStats::default()),
+        }
+    }
+
+    /// Compile statistics so far.
+    pub fn stats(&self) -> JitStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The compiled program for inputs of these shapes, if one exists.
+    pub fn program_for(&self, inputs: &[Value]) -> Option<Arc<Compiled>> {
+        let key = signature(inputs)?;
+        match self.variants.lock().ok()?.get(&key)?.as_ref() {
+            Variant::Compiled(c) => Some(c.clone()),
+            Variant::Interpreted(_) => None,
+        }
+    }
+
+    fn remember(&self, key: ShapeKey, v: Arc<Variant>) {
+        if let Ok(mut map) = self.variants.lock() {
+            if map.len() >= MAX_VARIANTS {
+                map.clear();
+            }
+            map.insert(key, v);
+        }
+    }
+
+    fn note_fallback(&self, why: String) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.fallbacks.push(why);
+        }
+    }
+
+    /// Trace, lower and compile the variant for `inputs`.
+    fn specialise(&self, key: ShapeKey, inputs: &[Value]) -> Result<Arc<Variant>> {
+        let t0 = Instant::now();
+        let variant = match program::trace(self.graph, inputs.to_vec()) {
+            Err(LowerError::Runtime(e)) => return Err(e),
+            Err(LowerError::Unsupported(why)) => Variant::Interpreted(why),
+            Ok(trace) => match program::lower(self.graph, &trace) {
+                Ok(p) => match compile(p) {
+                    Ok(c) => Variant::Compiled(Arc::new(c)),
+                    Err(e) => Variant::Interpreted(e.to_string()),
+                },
+                Err(why) => Variant::Interpreted(why.to_string()),
+            },
+        };
+        if let Ok(mut s) = self.stats.lock() {
+            s.compile_time += t0.elapsed();
+            match &variant {
+                Variant::Compiled(_) => s.compiled += 1,
+                Variant::Interpreted(why) => s.fallbacks.push(why.clone()),
+            }
+        }
+        let variant = Arc::new(variant);
+        self.remember(key, variant.clone());
+        Ok(variant)
+    }
+}
+
+/// Compile every loop of `program`.
+pub fn compile(program: Program) -> std::result::Result<Compiled, codegen::CodegenError> {
+    let mut compiler = LoopCompiler::new()?;
+    let mut ids = Vec::with_capacity(program.steps.len());
+    for s in &program.steps {
+        ids.push(match s {
+            Step::Loop(l) => Some(compiler.compile(l)?),
+            Step::Call(_) => None,
+        });
+    }
+    let module = compiler.finish()?;
+    let loops = ids
+        .into_iter()
+        .map(|id| id.map(|id| loop_fn(&module, id)))
+        .collect();
+    Ok(Compiled {
+        program,
+        loops,
+        _module: module,
+        arenas: Mutex::new(Vec::new()),
+    })
+}
+
+impl Executor for Jit<'_> {
+    fn execute(&self, inputs: Vec<Value>) -> Result<Vec<Value>> {
+        let Some(key) = signature(&inputs) else {
+            return Interpreter::new(self.graph)?.run(inputs);
+        };
+        let found = self
+            .variants
+            .lock()
+            .map_err(|_| RuntimeError::msg("JIT variant cache poisoned"))?
+            .get(&key)
+            .cloned();
+        let variant = match found {
+            Some(v) => v,
+            None => self.specialise(key.clone(), &inputs)?,
+        };
+        match variant.as_ref() {
+            Variant::Interpreted(_) => Interpreter::new(self.graph)?.run(inputs),
+            Variant::Compiled(c) => match exec::run(self.graph, c, &inputs) {
+                Ok(out) => Ok(out),
+                Err(exec::RunError::ShapeGuard(why)) => {
+                    // A kernel produced a shape other than the traced one: the
+                    // graph's shapes depend on input values. Never compile it
+                    // again for these shapes.
+                    self.note_fallback(why.clone());
+                    self.remember(key, Arc::new(Variant::Interpreted(why)));
+                    Interpreter::new(self.graph)?.run(inputs)
+                }
+                Err(exec::RunError::Runtime(e)) => Err(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The shared lowering: an optimized graph, specialised to concrete input
+//! shapes, becomes a [`Program`]: a scheduled list of steps over one planned
+//! memory arena.
+//!
+//! * [`Step::Loop`]: a fused chain of f32 elementwise ops ([`fuse`]), which
+//!   an emitter turns into native code (the Cranelift JIT; the C emitter will
+//!   read the same structure).
+//! * [`Step::Call`]: one graph node run by an egret kernel (GEMM, attention,
+//!   normalisation, and every other op the runtime has).
+//!
+//! Every intermediate value lives in the arena at an offset fixed by liveness
+//! ([`arena`]); a fused loop writes in place over an input that dies there.
+//! Shapes come from tracing one interpreter run ([`specialize`]), so a
+//! Program is valid for inputs of exactly the traced shapes.
+
+pub mod arena;
+pub mod fuse;
+pub mod specialize;
+
+use egret_ir::{DType, Graph, NodeId, Op, OutletId, Tensor};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+pub use fuse::{BinOp, Inst, UnOp};
+pub use specialize::{trace, Trace, Traced};
+
+/// Why a graph could not be lowered.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The graph uses something a Program cannot express (the caller falls
+    /// back to the interpreter).
+    #[error("cannot lower: {0}")]
+    Unsupported(String),
+    /// The tracing run failed.
+    #[error(transparent)]
+    Runtime(egret_runtime::RuntimeError),
+}
+
+/// Index of a [`Buffer`] in [`Program::buffers`].
+pub type BufferId = usize;
+
+/// Where a buffer's bytes are.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// In the arena, at this byte offset.
+    Arena(usize),
+    /// A constant: a weight, or a value fixed by the input shapes.
+    Const(Tensor),
+}
+
+/// One tensor value of the program.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    /// The graph's name for the value.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Concrete shape.
+    pub shape: Vec<usize>,
+    /// Size in bytes.
+    pub bytes: usize,
+    /// Where it lives.
+    pub storage: Storage,
+}
+
+/// A graph node run by an egret kernel.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The node (its op and attributes are read from the graph).
+    pub node: NodeId,
+    /// Its inputs (`None` for an absent optional input).
+    pub inputs: Vec<Option<BufferId>>,
+    /// Its outputs, one per declared output.
+    pub outputs: Vec<BufferId>,
+}
+
+/// A fused elementwise loop over a collapsed iteration space.
+#[derive(Clone, Debug)]
+pub struct FusedLoop {
+    /// The graph nodes it computes, in order (the last one is the output).
+    pub nodes: Vec<NodeId>,
+    /// The f32 buffer written, contiguous.
+    pub output: BufferId,
+    /// The f32 buffers read; [`Inst::Load`] indexes this list.
+    pub inputs: Vec<BufferId>,
+    /// The iteration space: the output shape with size-1 axes dropped and
+    /// neighbouring axes merged where every input allows it. Never empty.
+    pub dims: Vec<usize>,
+    /// Per input, its element stride along each of `dims` (0: broadcast).
+    pub strides: Vec<Vec<usize>>,
+    /// The computation; the last instruction is the output.
+    pub body: Vec<Inst>,
+}
+
+/// One step of a program.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A kernel call.
+    Call(Call),
+    /// A fused loop.
+    Loop(FusedLoop),
+}
+
+/// A graph lowered for one set of input shapes.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Every value the steps read or write.
+    pub buffers: Vec<Buffer>,
+    /// The schedule.
+    pub steps: Vec<Step>,
+    /// The graph inputs, in order (arena buffers the caller fills).
+    pub inputs: Vec<BufferId>,
+    /// The graph outputs, in order.
+    pub outputs: Vec<BufferId>,
+    /// The arena size in bytes.
+    pub arena_bytes: usize,
+}
+
+/// Strides of a contiguous `shape` seen from the `out` shape it broadcasts to.
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let lead = out.len() - shape.len();
+    let mut strides = vec![0; out.len()];
+    let mut step = 1;
+    for (i, &d) in shape.iter().enumerate().rev() {
+        if d != 1 {
+            strides[lead + i] = step;
+        }
+        step *= d;
+    }
+    strides
+}
+
+/// Drop size-1 axes and merge axes that every input walks contiguously.
+fn collapse(out: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut dims: Vec<usize> = Vec::new();
+    let mut st: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for (ax, &d) in out.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let mergeable = !dims.is_empty()
+            && strides
+                .iter()
+                .zip(&st)
+                .all(|(s, prev)| *prev.last().unwrap() == s[ax] * d);
+        if mergeable {
+            *dims.last_mut().unwrap() *= d;
+            for (s, prev) in strides.iter().zip(st.iter_mut()) {
+                *prev.last_mut().unwrap() = s[ax];
+            }
+        } else {
+            dims.push(d);
+            for (s, prev) in strides.iter().zip(st.iter_mut()) {
+                prev.push(s[ax]);
+            }
+        }
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        st.iter_mut().for_each(|s| s.push(0));
+    }
+    (dims, st)
+}
+
+/// The nodes the outputs need, in topological order (folded values and
+/// constants need none).
+fn live_nodes(g: &Graph, trace: &Trace) -> Result<Vec<NodeId>, LowerError> {
+    let mut needed: HashSet<NodeId> = HashSet::new();
+    let mut stack: Vec<OutletId> = g.outputs.clone();
+    while let Some(o) = stack.pop() {
+        if trace.folded.contains_key(&o) || !matches!(g.node(o.node).op, Op::Call(_)) {
+            continue;
+        }
+        if needed.insert(o.node) {
+            stack.extend(g.node(o.node).inputs().iter().flatten());
+        }
+    }
+    let order = g
+        .topo_order()
+        .map_err(|e| LowerError::Unsupported(e.to_string()))?;
+    Ok(order.into_iter().filter(|n| needed.contains(n)).collect())
+}
+
+/// Builds the buffer table, one buffer per graph value.
+struct Buffers<'a> {
+    g: &'a Graph,
+    trace: &'a Trace,
+    ids: HashMap<OutletId, BufferId>,
+    list: Vec<Buffer>,
+}
+
+impl Buffers<'_> {
+    fn get(&mut self, o: OutletId) -> Result<BufferId, LowerError> {
+        if let Some(&b) = self.ids.get(&o) {
+            return Ok(b);
+        }
+        let name = self.g.value_name(o).to_string();
+        let t =
+            self.trace.types.get(&o).ok_or_else(|| {
+                LowerError::Unsupported(format!("value `{name}` has no traced type"))
+            })?;
+        let storage = match (self.g.const_value(o), self.trace.folded.get(&o)) {
+            (Some(c), _) | (None, Some(c)) => Storage::Const(c.clone()),
+            (None, None) => Storage::Arena(0),
+        };
+        self.list.push(Buffer {
+            name,
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            bytes: t.bytes,
+            storage,
+        });
+        self.ids.insert(o, self.list.len() - 1);
+        Ok(self.list.len() - 1)
+    }
+}
+
+/// Lower `g` for the shapes recorded in `trace`.
+pub fn lower(g: &Graph, trace: &Trace) -> Result<Program, LowerError> {
+    let live = live_nodes(g, trace)?;
+    let pinned: HashSet<OutletId> = g.outputs.iter().copied().collect();
+    let mut uses: HashMap<OutletId, usize> = HashMap::new();
+    for &id in &live {
+        for o in g.node(id).inputs().iter().flatten() {
+            *uses.entry(*o).or_default() += 1;
+        }
+    }
+    let groups = fuse::groups(g, &live, trace, &uses, &pinned);
+    let mut root_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut fused: HashSet<NodeId> = HashSet::new();
+    for (i, grp) in groups.iter().enumerate() {
+        root_of.insert(*grp.nodes.last().expect("groups are not empty"), i);
+        fused.extend(grp.nodes.iter().copied());
+    }
+
+    let mut bufs = Buffers {
+        g,
+        trace,
+        ids: HashMap::new(),
+        list: Vec::new(),
+    };
+    let inputs = g
+        .inputs
+        .iter()
+        .map(|&o| bufs.get(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut steps = Vec::new();
+    for &id in &live {
+        if let Some(&gi) = root_of.get(&id) {
+            let grp = &groups[gi];
+            let output = bufs.get(OutletId::new(id, 0))?;
+            let out_shape = bufs.list[output].shape.clone();
+            let loop_inputs = grp
+                .inputs
+                .iter()
+                .map(|&o| bufs.get(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let full: Vec<Vec<usize>> = loop_inputs
+                .iter()
+                .map(|&b| broadcast_strides(&bufs.list[b].shape, &out_shape))
+                .collect();
+            let (dims, strides) = collapse(&out_shape, &full);
+            steps.push(Step::Loop(FusedLoop {
+                nodes: grp.nodes.clone(),
+                output,
+                inputs: loop_inputs,
+                dims,
+                strides,
+                body: grp.body.clone(),
+            }));
+        } else if !fused.contains(&id) {
+            let node = g.node(id);
+            let ins = node
+                .inputs()
+                .iter()
+                .map(|i| i.map(|o| bufs.get(o)).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+            let outs = (0..node.outputs.len())
+                .map(|s| bufs.get(OutletId::new(id, s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            steps.push(Step::Call(Call {
+                node: id,
+                inputs: ins,
+                outputs: outs,
+            }));
+        }
+    }
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|&o| bufs.get(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut buffers = bufs.list;
+    let arena_bytes = place(&mut buffers, &steps, &inputs, &outputs);
+    Ok(Program {
+        buffers,
+        steps,
+        inputs,
+        outputs,
+        arena_bytes,
+    })
+}
+
+/// Assign arena offsets from liveness; return the arena size.
+fn place(
+    buffers: &mut [Buffer],
+    steps: &[Step],
+    inputs: &[BufferId],
+    outputs: &[BufferId],
+) -> usize {
+    let in_arena = |b: &Buffer| matches!(b.storage, Storage::Arena(_));
+    let mut first: Vec<Option<usize>> = vec![None; buffers.len()];
+    let mut last: Vec<usize> = vec![0; buffers.len()];
+    for &b in inputs {
+        first[b] = Some(0);
+    }
+    for (i, s) in steps.iter().enumerate() {
+        let (reads, writes): (Vec<BufferId>, Vec<BufferId>) = match s {
+            Step::Call(c) => (
+                c.inputs.iter().flatten().copied().collect(),
+                c.outputs.clone(),
+            ),
+            Step::Loop(l) => (l.inputs.clone(), vec![l.output]),
+        };
+        for b in reads {
+            last[b] = last[b].max(i);
+        }
+        for b in writes {
+            first[b].get_or_insert(i);
+            last[b] = last[b].max(i);
+        }
+    }
+    for &b in outputs {
+        last[b] = steps.len();
+    }
+    // Slots: a fused loop's output shares the slot of a same-shaped input
+    // that dies at that loop (reading and writing element i in the same
+    // iteration is safe).
+    let mut slot_of: Vec<Option<usize>> = vec![None; buffers.len()];
+    let mut slots: Vec<arena::Interval> = Vec::new();
+    let pinned: HashSet<BufferId> = outputs.iter().copied().collect();
+    let mut order: Vec<BufferId> = (0..buffers.len())
+        .filter(|&b| in_arena(&buffers[b]) && first[b].is_some())
+        .collect();
+    order.sort_by_key(|&b| (first[b], b));
+    for b in order {
+        let f = first[b].unwrap_or(0);
+        let reuse = match steps.get(f) {
+            Some(Step::Loop(l)) if l.output == b => l.inputs.iter().find_map(|&i| {
+                let s = slot_of[i]?;
+                let dies_here = last[i] == f && slots[s].last == f && !pinned.contains(&i);
+                let same =
+                    buffers[i].bytes == buffers[b].bytes && buffers[i].shape == buffers[b].shape;
+                (dies_here && same).then_some(s)
+            }),
+            _ => None,
+        };
+        let s = reuse.unwrap_or_else(|| {
+            slots.push(arena::Interval {
+                first: f,
+                last: last[b],
+                bytes: buffers[b].bytes,
+            });
+            slots.len() - 1
+        });
+        slots[s].last = slots[s].last.max(last[b]);
+        slot_of[b] = Some(s);
+    }
+    let (offsets, total) = arena::plan(&slots);
+    for (b, s) in slot_of.iter().enumerate() {
+        if let Some(s) = s {
+            buffers[b].storage = Storage::Arena(offsets[*s]);
+        }
+    }
+    total
+}
+
+impl Program {
+    /// How many steps are fused loops, and how many graph nodes they cover.
+    pub fn fused_counts(&self) -> (usize, usize) {
+        self.steps.iter().fold((0, 0), |(l, n), s| match s {
+            Step::Loop(f) => (l + 1, n + f.nodes.len()),
+            Step::Call(_) => (l, n),
+        })
+    }
+}
+
+impl fmt::Display for Program {
+    /// A readable listing: one line per step, buffers as `%id`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "arena {} bytes", self.arena_bytes)?;
+        let name = |b: BufferId| {
+            let buf = &self.buffers[b];
+            let at = match buf.storage {
+                Storage::Arena(o) => format!("@{o}"),
+                Storage::Const(_) => "const".into(),
+            };
+            format!("%{b}:{}{:?}{at}", buf.dtype, buf.shape)
+        };
+        for &b in &self.inputs {
+            writeln!(f, "input {}", name(b))?;
+        }
+        for s in &self.steps {
+            match s {
+                Step::Call(c) => {
+                    let ins: Vec<String> = c
+                        .inputs
+                        .iter()
+                        .map(|i| i.map_or("-".into(), name))
+                        .collect();
+                    let outs: Vec<String> = c.outputs.iter().map(|&o| name(o)).collect();
+                    writeln!(
+                        f,
+                        "call {} = node{}({})",
+                        outs.join(", "),
+                        c.node.index(),
+                        ins.join(", ")
+                    )?;
+                }
+                Step::Loop(l) => {
+                    let ins: Vec<String> = l
+                        .inputs
+                        .iter()
+                        .zip(&l.strides)
+                        .map(|(&i, s)| format!("{} strides {s:?}", name(i)))
+                        .collect();
+                    writeln!(
+                        f,
+                        "loop {} over {:?} = ({})",
+                        name(l.output),
+                        l.dims,
+                        ins.join(", ")
+                    )?;
+                    for (k, inst) in l.body.iter().enumerate() {
+                        writeln!(f, "    v{k} = {inst:?}")?;
+                    }
+                }
+            }
+        }
+        for &b in &self.outputs {
+            writeln!(f, "output {}", name(b))?;
+        }
+        Ok(())
+    }
+}
