@@ -3,15 +3,57 @@
 //! `scripts/make-fixtures.py` ran onnxruntime (graph optimisations off) on fixed
 //! inputs and committed inputs and outputs under `tests/fixtures/real/<case>/`.
 //! Here each model (fetched by `scripts/fetch-models.sh silero ppocr`) is imported
-//! and run by the interpreter, and every output must match within
-//! |got - want| <= 1e-4 + 1e-4·|want|.
+//! and run by the interpreter and by the JIT, and every output must match
+//! within |got - want| <= 1e-4 + 1e-4·|want|. The JIT must also have compiled
+//! the model rather than fallen back to the interpreter.
 
 mod common;
 use common::real_case;
 
 const TOL: f64 = 1e-4;
 
-fn check_case(case: &str) {
+/// Which backend runs a case.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Interp,
+    Jit,
+}
+
+fn run(
+    model: &egret_ir::Model,
+    inputs: Vec<egret_ir::Value>,
+    backend: Backend,
+    case: &str,
+) -> Vec<egret_ir::Value> {
+    use egret_runtime::Executor;
+    match backend {
+        Backend::Interp => egret_runtime::Interpreter::for_model(model)
+            .and_then(|i| i.run(inputs))
+            .unwrap_or_else(|e| panic!("{case}: {e}")),
+        Backend::Jit => {
+            let jit = egret_backends::jit::Jit::for_model(model)
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let out = jit
+                .execute(inputs.clone())
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let compiled = jit.program_for(&inputs).unwrap_or_else(|| {
+                panic!(
+                    "{case}: the JIT fell back to the interpreter: {:?}",
+                    jit.stats().fallbacks
+                )
+            });
+            let (loops, fused) = compiled.program.fused_counts();
+            println!(
+                "{case}: jit program of {} steps, {loops} fused loops covering {fused} nodes, arena {} bytes",
+                compiled.program.steps.len(),
+                compiled.program.arena_bytes
+            );
+            out
+        }
+    }
+}
+
+fn check_case(case: &str, backend: Backend) {
     let Some(c) = real_case(case) else { return };
     let model = &c.model;
     let names: Vec<&str> = model
@@ -21,12 +63,7 @@ fn check_case(case: &str) {
         .map(|&o| model.graph.value_name(o))
         .collect();
     assert_eq!(names, c.input_names, "{case}: graph inputs");
-    let inputs = c.inputs.clone();
-    let interp =
-        egret_runtime::Interpreter::for_model(model).unwrap_or_else(|e| panic!("{case}: {e}"));
-    let outs = interp
-        .run(inputs)
-        .unwrap_or_else(|e| panic!("{case}: run failed: {e}"));
+    let outs = run(model, c.inputs.clone(), backend, case);
     assert_eq!(outs.len(), c.want.len(), "{case}: output count");
     for (i, (got, want)) in outs.iter().zip(&c.want).enumerate() {
         let (got, want) = (
@@ -58,12 +95,24 @@ fn check_case(case: &str) {
 }
 
 macro_rules! real_model_tests {
-    ($($name:ident),*) => {$(
-        #[test]
-        fn $name() {
-            check_case(stringify!($name));
+    ($($name:ident),*) => {
+        mod interp {
+            $(
+                #[test]
+                fn $name() {
+                    super::check_case(stringify!($name), super::Backend::Interp);
+                }
+            )*
         }
-    )*};
+        mod jit {
+            $(
+                #[test]
+                fn $name() {
+                    super::check_case(stringify!($name), super::Backend::Jit);
+                }
+            )*
+        }
+    };
 }
 
 real_model_tests!(
