@@ -73,6 +73,9 @@ Examples:
         #[arg(long, value_enum, default_value_t)]
         backend: cli::backend::Backend,
     },
+    /// Time a model's runs (latency percentiles, throughput), optionally against
+    /// onnxruntime, or measure the machine's memory bandwidth.
+    Bench(cli::bench::BenchArgs),
     /// Measure a model's quality: perplexity on a text, embedding similarity of sentence pairs.
     Eval(cli::eval::EvalArgs),
     /// Continue a prompt with a language model, streaming tokens and reporting
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { model, json } => cli::inspect::main(&model, json),
+        Command::Bench(args) => cli::bench::main(&args),
         Command::Eval(args) => cli::eval::main(&args),
         Command::Generate(args) => cli::generate::main(&args),
         Command::Optimize(args) => cli::optimize::main(&args),

@@ -2,6 +2,7 @@
 //! (built by `make_tiny.py`): y = Relu(x @ w + b), "stats/y:0" = Identity(y).
 
 mod common;
+mod ort;
 use common::{available, cache};
 
 use egret_frontends::npy;
@@ -18,8 +19,14 @@ fn fixtures() -> PathBuf {
 
 /// Run `egret` in the fixtures directory (so paths in the output are relative).
 fn egret(args: &[&str]) -> Output {
+    egret_env(args, &[])
+}
+
+/// [`egret`] with extra environment variables.
+fn egret_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_egret"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(fixtures())
         .output()
         .expect("spawn egret")
@@ -206,7 +213,7 @@ fn failures_are_clear_errors() {
 #[test]
 fn help_and_version() {
     for sub in [
-        "inspect", "run", "optimize", "passes", "export", "eval", "generate",
+        "inspect", "run", "optimize", "passes", "export", "eval", "generate", "bench",
     ] {
         let text = stdout(&egret(&[sub, "--help"]));
         assert!(
@@ -248,4 +255,210 @@ fn real_model_ir_snapshot() {
 #[test]
 fn passes_list() {
     insta::assert_snapshot!("passes", stdout(&egret(&["passes"])));
+}
+
+/// A positive finite number at `v[key]`.
+fn positive(v: &serde_json::Value, key: &str) -> f64 {
+    let x = v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"));
+    assert!(x.is_finite() && x > 0.0, "`{key}` = {x}");
+    x
+}
+
+/// The latency statistics every bench report (and its `compare`) carries.
+fn check_latency(v: &serde_json::Value, runs: u64) {
+    assert_eq!(v["runs"], runs, "{v}");
+    let [min, median, p90, p99, max, mean] = [
+        "min_ms",
+        "median_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
+        "mean_ms",
+    ]
+    .map(|k| positive(v, k));
+    assert!(
+        min <= median && median <= p90 && p90 <= p99 && p99 <= max,
+        "{v}"
+    );
+    assert!(min <= mean && mean <= max, "{v}");
+    assert!((positive(v, "runs_per_s") - 1e3 / mean).abs() < 1e-6 * (1e3 / mean));
+}
+
+#[test]
+fn bench_json() {
+    let out = stdout(&egret(&[
+        "bench",
+        "tiny.onnx",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--dim",
+        "batch=4",
+        "--threads",
+        "1",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    check_latency(&v, 3);
+    assert_eq!(v["backend"], "interp");
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["warmup"], 1);
+    assert!(v["prepare_ms"].as_f64().is_some_and(|x| x >= 0.0), "{v}");
+    assert_eq!(
+        v["inputs"],
+        serde_json::json!([{"name": "x", "dtype": "f32", "shape": [4, 3]}])
+    );
+    assert!(v.get("compare").is_none(), "{v}");
+    // The text form names the same things.
+    let text = stdout(&egret(&["bench", "tiny.onnx", "--runs", "2"]));
+    assert!(
+        text.contains("interp") && text.contains("median") && text.contains("egret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_compares_with_onnxruntime() {
+    let Some(py) = ort::python() else { return };
+    let dir = scratch("bench-compare");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // A model that is not ONNX (GPT-2 safetensors) goes through the ONNX exporter.
+    for model in ["tiny.onnx", "../gpt2-tiny"] {
+        let out = stdout(&egret_env(
+            &[
+                "bench",
+                model,
+                "--runs",
+                "4",
+                "--dim",
+                "batch=3",
+                "--dim",
+                "seq=4",
+                "--threads",
+                "1",
+                "--seed",
+                "5",
+                "--compare",
+                "onnxruntime",
+                "--json",
+            ],
+            &[("EGRET_PYTHON", &py), ("TMPDIR", &tmp)],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+        check_latency(&v, 4);
+        let c = &v["compare"];
+        check_latency(c, 4);
+        assert_eq!(c["runtime"], "onnxruntime");
+        assert!(
+            c["version"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("1.32.")),
+            "{c}"
+        );
+        let ratio = positive(c, "ratio");
+        let want = positive(&v, "median_ms") / positive(c, "median_ms");
+        assert!((ratio - want).abs() <= 1e-9 * want, "{ratio} vs {want}");
+        let diff = c["max_abs_diff"].as_f64().expect("max_abs_diff");
+        assert!((0.0..=1e-4).contains(&diff), "{model}: max diff {diff}");
+    }
+    // egret's temporary folder is removed afterwards.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("egret-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_failures_are_clear_errors() {
+    let o = egret(&["bench", "tiny.onnx", "--threads", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    insta::assert_snapshot!("bench_threads_zero", String::from_utf8_lossy(&o.stderr));
+    fails(
+        &["bench", "tiny.onnx", "--runs", "0"],
+        "--runs must be at least 1",
+    );
+    fails(
+        &["bench", "tiny.onnx", "--input", "nope=x.npy"],
+        "the model has no input `nope`",
+    );
+    let dir = scratch("bench-errors");
+    let missing = dir.join("no-python");
+    let o = egret_env(
+        &[
+            "bench",
+            "tiny.onnx",
+            "--runs",
+            "1",
+            "--compare",
+            "onnxruntime",
+        ],
+        &[("EGRET_PYTHON", &missing)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: cannot run python") && err.contains("scripts/setup-python.sh"),
+        "{err}"
+    );
+    // A python without numpy and onnxruntime (-S: no site-packages).
+    let bare = dir.join("bare-python");
+    std::fs::write(&bare, "#!/bin/sh\nexec python3 -S \"$@\"\n").unwrap();
+    let mut perm = std::fs::metadata(&bare).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&bare, perm).unwrap();
+    let o = egret_env(
+        &[
+            "bench",
+            "tiny.onnx",
+            "--runs",
+            "1",
+            "--compare",
+            "onnxruntime",
+        ],
+        &[("EGRET_PYTHON", &bare)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot import onnxruntime") && err.contains("scripts/setup-python.sh"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Usage errors come from clap: no model, or a model with --bandwidth.
+    assert_eq!(egret(&["bench"]).status.code(), Some(2));
+    assert_eq!(
+        egret(&["bench", "tiny.onnx", "--bandwidth"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn bench_bandwidth_json() {
+    let out = stdout(&egret(&[
+        "bench",
+        "--bandwidth",
+        "--bandwidth-mib",
+        "8",
+        "--threads",
+        "2",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(v["bytes"], 8 << 20);
+    assert_eq!(v["passes"], 5);
+    let read = v["read"].as_array().expect("read rows");
+    assert_eq!(read.len(), 2, "{v}");
+    for (row, threads) in read.iter().zip([1, 2]) {
+        assert_eq!(row["threads"], threads);
+        let best = positive(row, "best_gbps");
+        assert!(best >= positive(row, "median_gbps"), "{row}");
+    }
 }

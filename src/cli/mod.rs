@@ -1,6 +1,7 @@
 //! The `egret` subcommands and what they share: model loading and table output.
 
 pub mod backend;
+pub mod bench;
 pub mod eval;
 pub mod export;
 pub mod generate;

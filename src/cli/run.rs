@@ -199,11 +199,20 @@ fn load_input(name: &str, path: &Path, ty: &ValueType) -> Result<Value> {
     }
 }
 
-/// Gather the graph's inputs in order, from files or random data.
-fn gather_inputs(g: &Graph, args: &RunArgs) -> Result<Vec<Value>> {
+/// Gather the graph's inputs in order: `files` holds `NAME=FILE` pairs (`.npy`
+/// or ONNX `.pb`); with `random: Some(seed)`, inputs not given get
+/// deterministic pseudo-random data sized by `dims` (symbolic dims not named
+/// there are 1), and without it a missing input is an error. Shared by
+/// `egret run` and `egret bench`.
+pub fn gather_inputs(
+    g: &Graph,
+    files: &[(String, PathBuf)],
+    random: Option<u64>,
+    dims: &[(String, usize)],
+) -> Result<Vec<Value>> {
     let names: Vec<&str> = g.inputs.iter().map(|&o| g.value_name(o)).collect();
     let mut given: BTreeMap<&str, &Path> = BTreeMap::new();
-    for (n, p) in &args.inputs {
+    for (n, p) in files {
         if !names.contains(&n.as_str()) {
             bail!(
                 "--input {n}: the model has no input `{n}` (inputs: {})",
@@ -214,19 +223,19 @@ fn gather_inputs(g: &Graph, args: &RunArgs) -> Result<Vec<Value>> {
             bail!("--input {n} is given twice");
         }
     }
-    let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
+    let dims: BTreeMap<String, usize> = dims.iter().cloned().collect();
     let missing: Vec<&str> = names
         .iter()
         .copied()
         .filter(|n| !given.contains_key(n))
         .collect();
-    if !missing.is_empty() && !args.random {
+    if !missing.is_empty() && random.is_none() {
         bail!(
             "no data for input(s) {}; give --input NAME=FILE or --random",
             missing.join(", ")
         );
     }
-    let mut rng = SplitMix(args.seed);
+    let mut rng = SplitMix(random.unwrap_or_default());
     g.inputs
         .iter()
         .map(|&o: &OutletId| {
@@ -300,7 +309,12 @@ pub fn main(args: &RunArgs) -> Result<()> {
     let exec = super::backend::executor(&model, args.backend)?;
     let prepare_ms = t1.elapsed().as_secs_f64() * 1e3;
     let g = &model.graph;
-    let inputs = gather_inputs(g, args)?;
+    let inputs = gather_inputs(
+        g,
+        &args.inputs,
+        args.random.then_some(args.seed),
+        &args.dims,
+    )?;
     let t2 = Instant::now();
     let outputs = exec.execute(inputs).context("running the model")?;
     let run_ms = t2.elapsed().as_secs_f64() * 1e3;

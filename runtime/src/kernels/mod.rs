@@ -3,6 +3,7 @@
 //! use these instead of re-deriving them.
 
 pub mod attention;
+pub mod bandwidth;
 pub mod convert;
 pub mod fft;
 pub mod gemm;
