@@ -142,6 +142,23 @@ fn minilm_matches_reference_ids_cosines_and_embedding() {
             "embedding0[{k}] = {got}, reference {want}"
         );
     }
+    // The JIT embeds the same batches to within float rounding.
+    let mut on_jit = Embedder::new(&loaded.model, tok).expect("embedder");
+    on_jit.use_executor(Box::new(
+        egret_backends::jit::Jit::for_model(&loaded.model).expect("jit"),
+    ));
+    let j = on_jit.embed(&texts, &mut |_| {}).expect("embed on the JIT");
+    let jit_drift = j
+        .iter()
+        .flatten()
+        .zip(e.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("minilm: max |jit - interpreter| over 9 embeddings = {jit_drift:.2e}");
+    assert!(
+        jit_drift < 1e-5,
+        "the JIT changed an embedding by {jit_drift}"
+    );
     // Alone (no padding) a sentence embeds the same as inside a padded batch:
     // pooling and attention ignore the padding.
     let alone = emb.embed(&texts[..1], &mut |_| {}).expect("embed alone");

@@ -8,6 +8,7 @@
 //! [`crate::perplexity`].)
 
 use crate::error::{Result, RuntimeError};
+use crate::executor::Executor;
 use crate::interpreter::Interpreter;
 use crate::tokenizer::Tokenizer;
 use egret_ir::{Model, Tensor, Value};
@@ -21,6 +22,8 @@ const BATCH: usize = 8;
 /// `[batch, seq, width]`, plus its tokenizer.
 pub struct Embedder<'m> {
     interp: Interpreter<'m>,
+    /// Runs [`Embedder::embed_ids`] when set; the interpreter otherwise.
+    executor: Option<Box<dyn Executor + 'm>>,
     tokenizer: Tokenizer,
     token_types: bool,
 }
@@ -42,9 +45,16 @@ impl<'m> Embedder<'m> {
         let token_types = names.contains(&"token_type_ids");
         Ok(Embedder {
             interp,
+            executor: None,
             tokenizer: Tokenizer::from_json(tokenizer_json)?,
             token_types,
         })
+    }
+
+    /// Run [`Embedder::embed_ids`] on `executor` (built over the same model)
+    /// instead of the interpreter. Observed runs stay on the interpreter.
+    pub fn use_executor(&mut self, executor: Box<dyn Executor + 'm>) {
+        self.executor = Some(executor);
     }
 
     /// The token ids of `text`, special tokens included.
@@ -101,7 +111,25 @@ impl<'m> Embedder<'m> {
         if self.token_types {
             inputs.insert("token_type_ids".into(), t(vec![0; ids.len() * seq])?);
         }
-        let outs = self.interp.run_named_observed(inputs, observe)?;
+        let outs = match &self.executor {
+            Some(exec) => {
+                let g = self.interp.graph();
+                let ordered = g
+                    .inputs
+                    .iter()
+                    .map(|&o| {
+                        inputs
+                            .remove(g.value_name(o))
+                            .ok_or_else(|| RuntimeError::Input {
+                                name: g.value_name(o).to_string(),
+                                msg: "an input egret does not know how to fill".into(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                exec.execute(ordered)?
+            }
+            None => self.interp.run_named_observed(inputs, observe)?,
+        };
         let hidden = outs
             .first()
             .ok_or_else(|| RuntimeError::msg("the embedding model has no output"))?

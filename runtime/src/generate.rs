@@ -22,6 +22,7 @@
 //! plug in at [`KvCache`]).
 
 use crate::error::{Result, RuntimeError};
+use crate::executor::Executor;
 use crate::fold::fold_constants;
 use crate::interpreter::Interpreter;
 use crate::sample::Sampler;
@@ -43,6 +44,8 @@ pub struct Decoder {
     /// `[kv_heads, head_dim]` and dtype of the cache tensors.
     cache_dims: [usize; 2],
     cache_dtype: DType,
+    /// Runs [`Decoder::forward`] when set; the interpreter otherwise.
+    executor: Option<Box<dyn Executor + Send>>,
 }
 
 /// The attention history of one sequence: one key and one value tensor per
@@ -127,7 +130,15 @@ impl Decoder {
             cache_dims: dims,
             cache_dtype,
             model,
+            executor: None,
         })
+    }
+
+    /// Run [`Decoder::forward`] on `executor` (built over this decoder's
+    /// folded graph, [`Decoder::model`]) instead of the interpreter. Observed
+    /// runs stay on the interpreter.
+    pub fn use_executor(&mut self, executor: Box<dyn Executor + Send>) {
+        self.executor = Some(executor);
     }
 
     /// The (constant-folded) model being run.
@@ -153,7 +164,13 @@ impl Decoder {
     /// Run `ids` (one sequence) after what `cache` holds; append them to the cache
     /// and return the logits `[ids.len(), vocab]` as f32.
     pub fn forward(&self, ids: &[i64], cache: &mut KvCache) -> Result<Tensor> {
-        self.forward_observed(ids, cache, &mut |_, _| {})
+        match &self.executor {
+            Some(exec) => {
+                let outs = exec.execute(self.inputs(ids, cache)?)?;
+                self.absorb(outs, ids.len(), cache)
+            }
+            None => self.forward_observed(ids, cache, &mut |_, _| {}),
+        }
     }
 
     /// [`Decoder::forward`], calling `observe(node, outputs)` after every
@@ -165,6 +182,13 @@ impl Decoder {
         cache: &mut KvCache,
         observe: &mut dyn FnMut(egret_ir::NodeId, &[Value]),
     ) -> Result<Tensor> {
+        let inputs = self.inputs(ids, cache)?;
+        let outs = Interpreter::new(&self.model.graph)?.run_observed(inputs, observe)?;
+        self.absorb(outs, ids.len(), cache)
+    }
+
+    /// The graph inputs for running `ids` after `cache`.
+    fn inputs(&self, ids: &[i64], cache: &KvCache) -> Result<Vec<Value>> {
         let g = &self.model.graph;
         let (n, past) = (ids.len(), cache.len);
         let i64s = |shape: Vec<usize>, v: Vec<i64>| -> Result<Value> {
@@ -183,7 +207,7 @@ impl Decoder {
             inputs[slots[0]] = Some(Value::Tensor(kv[0].clone()));
             inputs[slots[1]] = Some(Value::Tensor(kv[1].clone()));
         }
-        let inputs = inputs
+        inputs
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
@@ -192,12 +216,14 @@ impl Decoder {
                     msg: "a decoder graph input egret does not know how to fill".into(),
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        let mut outs: Vec<Option<Value>> = Interpreter::new(g)?
-            .run_observed(inputs, observe)?
-            .into_iter()
-            .map(Some)
-            .collect();
+            .collect()
+    }
+
+    /// Take the logits and the grown cache from the outputs of a run over `n`
+    /// new tokens.
+    fn absorb(&self, outs: Vec<Value>, n: usize, cache: &mut KvCache) -> Result<Tensor> {
+        let past = cache.len;
+        let mut outs: Vec<Option<Value>> = outs.into_iter().map(Some).collect();
         let mut take = |slot: usize| -> Result<Tensor> {
             outs.get_mut(slot)
                 .and_then(Option::take)

@@ -28,3 +28,25 @@ pub fn executor(model: &Model, backend: Backend) -> Result<Box<dyn Executor + '_
         )),
     }
 }
+
+/// Run `decoder`'s forward passes on `backend`.
+pub fn attach_to_decoder(decoder: &mut egret_runtime::generate::Decoder, backend: Backend) {
+    match backend {
+        Backend::Interp => {}
+        Backend::Jit => decoder.use_executor(Box::new(egret_backends::jit::Jit::owning(
+            decoder.model().graph.clone(),
+        ))),
+    }
+}
+
+/// Run `embedder`'s batches (of `model`, the model it was built on) on `backend`.
+pub fn attach_to_embedder<'m>(
+    embedder: &mut egret_runtime::eval::Embedder<'m>,
+    model: &'m Model,
+    backend: Backend,
+) -> Result<()> {
+    if backend != Backend::Interp {
+        embedder.use_executor(executor(model, backend)?);
+    }
+    Ok(())
+}

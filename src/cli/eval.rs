@@ -65,6 +65,9 @@ pub struct EvalArgs {
     /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Which executor runs the model.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: super::backend::Backend,
     /// Print JSON instead of tables (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -169,6 +172,7 @@ pub fn main(args: &EvalArgs) -> Result<()> {
             tok()?,
             file,
             reference,
+            args.backend,
             !args.json,
         )?);
     } else if args.reference.is_some() {
@@ -176,7 +180,8 @@ pub fn main(args: &EvalArgs) -> Result<()> {
     }
     if let Some(file) = &args.perplexity {
         let tokenizer = Tokenizer::from_json(tok()?)?;
-        let decoder = Decoder::new(loaded.model).context("--perplexity needs a causal LM")?;
+        let mut decoder = Decoder::new(loaded.model).context("--perplexity needs a causal LM")?;
+        super::backend::attach_to_decoder(&mut decoder, args.backend);
         let windows = args.windows.map(|k| k as usize);
         let window = usize::try_from(args.window).context("--window is too large")?;
         report.perplexity = Some(perplexity(
@@ -228,6 +233,7 @@ fn similarity(
     tokenizer: &str,
     file: &Path,
     reference: Option<(&Path, &egret_ir::Model)>,
+    backend: super::backend::Backend,
     show_progress: bool,
 ) -> Result<Similarity> {
     let t0 = Instant::now();
@@ -242,7 +248,8 @@ fn similarity(
             }
         }
     }
-    let embedder = Embedder::new(model, tokenizer)?;
+    let mut embedder = Embedder::new(model, tokenizer)?;
+    super::backend::attach_to_embedder(&mut embedder, model, backend)?;
     let bar = Progress::new(sentences.len() as u64, "sentences", show_progress);
     let emb = embedder.embed(&sentences, &mut |done| bar.set(done as u64))?;
     bar.finish();

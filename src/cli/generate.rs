@@ -50,6 +50,9 @@ pub struct GenerateArgs {
     /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Which executor runs the model.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: super::backend::Backend,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -124,7 +127,8 @@ pub fn main(args: &GenerateArgs) -> Result<()> {
         .as_deref()
         .context("the model carries no tokenizer (GGUF vocabulary or tokenizer.json)")?;
     let tokenizer = Tokenizer::from_json(json)?;
-    let decoder = Decoder::new(loaded.model)?;
+    let mut decoder = Decoder::new(loaded.model)?;
+    super::backend::attach_to_decoder(&mut decoder, args.backend);
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let prompt_ids = tokenizer.encode(&args.prompt, false)?;
     if prompt_ids.is_empty() {

@@ -60,9 +60,26 @@ pub struct JitStats {
     pub fallbacks: Vec<String>,
 }
 
+/// The graph a [`Jit`] runs: borrowed, or owned when the JIT must outlive
+/// its caller's borrow (a decoder keeps its executor next to its graph).
+enum GraphRef<'g> {
+    Borrowed(&'g Graph),
+    Owned(Box<Graph>),
+}
+
+impl std::ops::Deref for GraphRef<'_> {
+    type Target = Graph;
+    fn deref(&self) -> &Graph {
+        match self {
+            GraphRef::Borrowed(g) => g,
+            GraphRef::Owned(g) => g,
+        }
+    }
+}
+
 /// A graph prepared for the JIT.
 pub struct Jit<'g> {
-    graph: &'g Graph,
+    graph: GraphRef<'g>,
     variants: Mutex<HashMap<ShapeKey, Arc<Variant>>>,
     stats: Mutex<JitStats>,
 }
@@ -92,7 +109,16 @@ impl<'g> Jit<'g> {
     /// Prepare a graph (kernels are checked on first use).
     pub fn new(graph: &'g Graph) -> Jit<'g> {
         Jit {
-            graph,
+            graph: GraphRef::Borrowed(graph),
+            variants: Mutex::new(HashMap::new()),
+            stats: Mutex::new(JitStats::default()),
+        }
+    }
+
+    /// Prepare a graph the JIT keeps (weights are shared, not copied).
+    pub fn owning(graph: Graph) -> Jit<'static> {
+        Jit {
+            graph: GraphRef::Owned(Box::new(graph)),
             variants: Mutex::new(HashMap::new()),
             stats: Mutex::new(JitStats::default()),
         }
@@ -130,10 +156,10 @@ impl<'g> Jit<'g> {
     /// Trace, lower and compile the variant for `inputs`.
     fn specialise(&self, key: ShapeKey, inputs: &[Value]) -> Result<Arc<Variant>> {
         let t0 = Instant::now();
-        let variant = match program::trace(self.graph, inputs.to_vec()) {
+        let variant = match program::trace(&self.graph, inputs.to_vec()) {
             Err(LowerError::Runtime(e)) => return Err(e),
             Err(LowerError::Unsupported(why)) => Variant::Interpreted(why),
-            Ok(trace) => match program::lower(self.graph, &trace) {
+            Ok(trace) => match program::lower(&self.graph, &trace) {
                 Ok(p) => match compile(p) {
                     Ok(c) => Variant::Compiled(Arc::new(c)),
                     Err(e) => Variant::Interpreted(e.to_string()),
@@ -180,7 +206,7 @@ pub fn compile(program: Program) -> std::result::Result<Compiled, codegen::Codeg
 impl Executor for Jit<'_> {
     fn execute(&self, inputs: Vec<Value>) -> Result<Vec<Value>> {
         let Some(key) = signature(&inputs) else {
-            return Interpreter::new(self.graph)?.run(inputs);
+            return Interpreter::new(&self.graph)?.run(inputs);
         };
         let found = self
             .variants
@@ -193,8 +219,8 @@ impl Executor for Jit<'_> {
             None => self.specialise(key.clone(), &inputs)?,
         };
         match variant.as_ref() {
-            Variant::Interpreted(_) => Interpreter::new(self.graph)?.run(inputs),
-            Variant::Compiled(c) => match exec::run(self.graph, c, &inputs) {
+            Variant::Interpreted(_) => Interpreter::new(&self.graph)?.run(inputs),
+            Variant::Compiled(c) => match exec::run(&self.graph, c, &inputs) {
                 Ok(out) => Ok(out),
                 Err(exec::RunError::ShapeGuard(why)) => {
                     // A kernel produced a shape other than the traced one: the
@@ -202,7 +228,7 @@ impl Executor for Jit<'_> {
                     // again for these shapes.
                     self.note_fallback(why.clone());
                     self.remember(key, Arc::new(Variant::Interpreted(why)));
-                    Interpreter::new(self.graph)?.run(inputs)
+                    Interpreter::new(&self.graph)?.run(inputs)
                 }
                 Err(exec::RunError::Runtime(e)) => Err(e),
             },
