@@ -1,8 +1,9 @@
 //! Running a compiled program: fill the arena, run the steps, read the outputs.
 
 use super::Compiled;
-use crate::program::{Buffer, Call, FusedLoop, Step, Storage};
+use crate::program::{Buffer, Call, FusedLoop, Linear, Program, Step, Storage};
 use egret_ir::{Graph, Op, Tensor, Value};
+use egret_runtime::kernels::packed_gemm::{gemm_packed, PackedMatrix};
 use egret_runtime::{node_error, registry, Interpreter, KernelCtx, RuntimeError, SubgraphRunner};
 use rayon::prelude::*;
 
@@ -103,11 +104,12 @@ fn run_in(
                 .copy_from_slice(v.as_tensor().map_err(RuntimeError::from)?.bytes());
         }
     }
-    for (step, f) in p.steps.iter().zip(&c.loops) {
-        match (step, f) {
-            (Step::Loop(l), Some(f)) => run_loop(p, l, *f, mem),
-            (Step::Call(call), _) => run_call(g, p, call, mem)?,
-            (Step::Loop(_), None) => unreachable!("every loop is compiled"),
+    for ((step, f), w) in p.steps.iter().zip(&c.loops).zip(&c.packed) {
+        match (step, f, w) {
+            (Step::Loop(l), Some(f), _) => run_loop(p, l, *f, mem),
+            (Step::Call(call), _, _) => run_call(g, p, call, mem)?,
+            (Step::Linear(l), _, Some(w)) => run_linear(p, l, w, mem)?,
+            _ => unreachable!("every loop is compiled and every Linear packed"),
         }
     }
     Ok(p.outputs
@@ -147,6 +149,42 @@ fn run_loop(p: &crate::program::Program, l: &FusedLoop, f: super::LoopFn, mem: &
         // SAFETY: as above; parts cover disjoint output ranges.
         unsafe { f(ptrs.0.as_ptr(), lo, hi) };
     });
+}
+
+fn run_linear(
+    p: &Program,
+    l: &Linear,
+    w: &PackedMatrix,
+    mem: &mut [u8],
+) -> Result<(), RuntimeError> {
+    let base = mem.as_mut_ptr();
+    let len = mem.len();
+    let view = |b: usize| -> Result<&[f32], RuntimeError> {
+        let buf = &p.buffers[b];
+        match &buf.storage {
+            Storage::Const(t) => Ok(t.as_slice::<f32>()?),
+            Storage::Arena(off) => {
+                assert!(off + buf.bytes <= len);
+                // SAFETY: inside the arena (asserted), 64-byte aligned, and
+                // not the output: an input is alive while the output is
+                // written, so the planner gave them disjoint bytes.
+                Ok(unsafe {
+                    std::slice::from_raw_parts(base.add(*off).cast::<f32>(), buf.bytes / 4)
+                })
+            }
+        }
+    };
+    let a = view(l.a)?;
+    let bias = l.bias.map(view).transpose()?;
+    let out = &p.buffers[l.output];
+    let Storage::Arena(off) = out.storage else {
+        unreachable!("step outputs live in the arena")
+    };
+    assert!(off + out.bytes <= len);
+    // SAFETY: as above; no other view of these bytes exists during the call.
+    let c = unsafe { std::slice::from_raw_parts_mut(base.add(off).cast::<f32>(), out.bytes / 4) };
+    gemm_packed(l.m, a, l.k, w, bias, c, l.n);
+    Ok(())
 }
 
 fn run_call(

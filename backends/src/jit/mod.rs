@@ -13,10 +13,11 @@
 pub mod codegen;
 mod exec;
 
-use crate::program::{self, LowerError, Program, Step};
+use crate::program::{self, LowerError, Program, Step, Storage};
 use codegen::{loop_fn, LoopCompiler, LoopFn};
 use cranelift_jit::JITModule;
-use egret_ir::{DType, Graph, Model, Value};
+use egret_ir::{DType, Graph, Model, Tensor, Value};
+use egret_runtime::kernels::packed_gemm::PackedMatrix;
 use egret_runtime::{Executor, Interpreter, Result, RuntimeError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,8 @@ pub struct Compiled {
     pub program: Program,
     /// One function per step (`None` for kernel calls).
     loops: Vec<Option<LoopFn>>,
+    /// The packed weight of each [`Step::Linear`] (`None` for other steps).
+    packed: Vec<Option<Arc<PackedMatrix>>>,
     /// Owns the machine code `loops` point into.
     _module: JITModule,
     /// Reusable arenas (one per concurrent caller).
@@ -81,6 +84,7 @@ impl std::ops::Deref for GraphRef<'_> {
 pub struct Jit<'g> {
     graph: GraphRef<'g>,
     variants: Mutex<HashMap<ShapeKey, Arc<Variant>>>,
+    packs: PackCache,
     stats: Mutex<JitStats>,
 }
 
@@ -111,6 +115,7 @@ impl<'g> Jit<'g> {
         Jit {
             graph: GraphRef::Borrowed(graph),
             variants: Mutex::new(HashMap::new()),
+            packs: PackCache::default(),
             stats: Mutex::new(JitStats::default()),
         }
     }
@@ -120,6 +125,7 @@ impl<'g> Jit<'g> {
         Jit {
             graph: GraphRef::Owned(Box::new(graph)),
             variants: Mutex::new(HashMap::new()),
+            packs: PackCache::default(),
             stats: Mutex::new(JitStats::default()),
         }
     }
@@ -160,9 +166,9 @@ impl<'g> Jit<'g> {
             Err(LowerError::Runtime(e)) => return Err(e),
             Err(LowerError::Unsupported(why)) => Variant::Interpreted(why),
             Ok(trace) => match program::lower(&self.graph, &trace) {
-                Ok(p) => match compile(p) {
+                Ok(p) => match compile(p, &self.packs) {
                     Ok(c) => Variant::Compiled(Arc::new(c)),
-                    Err(e) => Variant::Interpreted(e.to_string()),
+                    Err(e) => Variant::Interpreted(e),
                 },
                 Err(why) => Variant::Interpreted(why.to_string()),
             },
@@ -180,17 +186,56 @@ impl<'g> Jit<'g> {
     }
 }
 
-/// Compile every loop of `program`.
-pub fn compile(program: Program) -> std::result::Result<Compiled, codegen::CodegenError> {
-    let mut compiler = LoopCompiler::new()?;
+/// Weights packed for the GEMM kernel, shared by every variant of a [`Jit`].
+/// Keyed by the weight's address; the entry keeps the tensor alive so the
+/// address cannot be reused by another tensor.
+#[derive(Default)]
+pub struct PackCache {
+    packed: Mutex<HashMap<(usize, bool), (Tensor, Arc<PackedMatrix>)>>,
+}
+
+impl PackCache {
+    /// The packed form of `w` (`k × n`, or `n × k` when `transposed`).
+    fn get(&self, w: &Tensor, k: usize, n: usize, transposed: bool) -> Result<Arc<PackedMatrix>> {
+        let key = (w.bytes().as_ptr() as usize, transposed);
+        let mut map = self
+            .packed
+            .lock()
+            .map_err(|_| RuntimeError::msg("JIT weight cache poisoned"))?;
+        if let Some((_, p)) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let data = w.as_slice::<f32>()?;
+        let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
+        let p = Arc::new(PackedMatrix::pack(data, k, n, rs, cs));
+        map.insert(key, (w.clone(), p.clone()));
+        Ok(p)
+    }
+}
+
+/// Compile every loop of `program` and pack its weights (through `packs`).
+pub fn compile(program: Program, packs: &PackCache) -> std::result::Result<Compiled, String> {
+    let mut compiler = LoopCompiler::new().map_err(|e| e.to_string())?;
     let mut ids = Vec::with_capacity(program.steps.len());
+    let mut packed = Vec::with_capacity(program.steps.len());
     for s in &program.steps {
         ids.push(match s {
-            Step::Loop(l) => Some(compiler.compile(l)?),
-            Step::Call(_) => None,
+            Step::Loop(l) => Some(compiler.compile(l).map_err(|e| e.to_string())?),
+            _ => None,
+        });
+        packed.push(match s {
+            Step::Linear(l) => match &program.buffers[l.weight].storage {
+                Storage::Const(w) => Some(
+                    packs
+                        .get(w, l.k, l.n, l.transposed)
+                        .map_err(|e| e.to_string())?,
+                ),
+                Storage::Arena(_) => return Err("a Linear weight is not constant".into()),
+            },
+            _ => None,
         });
     }
-    let module = compiler.finish()?;
+    let module = compiler.finish().map_err(|e| e.to_string())?;
     let loops = ids
         .into_iter()
         .map(|id| id.map(|id| loop_fn(&module, id)))
@@ -198,6 +243,7 @@ pub fn compile(program: Program) -> std::result::Result<Compiled, codegen::Codeg
     Ok(Compiled {
         program,
         loops,
+        packed,
         _module: module,
         arenas: Mutex::new(Vec::new()),
     })

@@ -92,6 +92,31 @@ pub struct FusedLoop {
     pub body: Vec<Inst>,
 }
 
+/// `output[m × n] = a[m × k] · W (+ bias[n])` with `W` a constant f32 weight:
+/// a `Gemm` or `MatMul` whose right operand is a weight. Emitters pack the
+/// weight once for their GEMM kernel.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// The graph node.
+    pub node: NodeId,
+    /// The activations, `m × k` contiguous f32.
+    pub a: BufferId,
+    /// The constant weight: `k × n` row-major, or `n × k` when `transposed`.
+    pub weight: BufferId,
+    /// Whether the weight is stored `n × k` (Gemm's `transB = 1`).
+    pub transposed: bool,
+    /// An optional constant bias of `n` floats.
+    pub bias: Option<BufferId>,
+    /// The result, `m × n` contiguous f32.
+    pub output: BufferId,
+    /// Rows.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns.
+    pub n: usize,
+}
+
 /// One step of a program.
 #[derive(Clone, Debug)]
 pub enum Step {
@@ -99,6 +124,25 @@ pub enum Step {
     Call(Call),
     /// A fused loop.
     Loop(FusedLoop),
+    /// A product with a constant weight.
+    Linear(Linear),
+}
+
+impl Step {
+    /// The buffers the step reads and the buffers it writes.
+    pub fn reads_writes(&self) -> (Vec<BufferId>, Vec<BufferId>) {
+        match self {
+            Step::Call(c) => (
+                c.inputs.iter().flatten().copied().collect(),
+                c.outputs.clone(),
+            ),
+            Step::Loop(l) => (l.inputs.clone(), vec![l.output]),
+            Step::Linear(l) => (
+                [l.a, l.weight].into_iter().chain(l.bias).collect(),
+                vec![l.output],
+            ),
+        }
+    }
 }
 
 /// A graph lowered for one set of input shapes.
@@ -215,6 +259,84 @@ impl Buffers<'_> {
     }
 }
 
+/// `node` as a [`Linear`] step, when it is a product with a constant 2-D
+/// f32 weight that egret's packed GEMM computes exactly as the op does.
+fn linear(g: &Graph, id: NodeId, bufs: &mut Buffers<'_>) -> Result<Option<Linear>, LowerError> {
+    let node = g.node(id);
+    let Some(call) = node.op.as_call() else {
+        return Ok(None);
+    };
+    if !call.domain.is_empty() || node.outputs.len() != 1 {
+        return Ok(None);
+    }
+    let attrs = &call.attrs;
+    let ins = node.inputs();
+    let (Some(Some(a)), Some(Some(w))) = (ins.first(), ins.get(1)) else {
+        return Ok(None);
+    };
+    let is_const = |o: &OutletId| g.const_value(*o).is_some() || bufs.trace.folded.contains_key(o);
+    let ty = |o: &OutletId| bufs.trace.types.get(o);
+    let (Some(at), Some(wt)) = (ty(a), ty(w)) else {
+        return Ok(None);
+    };
+    if !is_const(w) || at.dtype != DType::F32 || wt.dtype != DType::F32 || wt.shape.len() != 2 {
+        return Ok(None);
+    }
+    let (transposed, bias) = match call.op_type.as_str() {
+        "MatMul" if at.shape.len() >= 2 => (false, None),
+        "Gemm" => {
+            let int = |n: &str| attrs.int_or(n, 0).ok();
+            let float = |n: &str| attrs.float_or(n, 1.0).ok();
+            if int("transA") != Some(0) || float("alpha") != Some(1.0) || at.shape.len() != 2 {
+                return Ok(None);
+            }
+            let bias = match ins.get(2) {
+                Some(Some(c)) => {
+                    let n = if int("transB") == Some(1) {
+                        wt.shape[0]
+                    } else {
+                        wt.shape[1]
+                    };
+                    let ok_shape = ty(c).is_some_and(|t| {
+                        t.dtype == DType::F32 && (t.shape == [n] || t.shape == [1, n])
+                    });
+                    if float("beta") != Some(1.0) || !is_const(c) || !ok_shape {
+                        return Ok(None);
+                    }
+                    Some(*c)
+                }
+                _ => None,
+            };
+            match int("transB") {
+                Some(0) => (false, bias),
+                Some(1) => (true, bias),
+                _ => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    let (k, n) = if transposed {
+        (wt.shape[1], wt.shape[0])
+    } else {
+        (wt.shape[0], wt.shape[1])
+    };
+    if at.shape.last() != Some(&k) || k == 0 {
+        return Ok(None);
+    }
+    let m = at.shape.iter().product::<usize>() / k;
+    Ok(Some(Linear {
+        node: id,
+        a: bufs.get(*a)?,
+        weight: bufs.get(*w)?,
+        transposed,
+        bias: bias.map(|c| bufs.get(c)).transpose()?,
+        output: bufs.get(OutletId::new(id, 0))?,
+        m,
+        k,
+        n,
+    }))
+}
+
 /// Lower `g` for the shapes recorded in `trace`.
 pub fn lower(g: &Graph, trace: &Trace) -> Result<Program, LowerError> {
     let live = live_nodes(g, trace)?;
@@ -268,6 +390,8 @@ pub fn lower(g: &Graph, trace: &Trace) -> Result<Program, LowerError> {
                 strides,
                 body: grp.body.clone(),
             }));
+        } else if let Some(l) = linear(g, id, &mut bufs)? {
+            steps.push(Step::Linear(l));
         } else if !fused.contains(&id) {
             let node = g.node(id);
             let ins = node
@@ -315,13 +439,7 @@ fn place(
         first[b] = Some(0);
     }
     for (i, s) in steps.iter().enumerate() {
-        let (reads, writes): (Vec<BufferId>, Vec<BufferId>) = match s {
-            Step::Call(c) => (
-                c.inputs.iter().flatten().copied().collect(),
-                c.outputs.clone(),
-            ),
-            Step::Loop(l) => (l.inputs.clone(), vec![l.output]),
-        };
+        let (reads, writes) = s.reads_writes();
         for b in reads {
             last[b] = last[b].max(i);
         }
@@ -380,7 +498,7 @@ impl Program {
     pub fn fused_counts(&self) -> (usize, usize) {
         self.steps.iter().fold((0, 0), |(l, n), s| match s {
             Step::Loop(f) => (l + 1, n + f.nodes.len()),
-            Step::Call(_) => (l, n),
+            Step::Call(_) | Step::Linear(_) => (l, n),
         })
     }
 }
@@ -415,6 +533,20 @@ impl fmt::Display for Program {
                         outs.join(", "),
                         c.node.index(),
                         ins.join(", ")
+                    )?;
+                }
+                Step::Linear(l) => {
+                    let bias = l.bias.map_or(String::new(), |b| format!(" + {}", name(b)));
+                    let t = if l.transposed { "ᵀ" } else { "" };
+                    writeln!(
+                        f,
+                        "linear {} = {} · {}{t}{bias}  ({}×{}×{})",
+                        name(l.output),
+                        name(l.a),
+                        name(l.weight),
+                        l.m,
+                        l.k,
+                        l.n
                     )?;
                 }
                 Step::Loop(l) => {

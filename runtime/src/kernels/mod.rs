@@ -8,6 +8,7 @@ pub mod convert;
 pub mod fft;
 pub mod gemm;
 pub mod mt19937;
+pub mod packed_gemm;
 pub mod qmatmul;
 pub mod strided;
 pub mod window;
