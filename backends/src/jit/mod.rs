@@ -12,6 +12,7 @@
 
 pub mod codegen;
 mod exec;
+mod vmath;
 
 use crate::program::{self, LowerError, Program, Step, Storage};
 use codegen::{loop_fn, LoopCompiler, LoopFn};
