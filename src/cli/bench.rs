@@ -74,7 +74,8 @@ pub struct BenchArgs {
     /// Timed runs [default: as many as fit in about 2 s, 10 to 200].
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
-    /// Untimed runs before the timed ones.
+    /// Untimed runs before the timed ones (egret always makes at least one: the
+    /// JIT compiles in its first run, reported as `first_run_ms`).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub warmup: usize,
     /// Also time another runtime on the same model and inputs, and compare.
@@ -222,6 +223,9 @@ struct Report {
     warmup: usize,
     load_ms: f64,
     prepare_ms: f64,
+    /// The first run, warm-up included: for the JIT it traces and compiles
+    /// the variant for these input shapes.
+    first_run_ms: f64,
     inputs: Vec<InputInfo>,
     #[serde(flatten)]
     latency: Latency,
@@ -241,17 +245,32 @@ fn progress(len: usize, show: bool) -> ProgressBar {
     bar
 }
 
-/// Run `exec` on `inputs` by `protocol`: the timed latencies (ms) and the last outputs.
+/// What [`time_runs`] measured.
+struct Timings {
+    /// The timed latencies, ms.
+    times: Vec<f64>,
+    /// The latency of the very first run, ms.
+    first_ms: f64,
+    /// The outputs of the last run.
+    outputs: Vec<Value>,
+}
+
+/// Run `exec` on `inputs` by `protocol`: one first run (the JIT compiles
+/// there), the remaining warm-up runs, then the timed runs.
 fn time_runs(
     exec: &dyn Executor,
     inputs: &[Value],
     protocol: Protocol,
     bar: &ProgressBar,
-) -> Result<(Vec<f64>, Vec<Value>)> {
+) -> Result<Timings> {
     let run = |x: Vec<Value>| exec.execute(x).context("running the model");
     bar.set_message("warm-up");
-    bar.set_length(protocol.warmup as u64);
-    for _ in 0..protocol.warmup {
+    bar.set_length(protocol.warmup.max(1) as u64);
+    let t = Instant::now();
+    run(inputs.to_vec())?;
+    let first_ms = t.elapsed().as_secs_f64() * 1e3;
+    bar.inc(1);
+    for _ in 1..protocol.warmup {
         run(inputs.to_vec())?;
         bar.inc(1);
     }
@@ -269,7 +288,11 @@ fn time_runs(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok((times, outputs))
+    Ok(Timings {
+        times,
+        first_ms,
+        outputs,
+    })
 }
 
 /// The thread count: `--threads`, else one per core.
@@ -311,7 +334,11 @@ fn bench_model(args: &BenchArgs, path: &std::path::Path, threads: usize) -> Resu
     let exec = executor(&model, args.backend)?;
     let prepare_ms = t1.elapsed().as_secs_f64() * 1e3;
     let bar = progress(0, !args.json);
-    let (times, outputs) = pool.install(|| time_runs(&*exec, &inputs, protocol, &bar))?;
+    let Timings {
+        times,
+        first_ms,
+        outputs,
+    } = pool.install(|| time_runs(&*exec, &inputs, protocol, &bar))?;
     let latency = Latency::of(&times)?;
     let compare = match args.compare {
         None => None,
@@ -340,6 +367,7 @@ fn bench_model(args: &BenchArgs, path: &std::path::Path, threads: usize) -> Resu
         warmup: args.warmup,
         load_ms,
         prepare_ms,
+        first_run_ms: first_ms,
         inputs: g
             .inputs
             .iter()
@@ -369,8 +397,8 @@ fn print_report(r: &Report) {
         println!("input    {} {} {:?}", i.name, i.dtype, i.shape);
     }
     println!(
-        "load {:.1} ms, prepare {:.1} ms, {} warm-up runs\n",
-        r.load_ms, r.prepare_ms, r.warmup
+        "load {:.1} ms, prepare {:.1} ms, first run {:.1} ms, {} warm-up runs\n",
+        r.load_ms, r.prepare_ms, r.first_run_ms, r.warmup
     );
     let mut rows = vec![r.latency.row("egret")];
     if let Some(c) = &r.compare {

@@ -192,8 +192,11 @@ impl<'g> Jit<'g> {
 /// address cannot be reused by another tensor.
 #[derive(Default)]
 pub struct PackCache {
-    packed: Mutex<HashMap<(usize, bool), (Tensor, Arc<PackedMatrix>)>>,
+    packed: Mutex<HashMap<PackKey, (Tensor, Arc<PackedMatrix>)>>,
 }
+
+/// A weight's address, and whether it is used transposed.
+type PackKey = (usize, bool);
 
 impl PackCache {
     /// The packed form of `w` (`k × n`, or `n × k` when `transposed`).

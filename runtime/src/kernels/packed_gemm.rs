@@ -86,17 +86,35 @@ pub fn gemm_packed(
     assert!(bias.is_none_or(|v| v.len() >= n));
     let panels = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
+    let a_blocks = pack_rows(m, k, a, lda);
     let out = Out(c.as_mut_ptr());
     let run = |p: usize| {
         // SAFETY: panel `p` writes only columns p*NR..(p+1)*NR of C, which no
         // other panel touches; bounds were asserted above.
-        unsafe { panel_product(m, a, lda, b, p, bias, &out, ldc) }
+        unsafe { panel_product(m, &a_blocks, b, p, bias, &out, ldc) }
     };
     if threads > 1 && m * n * k >= 1 << 18 && panels > 1 {
         (0..panels).into_par_iter().for_each(run);
     } else {
         (0..panels).for_each(run);
     }
+}
+
+/// Copy `A` into blocks of [`MR`] rows, each block `k × MR` with the rows
+/// interleaved (`block[kk·MR + r] = A[r][kk]`), the last block zero-padded.
+/// The micro-kernel then reads one contiguous stream of A instead of six.
+fn pack_rows(m: usize, k: usize, a: &[f32], lda: usize) -> Vec<f32> {
+    let blocks = m.div_ceil(MR);
+    let mut out = vec![0f32; blocks * k * MR];
+    for (bi, block) in out.chunks_mut((k * MR).max(1)).enumerate() {
+        for r in 0..MR.min(m - bi * MR) {
+            let row = &a[(bi * MR + r) * lda..(bi * MR + r) * lda + k];
+            for (kk, &v) in row.iter().enumerate() {
+                block[kk * MR + r] = v;
+            }
+        }
+    }
+    out
 }
 
 /// C's base pointer, shared by the workers that write disjoint columns.
@@ -108,11 +126,9 @@ unsafe impl Sync for Out {}
 ///
 /// # Safety
 /// `c` must address an `m × ldc` matrix with `ldc ≥ n`.
-#[allow(clippy::too_many_arguments)]
 unsafe fn panel_product(
     m: usize,
-    a: &[f32],
-    lda: usize,
+    a_blocks: &[f32],
     b: &PackedMatrix,
     p: usize,
     bias: Option<&[f32]>,
@@ -122,54 +138,41 @@ unsafe fn panel_product(
     let k = b.k;
     let panel = b.panel(p);
     let cols = NR.min(b.n - p * NR);
+    let bias = bias.map(|b| &b[p * NR..p * NR + cols]);
     let mut tile = [[0f32; NR]; MR];
-    let mut row = 0;
-    while row < m {
-        let rows = MR.min(m - row);
-        let a_rows = &a[row * lda..];
-        micro_tile(rows, k, a_rows, lda, panel, &mut tile);
+    for (bi, block) in a_blocks.chunks(k * MR).enumerate() {
+        let rows = MR.min(m - bi * MR);
+        // SAFETY: (bi*MR + r, p*NR + j) with r < rows, j < cols lies inside C.
+        let dst = unsafe { c.0.add(bi * MR * ldc + p * NR) };
+        #[cfg(target_arch = "x86_64")]
+        if rows == MR && cols == NR && crate::kernels::qmatmul::Isa::avx2().is_some() {
+            // SAFETY: AVX2/FMA detected; a full 6 × 16 tile of C at `dst`.
+            unsafe { avx2::full_tile(k, block, panel, dst, ldc, bias) };
+            continue;
+        }
+        micro_tile(k, block, panel, &mut tile);
         for (r, t) in tile.iter().enumerate().take(rows) {
-            // SAFETY: (row + r, p*NR + j) with j < cols lies inside C.
-            let dst = unsafe { c.0.add((row + r) * ldc + p * NR) };
             for (j, &v) in t.iter().enumerate().take(cols) {
-                let v = v + bias.map_or(0.0, |bv| bv[p * NR + j]);
-                unsafe { *dst.add(j) = v };
+                // SAFETY: inside C, as above.
+                unsafe { *dst.add(r * ldc + j) = v + bias.map_or(0.0, |bv| bv[j]) };
             }
         }
-        row += rows;
     }
 }
 
-/// `tile[r][j] = Σ_kk a[r·lda + kk] · panel[kk·NR + j]` for `r < rows`.
-fn micro_tile(
-    rows: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    panel: &[f32],
-    tile: &mut [[f32; NR]; MR],
-) {
+/// `tile[r][j] = Σ_kk block[kk·MR + r] · panel[kk·NR + j]`.
+fn micro_tile(k: usize, block: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::qmatmul::Isa::avx2().is_some() {
-        // SAFETY: AVX2 and FMA were detected; the slices cover `rows` rows of
-        // `k` floats and `k` panel rows.
-        unsafe {
-            match rows {
-                6 => avx2::tile::<6>(k, a, lda, panel, tile),
-                5 => avx2::tile::<5>(k, a, lda, panel, tile),
-                4 => avx2::tile::<4>(k, a, lda, panel, tile),
-                3 => avx2::tile::<3>(k, a, lda, panel, tile),
-                2 => avx2::tile::<2>(k, a, lda, panel, tile),
-                _ => avx2::tile::<1>(k, a, lda, panel, tile),
-            }
-        }
+        // SAFETY: AVX2 and FMA were detected.
+        unsafe { avx2::tile(k, block, panel, tile) };
         return;
     }
-    for (r, t) in tile.iter_mut().enumerate().take(rows) {
-        *t = [0.0; NR];
-        let ar = &a[r * lda..r * lda + k];
-        for (kk, &av) in ar.iter().enumerate() {
-            let brow = &panel[kk * NR..kk * NR + NR];
+    *tile = [[0.0; NR]; MR];
+    for kk in 0..k {
+        let brow = &panel[kk * NR..kk * NR + NR];
+        for (r, t) in tile.iter_mut().enumerate() {
+            let av = block[kk * MR + r];
             for (o, &bv) in t.iter_mut().zip(brow) {
                 *o += av * bv;
             }
@@ -182,34 +185,13 @@ mod avx2 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// The `R × 16` micro-kernel: two 8-lane accumulators per row.
+    /// The `6 × 16` micro-kernel into a scratch tile.
     ///
     /// # Safety
-    /// Needs AVX2 and FMA; `a` holds `R` rows of stride `lda` with `k`
-    /// floats each, `panel` holds `k × 16` floats.
+    /// Needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile<const R: usize>(
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        panel: &[f32],
-        tile: &mut [[f32; NR]; MR],
-    ) {
-        assert!(a.len() >= (R - 1) * lda + k && panel.len() >= k * NR);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        let (ap, bp) = (a.as_ptr(), panel.as_ptr());
-        for kk in 0..k {
-            // SAFETY: kk < k and r < R stay inside the asserted ranges.
-            unsafe {
-                let b0 = _mm256_loadu_ps(bp.add(kk * NR));
-                let b1 = _mm256_loadu_ps(bp.add(kk * NR + 8));
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*ap.add(r * lda + kk));
-                    acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
-                    acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
-                }
-            }
-        }
+    pub unsafe fn tile(k: usize, block: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
+        let acc = unsafe { accumulate(k, block, panel) };
         for (r, acc_r) in acc.iter().enumerate() {
             // SAFETY: each tile row has 16 floats.
             unsafe {
@@ -217,6 +199,65 @@ mod avx2 {
                 _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), acc_r[1]);
             }
         }
+    }
+
+    /// A full `6 × 16` tile straight into C (row stride `ldc`), plus `bias`.
+    ///
+    /// # Safety
+    /// Needs AVX2 and FMA; `dst` addresses 6 rows of 16 writable floats.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn full_tile(
+        k: usize,
+        block: &[f32],
+        panel: &[f32],
+        dst: *mut f32,
+        ldc: usize,
+        bias: Option<&[f32]>,
+    ) {
+        let acc = unsafe { accumulate(k, block, panel) };
+        let (b0, b1) = match bias {
+            // SAFETY: the bias slice holds the panel's 16 columns.
+            Some(b) => unsafe {
+                (
+                    _mm256_loadu_ps(b.as_ptr()),
+                    _mm256_loadu_ps(b.as_ptr().add(8)),
+                )
+            },
+            None => (_mm256_setzero_ps(), _mm256_setzero_ps()),
+        };
+        for (r, acc_r) in acc.iter().enumerate() {
+            // SAFETY: row r of the tile is inside C.
+            unsafe {
+                _mm256_storeu_ps(dst.add(r * ldc), _mm256_add_ps(acc_r[0], b0));
+                _mm256_storeu_ps(dst.add(r * ldc + 8), _mm256_add_ps(acc_r[1], b1));
+            }
+        }
+    }
+
+    /// The `6 × 16` products in 12 registers: per step of k, two loads of
+    /// the panel, six broadcasts from the packed A block, twelve FMAs.
+    ///
+    /// # Safety
+    /// Needs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn accumulate(k: usize, block: &[f32], panel: &[f32]) -> [[__m256; 2]; MR] {
+        assert!(block.len() >= k * MR && panel.len() >= k * NR);
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let (ap, bp) = (block.as_ptr(), panel.as_ptr());
+        for kk in 0..k {
+            // SAFETY: kk < k stays inside the asserted lengths.
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp.add(kk * NR));
+                let b1 = _mm256_loadu_ps(bp.add(kk * NR + 8));
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*ap.add(kk * MR + r));
+                    acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+                    acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+                }
+            }
+        }
+        acc
     }
 }
 
