@@ -189,7 +189,9 @@ pub fn write(
         let m = tmp.join(MODEL_FILE);
         std::fs::write(&m, format!("{MAGIC}\n{text}")).map_err(io_err(&m))?;
         let w = tmp.join(WEIGHTS_FILE);
-        safetensors::serialize_to_file(entries, Some(meta), &w)
+        // `safetensors` writes an invalid header for no tensors with an empty
+        // metadata map (`{},"__metadata__":{}}`), so omit an empty map.
+        safetensors::serialize_to_file(entries, (!meta.is_empty()).then_some(meta), &w)
             .map_err(|e| invalid(&w, e.to_string()))?;
         if let Some(tok) = tokenizer_json {
             let t = tmp.join(TOKENIZER_FILE);
@@ -344,6 +346,27 @@ mod tests {
             graph: g,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_model_without_weights_round_trips() {
+        let dir = temp_dir("empty");
+        let p = dir.join("m.egret");
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", egret_ir::ValueType::tensor(DType::F32, None));
+        let y = g.call1("y", OpCall::new("Relu"), &[x]).unwrap();
+        g.outputs.push(y);
+        let m = Model {
+            graph: g,
+            ..Default::default()
+        };
+        write(&p, &m, None).unwrap();
+        let l = load(&p).unwrap();
+        assert_eq!(
+            egret_ir::text::print_model(&l.model),
+            egret_ir::text::print_model(&m)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
