@@ -13,15 +13,18 @@
 //!   metadata and tensor list of the GGUF file the model came from, read through
 //!   the GGUF frontend's `GgufFile` (one layout definition for reader and writer).
 //!
-//! Still to come: this crate will own the lowering of an optimized graph into a
-//! `Program` (a scheduled list of kernel calls and fused loops over one planned
-//! memory arena, buffer offsets from liveness analysis) and the two emitters
-//! that consume it:
+//! * [`program`]: the shared lowering. An optimized graph, specialised to
+//!   concrete input shapes by tracing one interpreter run, becomes a
+//!   `Program`: fused elementwise loops, products with constant weights and
+//!   kernel calls over one arena whose offsets come from liveness analysis.
+//! * [`jit`]: the Cranelift emitter for that Program (`--backend jit`).
+//!   `cranelift-codegen`/`-frontend`/`-jit`/`-module`/`-native` (0.135, the
+//!   newest that builds on rustc 1.95) generate the loops as SIMD code for the
+//!   host ISA; `rayon` splits loops and GEMM panels across cores.
 //!
-//! * `jit`: Cranelift builds the fused loops (SIMD, FMA) and calls runtime
-//!   kernels for GEMM, quantized GEMV/GEMM and attention;
-//! * `c`: standalone C99 with const weights, one static arena and no malloc,
-//!   cross-compiled for aarch64, armv7, riscv64 and Cortex-M.
+//! Still to come: `c`, the standalone C99 emitter reading the same Program
+//! (const weights, one static arena, no malloc), cross-compiled for aarch64,
+//! armv7, riscv64 and Cortex-M.
 //!
 //! It sits at the top of the library ladder: ir ← frontends/runtime ← passes ←
 //! backends ← egret.
