@@ -69,7 +69,7 @@ fn jit_computes_what_the_interpreter_computes() {
             .to_vec(),
     );
     // Computed in float64 with numpy-free Python: sigmoid(2·relu(x·w + b)).
-    let expected = [
+    let expected: [f64; 8] = [
         0.999_088_95,
         0.999_841_56,
         0.622_459_3,
@@ -79,8 +79,8 @@ fn jit_computes_what_the_interpreter_computes() {
         0.5,
         0.5,
     ];
-    for (a, e) in got.iter().zip(expected) {
-        assert!((a - e).abs() <= 1e-6, "{got:?}");
+    for (&a, e) in got.iter().zip(expected) {
+        assert!((f64::from(a) - e).abs() <= 1e-6, "{got:?}");
     }
     for (a, b) in got.iter().zip(&want) {
         assert!((a - b).abs() <= 1e-6, "{got:?} vs {want:?}");
