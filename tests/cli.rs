@@ -375,6 +375,25 @@ fn bench_compares_with_onnxruntime() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `bench --compare onnxruntime` with `EGRET_PYTHON=python`: it must fail
+/// with exit code 1; returns stderr.
+fn compare_fails_with_python(python: &std::path::Path) -> String {
+    let o = egret_env(
+        &[
+            "bench",
+            "tiny.onnx",
+            "--runs",
+            "1",
+            "--compare",
+            "onnxruntime",
+        ],
+        &[("EGRET_PYTHON", python)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn bench_failures_are_clear_errors() {
     let o = egret(&["bench", "tiny.onnx", "--threads", "0"]);
@@ -390,19 +409,7 @@ fn bench_failures_are_clear_errors() {
     );
     let dir = scratch("bench-errors");
     let missing = dir.join("no-python");
-    let o = egret_env(
-        &[
-            "bench",
-            "tiny.onnx",
-            "--runs",
-            "1",
-            "--compare",
-            "onnxruntime",
-        ],
-        &[("EGRET_PYTHON", &missing)],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = compare_fails_with_python(&missing);
     assert!(
         err.starts_with("error: cannot run python") && err.contains("scripts/setup-python.sh"),
         "{err}"
@@ -413,19 +420,7 @@ fn bench_failures_are_clear_errors() {
     let mut perm = std::fs::metadata(&bare).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&bare, perm).unwrap();
-    let o = egret_env(
-        &[
-            "bench",
-            "tiny.onnx",
-            "--runs",
-            "1",
-            "--compare",
-            "onnxruntime",
-        ],
-        &[("EGRET_PYTHON", &bare)],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = compare_fails_with_python(&bare);
     assert!(
         err.contains("cannot import onnxruntime") && err.contains("scripts/setup-python.sh"),
         "{err}"

@@ -1,10 +1,10 @@
 //! Running a compiled program: fill the arena, run the steps, read the outputs.
 
-use super::Compiled;
+use super::{Compiled, Native};
 use crate::program::{Buffer, Call, FusedLoop, Linear, Program, Step, Storage};
 use egret_ir::{Graph, Op, Tensor, Value};
 use egret_runtime::kernels::packed_gemm::{gemm_packed, PackedMatrix};
-use egret_runtime::{node_error, registry, Interpreter, KernelCtx, RuntimeError, SubgraphRunner};
+use egret_runtime::{node_error, Interpreter, Kernel, KernelCtx, RuntimeError, SubgraphRunner};
 use rayon::prelude::*;
 
 /// A loop runs on several threads once it has this many elements.
@@ -104,12 +104,12 @@ fn run_in(
                 .copy_from_slice(v.as_tensor().map_err(RuntimeError::from)?.bytes());
         }
     }
-    for ((step, f), w) in p.steps.iter().zip(&c.loops).zip(&c.packed) {
-        match (step, f, w) {
-            (Step::Loop(l), Some(f), _) => run_loop(p, l, *f, mem),
-            (Step::Call(call), _, _) => run_call(g, p, call, mem)?,
-            (Step::Linear(l), _, Some(w)) => run_linear(p, l, w, mem)?,
-            _ => unreachable!("every loop is compiled and every Linear packed"),
+    for (step, native) in p.steps.iter().zip(&c.natives) {
+        match (step, native) {
+            (Step::Loop(l), Native::Loop(f)) => run_loop(p, l, *f, mem),
+            (Step::Call(call), Native::Kernel(k)) => run_call(g, p, call, *k, mem)?,
+            (Step::Linear(l), Native::Linear(w)) => run_linear(p, l, w, mem)?,
+            _ => unreachable!("`compile` makes one matching native per step"),
         }
     }
     Ok(p.outputs
@@ -191,15 +191,13 @@ fn run_call(
     g: &Graph,
     p: &crate::program::Program,
     call: &Call,
+    kernel: Kernel,
     mem: &mut [u8],
 ) -> Result<(), RunError> {
     let node = g.node(call.node);
     let Op::Call(op) = &node.op else {
         unreachable!("calls are lowered from operator nodes")
     };
-    let kernel = registry().get(&op.domain, &op.op_type).ok_or_else(|| {
-        RuntimeError::Unsupported(vec![(op.domain.clone(), op.op_type.clone(), 0)])
-    })?;
     let args = call
         .inputs
         .iter()

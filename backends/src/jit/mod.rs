@@ -19,7 +19,7 @@ use codegen::{loop_fn, LoopCompiler, LoopFn};
 use cranelift_jit::JITModule;
 use egret_ir::{DType, Graph, Model, Tensor, Value};
 use egret_runtime::kernels::packed_gemm::PackedMatrix;
-use egret_runtime::{Executor, Interpreter, Result, RuntimeError};
+use egret_runtime::{registry, Executor, Interpreter, Kernel, Result, RuntimeError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,15 +27,23 @@ use std::time::{Duration, Instant};
 /// How many shape variants one [`Jit`] keeps compiled.
 const MAX_VARIANTS: usize = 32;
 
+/// What runs one step of a compiled program, resolved at compile time.
+enum Native {
+    /// A fused loop's machine code.
+    Loop(LoopFn),
+    /// A `Linear` step's packed weight.
+    Linear(Arc<PackedMatrix>),
+    /// A `Call` step's runtime kernel.
+    Kernel(Kernel),
+}
+
 /// A program with its loops compiled.
 pub struct Compiled {
     /// The lowered program.
     pub program: Program,
-    /// One function per step (`None` for kernel calls).
-    loops: Vec<Option<LoopFn>>,
-    /// The packed weight of each [`Step::Linear`] (`None` for other steps).
-    packed: Vec<Option<Arc<PackedMatrix>>>,
-    /// Owns the machine code `loops` point into.
+    /// How each step runs, one per [`Program::steps`].
+    natives: Vec<Native>,
+    /// Owns the machine code the loops point into.
     _module: JITModule,
     /// Reusable arenas (one per concurrent caller).
     arenas: Mutex<Vec<exec::Arena>>,
@@ -167,7 +175,7 @@ impl<'g> Jit<'g> {
             Err(LowerError::Runtime(e)) => return Err(e),
             Err(LowerError::Unsupported(why)) => Variant::Interpreted(why),
             Ok(trace) => match program::lower(&self.graph, &trace) {
-                Ok(p) => match compile(p, &self.packs) {
+                Ok(p) => match compile(&self.graph, p, &self.packs) {
                     Ok(c) => Variant::Compiled(Arc::new(c)),
                     Err(e) => Variant::Interpreted(e),
                 },
@@ -217,37 +225,54 @@ impl PackCache {
     }
 }
 
-/// Compile every loop of `program` and pack its weights (through `packs`).
-pub fn compile(program: Program, packs: &PackCache) -> std::result::Result<Compiled, String> {
+/// Compile every loop of `program`, pack its weights (through `packs`) and
+/// look up the kernel of every call (in `g`, the graph it was lowered from).
+pub fn compile(
+    g: &Graph,
+    program: Program,
+    packs: &PackCache,
+) -> std::result::Result<Compiled, String> {
+    enum Pending {
+        Loop(cranelift_module::FuncId),
+        Ready(Native),
+    }
     let mut compiler = LoopCompiler::new().map_err(|e| e.to_string())?;
-    let mut ids = Vec::with_capacity(program.steps.len());
-    let mut packed = Vec::with_capacity(program.steps.len());
+    let mut pending = Vec::with_capacity(program.steps.len());
     for s in &program.steps {
-        ids.push(match s {
-            Step::Loop(l) => Some(compiler.compile(l).map_err(|e| e.to_string())?),
-            _ => None,
-        });
-        packed.push(match s {
+        pending.push(match s {
+            Step::Loop(l) => Pending::Loop(compiler.compile(l).map_err(|e| e.to_string())?),
             Step::Linear(l) => match &program.buffers[l.weight].storage {
-                Storage::Const(w) => Some(
+                Storage::Const(w) => Pending::Ready(Native::Linear(
                     packs
                         .get(w, l.k, l.n, l.transposed)
                         .map_err(|e| e.to_string())?,
-                ),
+                )),
                 Storage::Arena(_) => return Err("a Linear weight is not constant".into()),
             },
-            _ => None,
+            Step::Call(c) => {
+                let op = g
+                    .node(c.node)
+                    .op
+                    .as_call()
+                    .ok_or("a call step is not an operator node")?;
+                let k = registry()
+                    .get(&op.domain, &op.op_type)
+                    .ok_or_else(|| format!("no kernel for {}::{}", op.domain, op.op_type))?;
+                Pending::Ready(Native::Kernel(k))
+            }
         });
     }
     let module = compiler.finish().map_err(|e| e.to_string())?;
-    let loops = ids
+    let natives = pending
         .into_iter()
-        .map(|id| id.map(|id| loop_fn(&module, id)))
+        .map(|p| match p {
+            Pending::Loop(id) => Native::Loop(loop_fn(&module, id)),
+            Pending::Ready(n) => n,
+        })
         .collect();
     Ok(Compiled {
         program,
-        loops,
-        packed,
+        natives,
         _module: module,
         arenas: Mutex::new(Vec::new()),
     })
