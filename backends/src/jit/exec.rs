@@ -1,7 +1,7 @@
 //! Running a compiled program: fill the arena, run the steps, read the outputs.
 
 use super::{Compiled, Native};
-use crate::program::{Buffer, Call, FusedLoop, Linear, Program, Step, Storage};
+use crate::program::{BufferId, Call, FusedLoop, Linear, Program, Step, Storage};
 use egret_ir::{Graph, Op, Tensor, Value};
 use egret_runtime::kernels::packed_gemm::{gemm_packed, PackedMatrix};
 use egret_runtime::{node_error, Interpreter, Kernel, KernelCtx, RuntimeError, SubgraphRunner};
@@ -63,14 +63,27 @@ unsafe impl Send for Pointers {}
 // SAFETY: as above.
 unsafe impl Sync for Pointers {}
 
-fn tensor_of(buf: &Buffer, arena: &[u8]) -> Result<Tensor, RuntimeError> {
-    match &buf.storage {
-        Storage::Const(t) => Ok(t.clone()),
-        Storage::Arena(off) => Ok(Tensor::from_bytes(
-            buf.dtype,
-            buf.shape.clone(),
-            &arena[*off..*off + buf.bytes],
-        )?),
+/// The values of one run: the arena, and the dynamic tensors by buffer id.
+struct Memory<'a> {
+    arena: &'a mut [u8],
+    dynamic: Vec<Option<Tensor>>,
+}
+
+impl Memory<'_> {
+    /// Buffer `b` of `p` as a tensor (arena bytes are copied).
+    fn tensor(&self, p: &Program, b: BufferId) -> Result<Tensor, RuntimeError> {
+        let buf = &p.buffers[b];
+        match &buf.storage {
+            Storage::Const(t) => Ok(t.clone()),
+            Storage::Arena(off) => Ok(Tensor::from_bytes(
+                buf.dtype,
+                buf.shape.clone(),
+                &self.arena[*off..*off + buf.bytes],
+            )?),
+            Storage::Dynamic => self.dynamic[b].clone().ok_or_else(|| {
+                RuntimeError::msg(format!("`{}` is read before it is made", buf.name))
+            }),
+        }
     }
 }
 
@@ -83,7 +96,12 @@ pub(super) fn run(g: &Graph, c: &Compiled, inputs: &[Value]) -> Result<Vec<Value
         .ok()
         .and_then(|mut a| a.pop())
         .unwrap_or_else(|| Arena::new(p.arena_bytes));
-    let result = run_in(g, c, inputs, arena.bytes());
+    let mut mem = Memory {
+        arena: arena.bytes(),
+        dynamic: vec![None; p.buffers.len()],
+    };
+    let result = run_in(g, c, inputs, &mut mem);
+    drop(mem);
     if let Ok(mut pool) = c.arenas.lock() {
         pool.push(arena);
     }
@@ -94,37 +112,40 @@ fn run_in(
     g: &Graph,
     c: &Compiled,
     inputs: &[Value],
-    mem: &mut [u8],
+    mem: &mut Memory<'_>,
 ) -> Result<Vec<Value>, RunError> {
     let p = &c.program;
     for (&b, v) in p.inputs.iter().zip(inputs) {
         let buf = &p.buffers[b];
-        if let Storage::Arena(off) = buf.storage {
-            mem[off..off + buf.bytes]
-                .copy_from_slice(v.as_tensor().map_err(RuntimeError::from)?.bytes());
+        let t = v.as_tensor().map_err(RuntimeError::from)?;
+        match buf.storage {
+            Storage::Arena(off) => mem.arena[off..off + buf.bytes].copy_from_slice(t.bytes()),
+            Storage::Dynamic => mem.dynamic[b] = Some(t.clone()),
+            Storage::Const(_) => {}
         }
     }
     for (step, native) in p.steps.iter().zip(&c.natives) {
         match (step, native) {
-            (Step::Loop(l), Native::Loop(f)) => run_loop(p, l, *f, mem),
+            (Step::Loop(l), Native::Loop(f)) => run_loop(p, l, *f, mem.arena),
             (Step::Call(call), Native::Kernel(k)) => run_call(g, p, call, *k, mem)?,
-            (Step::Linear(l), Native::Linear(w)) => run_linear(p, l, w, mem)?,
+            (Step::Linear(l), Native::Linear(w)) => run_linear(p, l, w, mem.arena)?,
             _ => unreachable!("`compile` makes one matching native per step"),
         }
     }
     Ok(p.outputs
         .iter()
-        .map(|&b| tensor_of(&p.buffers[b], mem).map(Value::Tensor))
+        .map(|&b| mem.tensor(p, b).map(Value::Tensor))
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-fn run_loop(p: &crate::program::Program, l: &FusedLoop, f: super::LoopFn, mem: &mut [u8]) {
+fn run_loop(p: &Program, l: &FusedLoop, f: super::LoopFn, mem: &mut [u8]) {
     let base = mem.as_mut_ptr();
     let ptr = |b: usize| -> *mut u8 {
         match &p.buffers[b].storage {
             // SAFETY (of the add): the planner placed the buffer inside the arena.
             Storage::Arena(off) => unsafe { base.add(*off) },
             Storage::Const(t) => t.bytes().as_ptr().cast_mut(),
+            Storage::Dynamic => unreachable!("lowering keeps dynamic values out of loops"),
         }
     };
     let ptrs = Pointers(
@@ -172,6 +193,7 @@ fn run_linear(
                     std::slice::from_raw_parts(base.add(*off).cast::<f32>(), buf.bytes / 4)
                 })
             }
+            Storage::Dynamic => unreachable!("lowering keeps dynamic values out of linear steps"),
         }
     };
     let a = view(l.a)?;
@@ -189,10 +211,10 @@ fn run_linear(
 
 fn run_call(
     g: &Graph,
-    p: &crate::program::Program,
+    p: &Program,
     call: &Call,
     kernel: Kernel,
-    mem: &mut [u8],
+    mem: &mut Memory<'_>,
 ) -> Result<(), RunError> {
     let node = g.node(call.node);
     let Op::Call(op) = &node.op else {
@@ -201,10 +223,7 @@ fn run_call(
     let args = call
         .inputs
         .iter()
-        .map(|i| {
-            i.map(|b| tensor_of(&p.buffers[b], mem).map(Value::Tensor))
-                .transpose()
-        })
+        .map(|i| i.map(|b| mem.tensor(p, b).map(Value::Tensor)).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     let ctx = KernelCtx {
         node,
@@ -216,7 +235,13 @@ fn run_call(
     for (&b, v) in call.outputs.iter().zip(&outs) {
         let buf = &p.buffers[b];
         let t = v.as_tensor().map_err(RuntimeError::from)?;
-        if t.dtype() != buf.dtype || t.shape() != buf.shape.as_slice() {
+        let dynamic = matches!(buf.storage, Storage::Dynamic);
+        let fits = if dynamic {
+            t.rank() == buf.shape.len()
+        } else {
+            t.shape() == buf.shape.as_slice()
+        };
+        if t.dtype() != buf.dtype || !fits {
             return Err(RunError::ShapeGuard(format!(
                 "{} `{}` produced {}{:?} where the trace had {}{:?}",
                 op.op_type,
@@ -227,8 +252,10 @@ fn run_call(
                 buf.shape
             )));
         }
-        if let Storage::Arena(off) = buf.storage {
-            mem[off..off + buf.bytes].copy_from_slice(t.bytes());
+        match buf.storage {
+            Storage::Arena(off) => mem.arena[off..off + buf.bytes].copy_from_slice(t.bytes()),
+            Storage::Dynamic => mem.dynamic[b] = Some(t.clone()),
+            Storage::Const(_) => {}
         }
     }
     if outs.len() < call.outputs.len() {

@@ -5,7 +5,16 @@
 //! shapes traces the graph with the interpreter, lowers it and compiles its
 //! loops, then runs the compiled variant, as every later call with the same
 //! shapes does. (The traced outputs are not returned: a JIT that answered its
-//! first call with the interpreter's results would hide its own bugs.) Graphs a
+//! first call with the interpreter's results would hide its own bugs.)
+//!
+//! Inputs whose shapes move along one dim from call to call (the past length
+//! of a KV cache in decode) would cost a compile per call. When a new shape
+//! key differs from one already compiled only along dims that all moved by the
+//! same amount, those dims are taken as one symbolic size: the JIT compiles a
+//! *symbolic* variant ([`program::trace_symbolic`]) in which only the values
+//! that follow that size are run by kernels at run time, and serves every
+//! later size from it. A size that keeps coming back ([`HOT`] calls) still
+//! gets an exact variant of its own. Graphs a
 //! Program cannot express (sequences, strings) and variants whose traced
 //! shapes turn out to depend on input *values* run on the interpreter, so the
 //! JIT is never less correct than the oracle.
@@ -14,7 +23,7 @@ pub mod codegen;
 mod exec;
 mod vmath;
 
-use crate::program::{self, LowerError, Program, Step, Storage};
+use crate::program::{self, Axis, LowerError, Program, Step, Storage};
 use codegen::{loop_fn, LoopCompiler, LoopFn};
 use cranelift_jit::JITModule;
 use egret_ir::{DType, Graph, Model, Tensor, Value};
@@ -26,6 +35,13 @@ use std::time::{Duration, Instant};
 
 /// How many shape variants one [`Jit`] keeps compiled.
 const MAX_VARIANTS: usize = 32;
+
+/// Calls with one exact shape, served by a symbolic variant, after which that
+/// shape gets an exact variant.
+pub const HOT: usize = 4;
+
+/// The size recorded for a symbolic dim in a variant key.
+const SYMBOLIC: usize = usize::MAX;
 
 /// What runs one step of a compiled program, resolved at compile time.
 enum Native {
@@ -66,6 +82,8 @@ enum Variant {
 pub struct JitStats {
     /// Variants compiled.
     pub compiled: usize,
+    /// How many of them are symbolic.
+    pub symbolic: usize,
     /// Total time spent tracing, lowering and compiling.
     pub compile_time: Duration,
     /// Why variants fell back to the interpreter, if any did.
@@ -92,13 +110,123 @@ impl std::ops::Deref for GraphRef<'_> {
 /// A graph prepared for the JIT.
 pub struct Jit<'g> {
     graph: GraphRef<'g>,
-    variants: Mutex<HashMap<ShapeKey, Arc<Variant>>>,
+    variants: Mutex<Variants>,
     packs: PackCache,
     stats: Mutex<JitStats>,
 }
 
-/// The key of a variant: every input's dtype and shape.
+/// The key of a variant: every input's dtype and shape ([`SYMBOLIC`] for a
+/// symbolic dim).
 type ShapeKey = Vec<(DType, Vec<usize>)>;
+
+/// The compiled variants of a [`Jit`], and what it learned about its inputs.
+#[derive(Default)]
+struct Variants {
+    /// By exact key, or by symbolic key.
+    map: HashMap<ShapeKey, Arc<Variant>>,
+    /// The symbolic dims learned last.
+    symbolic: Vec<Axis>,
+    /// Calls per exact key served by a symbolic variant.
+    hits: HashMap<ShapeKey, usize>,
+}
+
+/// What to do with a call.
+enum Plan {
+    /// Run this variant, stored under this key.
+    Run(Arc<Variant>, ShapeKey),
+    /// Compile an exact variant.
+    Exact,
+    /// Compile a symbolic variant with these dims, stored under this key.
+    Symbolic(ShapeKey, Vec<Axis>),
+}
+
+fn is_symbolic(key: &ShapeKey) -> bool {
+    key.iter().any(|(_, s)| s.contains(&SYMBOLIC))
+}
+
+/// `key` with the dims in `axes` made symbolic.
+fn masked(key: &ShapeKey, axes: &[Axis]) -> ShapeKey {
+    let mut k = key.clone();
+    for &(i, ax) in axes {
+        if let Some(d) = k.get_mut(i).and_then(|(_, s)| s.get_mut(ax)) {
+            *d = SYMBOLIC;
+        }
+    }
+    k
+}
+
+/// The dims in which `new` differs from `old`, if it differs, with the same
+/// dtypes and ranks, only in dims that all moved by the same amount (one
+/// symbolic size).
+fn one_size_apart(old: &ShapeKey, new: &ShapeKey) -> Option<Vec<Axis>> {
+    if old.len() != new.len() {
+        return None;
+    }
+    let mut axes = Vec::new();
+    let mut delta = None;
+    for (i, ((dt_old, old), (dt_new, new))) in old.iter().zip(new).enumerate() {
+        if dt_old != dt_new || old.len() != new.len() {
+            return None;
+        }
+        for (ax, (&a, &b)) in old.iter().zip(new).enumerate() {
+            if a != b {
+                let d = b as i128 - a as i128;
+                if *delta.get_or_insert(d) != d {
+                    return None;
+                }
+                axes.push((i, ax));
+            }
+        }
+    }
+    (!axes.is_empty()).then_some(axes)
+}
+
+impl Variants {
+    fn plan(&mut self, key: &ShapeKey) -> Plan {
+        if let Some(v) = self.map.get(key) {
+            return Plan::Run(v.clone(), key.clone());
+        }
+        if !self.symbolic.is_empty() {
+            let sym = masked(key, &self.symbolic);
+            if let Some(v) = self.map.get(&sym).cloned() {
+                let hits = self.hits.entry(key.clone()).or_default();
+                *hits += 1;
+                if *hits < HOT {
+                    return Plan::Run(v, sym);
+                }
+                self.hits.remove(key);
+                return Plan::Exact;
+            }
+        }
+        let nearest = self
+            .map
+            .keys()
+            .filter(|k| !is_symbolic(k))
+            .filter_map(|k| one_size_apart(k, key))
+            .min_by_key(Vec::len);
+        match nearest {
+            Some(axes) => {
+                self.symbolic = axes.clone();
+                Plan::Symbolic(masked(key, &axes), axes)
+            }
+            None => Plan::Exact,
+        }
+    }
+
+    fn remember(&mut self, key: ShapeKey, v: Arc<Variant>) {
+        if self.map.len() >= MAX_VARIANTS {
+            // Exact variants go first; the symbolic ones serve many shapes.
+            self.map.retain(|k, _| is_symbolic(k));
+            if self.map.len() >= MAX_VARIANTS {
+                self.map.clear();
+            }
+        }
+        if self.hits.len() >= 64 * MAX_VARIANTS {
+            self.hits.clear();
+        }
+        self.map.insert(key, v);
+    }
+}
 
 /// The variant key of `inputs` (`None` if one is not a tensor).
 fn signature(inputs: &[Value]) -> Option<ShapeKey> {
@@ -123,7 +251,7 @@ impl<'g> Jit<'g> {
     pub fn new(graph: &'g Graph) -> Jit<'g> {
         Jit {
             graph: GraphRef::Borrowed(graph),
-            variants: Mutex::new(HashMap::new()),
+            variants: Mutex::default(),
             packs: PackCache::default(),
             stats: Mutex::new(JitStats::default()),
         }
@@ -133,7 +261,7 @@ impl<'g> Jit<'g> {
     pub fn owning(graph: Graph) -> Jit<'static> {
         Jit {
             graph: GraphRef::Owned(Box::new(graph)),
-            variants: Mutex::new(HashMap::new()),
+            variants: Mutex::default(),
             packs: PackCache::default(),
             stats: Mutex::new(JitStats::default()),
         }
@@ -144,21 +272,24 @@ impl<'g> Jit<'g> {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// The compiled program for inputs of these shapes, if one exists.
+    /// The compiled program for inputs of these shapes, if one exists: the
+    /// exact variant, else the symbolic one that would serve them.
     pub fn program_for(&self, inputs: &[Value]) -> Option<Arc<Compiled>> {
         let key = signature(inputs)?;
-        match self.variants.lock().ok()?.get(&key)?.as_ref() {
+        let vs = self.variants.lock().ok()?;
+        let v = vs
+            .map
+            .get(&key)
+            .or_else(|| vs.map.get(&masked(&key, &vs.symbolic)))?;
+        match v.as_ref() {
             Variant::Compiled(c) => Some(c.clone()),
             Variant::Interpreted(_) => None,
         }
     }
 
     fn remember(&self, key: ShapeKey, v: Arc<Variant>) {
-        if let Ok(mut map) = self.variants.lock() {
-            if map.len() >= MAX_VARIANTS {
-                map.clear();
-            }
-            map.insert(key, v);
+        if let Ok(mut vs) = self.variants.lock() {
+            vs.remember(key, v);
         }
     }
 
@@ -168,10 +299,16 @@ impl<'g> Jit<'g> {
         }
     }
 
-    /// Trace, lower and compile the variant for `inputs`.
-    fn specialise(&self, key: ShapeKey, inputs: &[Value]) -> Result<Arc<Variant>> {
+    /// Trace, lower and compile the variant for `inputs`, symbolic along
+    /// `axes` (exact when there are none), and keep it under `key`.
+    fn specialise(&self, key: ShapeKey, inputs: &[Value], axes: &[Axis]) -> Result<Arc<Variant>> {
         let t0 = Instant::now();
-        let variant = match program::trace(&self.graph, inputs.to_vec()) {
+        let traced = if axes.is_empty() {
+            program::trace(&self.graph, inputs.to_vec())
+        } else {
+            program::trace_symbolic(&self.graph, inputs.to_vec(), axes)
+        };
+        let variant = match traced {
             Err(LowerError::Runtime(e)) => return Err(e),
             Err(LowerError::Unsupported(why)) => Variant::Interpreted(why),
             Ok(trace) => match program::lower(&self.graph, &trace) {
@@ -185,7 +322,10 @@ impl<'g> Jit<'g> {
         if let Ok(mut s) = self.stats.lock() {
             s.compile_time += t0.elapsed();
             match &variant {
-                Variant::Compiled(_) => s.compiled += 1,
+                Variant::Compiled(_) => {
+                    s.compiled += 1;
+                    s.symbolic += usize::from(!axes.is_empty());
+                }
                 Variant::Interpreted(why) => s.fallbacks.push(why.clone()),
             }
         }
@@ -247,7 +387,9 @@ pub fn compile(
                         .get(w, l.k, l.n, l.transposed)
                         .map_err(|e| e.to_string())?,
                 )),
-                Storage::Arena(_) => return Err("a Linear weight is not constant".into()),
+                Storage::Arena(_) | Storage::Dynamic => {
+                    return Err("a Linear weight is not constant".into())
+                }
             },
             Step::Call(c) => {
                 let op = g
@@ -283,15 +425,15 @@ impl Executor for Jit<'_> {
         let Some(key) = signature(&inputs) else {
             return Interpreter::new(&self.graph)?.run(inputs);
         };
-        let found = self
+        let plan = self
             .variants
             .lock()
             .map_err(|_| RuntimeError::msg("JIT variant cache poisoned"))?
-            .get(&key)
-            .cloned();
-        let variant = match found {
-            Some(v) => v,
-            None => self.specialise(key.clone(), &inputs)?,
+            .plan(&key);
+        let (variant, key) = match plan {
+            Plan::Run(v, stored) => (v, stored),
+            Plan::Exact => (self.specialise(key.clone(), &inputs, &[])?, key),
+            Plan::Symbolic(sym, axes) => (self.specialise(sym.clone(), &inputs, &axes)?, sym),
         };
         match variant.as_ref() {
             Variant::Interpreted(_) => Interpreter::new(&self.graph)?.run(inputs),

@@ -194,11 +194,18 @@ fn fusable(g: &Graph, id: NodeId, trace: &Trace) -> Option<Elementwise> {
     let node = g.node(id);
     let kind = classify(node)?;
     let out = trace.types.get(&OutletId::new(id, 0))?;
-    if out.dtype != DType::F32 || out.shape.iter().product::<usize>() == 0 {
+    if out.dtype != DType::F32
+        || out.shape.iter().product::<usize>() == 0
+        || trace.dynamic.contains(&OutletId::new(id, 0))
+    {
         return None;
     }
     for i in node.inputs() {
-        let t = trace.types.get(&(*i)?)?;
+        let i = (*i)?;
+        if trace.dynamic.contains(&i) {
+            return None;
+        }
+        let t = trace.types.get(&i)?;
         if t.dtype != DType::F32 || !broadcasts_to(&t.shape, &out.shape) {
             return None;
         }

@@ -11,7 +11,9 @@
 //! Every intermediate value lives in the arena at an offset fixed by liveness
 //! ([`arena`]); a fused loop writes in place over an input that dies there.
 //! Shapes come from tracing one interpreter run ([`specialize`]), so a
-//! Program is valid for inputs of exactly the traced shapes.
+//! Program is valid for inputs of exactly the traced shapes, except along
+//! symbolic axes traced by [`trace_symbolic`]: values whose size follows such
+//! an axis are [`Storage::Dynamic`], made by calls at run time.
 
 pub mod arena;
 pub mod fuse;
@@ -22,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 pub use fuse::{BinOp, Inst, UnOp};
-pub use specialize::{trace, Trace, Traced};
+pub use specialize::{trace, trace_symbolic, Axis, Trace, Traced};
 
 /// Why a graph could not be lowered.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,11 @@ pub enum Storage {
     Arena(usize),
     /// A constant: a weight, or a value fixed by the input shapes.
     Const(Tensor),
+    /// A value whose shape follows a symbolic axis: it is held as a tensor of
+    /// its own, made at run time by a [`Step::Call`] (or given as an input),
+    /// never read or written by a loop or a linear step. The buffer's shape
+    /// and size are the traced ones, for display.
+    Dynamic,
 }
 
 /// One tensor value of the program.
@@ -245,6 +252,7 @@ impl Buffers<'_> {
             })?;
         let storage = match (self.g.const_value(o), self.trace.folded.get(&o)) {
             (Some(c), _) | (None, Some(c)) => Storage::Const(c.clone()),
+            (None, None) if self.trace.dynamic.contains(&o) => Storage::Dynamic,
             (None, None) => Storage::Arena(0),
         };
         self.list.push(Buffer {
@@ -279,7 +287,14 @@ fn linear(g: &Graph, id: NodeId, bufs: &mut Buffers<'_>) -> Result<Option<Linear
     let (Some(at), Some(wt)) = (ty(a), ty(w)) else {
         return Ok(None);
     };
-    if !is_const(w) || at.dtype != DType::F32 || wt.dtype != DType::F32 || wt.shape.len() != 2 {
+    let dynamic =
+        bufs.trace.dynamic.contains(a) || bufs.trace.dynamic.contains(&OutletId::new(id, 0));
+    if dynamic
+        || !is_const(w)
+        || at.dtype != DType::F32
+        || wt.dtype != DType::F32
+        || wt.shape.len() != 2
+    {
         return Ok(None);
     }
     let (transposed, bias) = match call.op_type.as_str() {
@@ -512,6 +527,7 @@ impl fmt::Display for Program {
             let at = match buf.storage {
                 Storage::Arena(o) => format!("@{o}"),
                 Storage::Const(_) => "const".into(),
+                Storage::Dynamic => "dyn".into(),
             };
             format!("%{b}:{}{:?}{at}", buf.dtype, buf.shape)
         };

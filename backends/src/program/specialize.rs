@@ -8,12 +8,28 @@
 //! on input *shapes* (the `Shape → Gather → Concat` chains exported models are
 //! full of) are the same for every input of these shapes, so their traced
 //! values become constants of the specialised program.
+//!
+//! A *symbolic* dim (the past length of a KV cache, which grows by one every
+//! decode step) would otherwise cost a new program per value. For those,
+//! [`trace_symbolic`] traces twice, at the real size and one shorter, and
+//! marks every value whose shape differs between the runs as
+//! [`dynamic`](Trace::dynamic): its size is only known at run time, so it is
+//! kept out of the arena and out of fused loops, and the kernels that make it
+//! run as calls. Shape-constant values that differ between the runs are not
+//! folded. Everything else (the projections and MLPs of a decode step) stays
+//! compiled. Two runs cannot prove that a value never depends on the symbolic
+//! dim in some other way (a `Slice` clamped at 4 has the same shape for 7 and
+//! 6); the executor's shape guard catches a kernel output whose shape differs
+//! from the trace, and the variant then falls back to the interpreter.
 
 use egret_ir::{Attr, DType, Graph, NodeId, Op, OutletId, Tensor, Value};
 use egret_runtime::Interpreter;
 use std::collections::{HashMap, HashSet};
 
 use super::LowerError;
+
+/// One symbolic dim of the inputs: `(input index, axis)`.
+pub type Axis = (usize, usize);
 
 /// The concrete type of a traced value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +51,9 @@ pub struct Trace {
     pub folded: HashMap<OutletId, Tensor>,
     /// The graph's outputs from the run.
     pub outputs: Vec<Value>,
+    /// Values whose shape depends on a symbolic dim (empty unless traced by
+    /// [`trace_symbolic`]); their recorded type is the one of this run.
+    pub dynamic: HashSet<OutletId>,
 }
 
 /// Ops whose result is not a function of their inputs.
@@ -143,5 +162,65 @@ pub fn trace(g: &Graph, inputs: Vec<Value>) -> Result<Trace, LowerError> {
         types,
         folded,
         outputs,
+        dynamic: HashSet::new(),
     })
+}
+
+/// Trace `g` for inputs whose `axes` are symbolic: run it on `inputs` and on
+/// `inputs` cut one shorter along every axis in `axes`, and mark what differs
+/// (see the module docs). Fails as `Unsupported` when an axis cannot be cut
+/// (size 0, or a packed dtype).
+pub fn trace_symbolic(g: &Graph, inputs: Vec<Value>, axes: &[Axis]) -> Result<Trace, LowerError> {
+    let shorter = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            axes.iter()
+                .filter(|(input, _)| *input == i)
+                .try_fold(v.clone(), |v, &(_, axis)| drop_last(v, axis))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let other = trace(g, shorter)?;
+    let mut t = trace(g, inputs)?;
+    t.dynamic = t
+        .types
+        .iter()
+        .filter(|(o, ty)| other.types.get(o).is_some_and(|u| u.shape != ty.shape))
+        .map(|(o, _)| *o)
+        .collect();
+    t.folded.retain(|o, v| {
+        other.folded.get(o).is_some_and(|u| {
+            u.dtype() == v.dtype() && u.shape() == v.shape() && u.bytes() == v.bytes()
+        })
+    });
+    Ok(t)
+}
+
+/// `v` without its last index along `axis`.
+fn drop_last(v: Value, axis: usize) -> Result<Value, LowerError> {
+    let cannot = || LowerError::Unsupported(format!("cannot shorten axis {axis} of an input"));
+    let Value::Tensor(t) = v else {
+        return Err(cannot());
+    };
+    let size = t.dtype().size().ok_or_else(cannot)?;
+    let dim = *t.shape().get(axis).ok_or_else(cannot)?;
+    if dim == 0 {
+        return Err(cannot());
+    }
+    let inner = t.shape()[axis + 1..].iter().product::<usize>() * size;
+    let (keep, stride) = ((dim - 1) * inner, dim * inner);
+    let bytes: Vec<u8> = if stride == 0 {
+        Vec::new()
+    } else {
+        t.bytes()
+            .chunks_exact(stride)
+            .flat_map(|row| &row[..keep])
+            .copied()
+            .collect()
+    };
+    let mut shape = t.shape().to_vec();
+    shape[axis] = dim - 1;
+    Tensor::from_bytes(t.dtype(), shape, &bytes)
+        .map(Value::Tensor)
+        .map_err(|e| LowerError::Runtime(e.into()))
 }

@@ -145,9 +145,19 @@ unsafe fn panel_product(
         // SAFETY: (bi*MR + r, p*NR + j) with r < rows, j < cols lies inside C.
         let dst = unsafe { c.0.add(bi * MR * ldc + p * NR) };
         #[cfg(target_arch = "x86_64")]
-        if rows == MR && cols == NR && crate::kernels::qmatmul::Isa::avx2().is_some() {
-            // SAFETY: AVX2/FMA detected; a full 6 × 16 tile of C at `dst`.
-            unsafe { avx2::full_tile(k, block, panel, dst, ldc, bias) };
+        if cols == NR && crate::kernels::qmatmul::Isa::avx2().is_some() {
+            // SAFETY: AVX2/FMA detected; `rows` full rows of 16 columns of C
+            // at `dst`.
+            unsafe {
+                match rows {
+                    1 => avx2::rows_tile::<1>(k, block, panel, dst, ldc, bias),
+                    2 => avx2::rows_tile::<2>(k, block, panel, dst, ldc, bias),
+                    3 => avx2::rows_tile::<3>(k, block, panel, dst, ldc, bias),
+                    4 => avx2::rows_tile::<4>(k, block, panel, dst, ldc, bias),
+                    5 => avx2::rows_tile::<5>(k, block, panel, dst, ldc, bias),
+                    _ => avx2::rows_tile::<MR>(k, block, panel, dst, ldc, bias),
+                }
+            }
             continue;
         }
         micro_tile(k, block, panel, &mut tile);
@@ -191,7 +201,7 @@ mod avx2 {
     /// Needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile(k: usize, block: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
-        let acc = unsafe { accumulate(k, block, panel) };
+        let acc = unsafe { accumulate::<MR>(k, block, panel) };
         for (r, acc_r) in acc.iter().enumerate() {
             // SAFETY: each tile row has 16 floats.
             unsafe {
@@ -201,12 +211,14 @@ mod avx2 {
         }
     }
 
-    /// A full `6 × 16` tile straight into C (row stride `ldc`), plus `bias`.
+    /// `R` full rows (`R ≤ 6`) of a 16-column tile straight into C (row
+    /// stride `ldc`), plus `bias`. Only the real rows are computed, so a
+    /// one-row product (a decode step) costs a sixth of a full tile.
     ///
     /// # Safety
-    /// Needs AVX2 and FMA; `dst` addresses 6 rows of 16 writable floats.
+    /// Needs AVX2 and FMA; `dst` addresses `R` rows of 16 writable floats.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn full_tile(
+    pub unsafe fn rows_tile<const R: usize>(
         k: usize,
         block: &[f32],
         panel: &[f32],
@@ -214,7 +226,7 @@ mod avx2 {
         ldc: usize,
         bias: Option<&[f32]>,
     ) {
-        let acc = unsafe { accumulate(k, block, panel) };
+        let acc = unsafe { accumulate::<R>(k, block, panel) };
         let (b0, b1) = match bias {
             // SAFETY: the bias slice holds the panel's 16 columns.
             Some(b) => unsafe {
@@ -234,16 +246,21 @@ mod avx2 {
         }
     }
 
-    /// The `6 × 16` products in 12 registers: per step of k, two loads of
-    /// the panel, six broadcasts from the packed A block, twelve FMAs.
+    /// The products of the first `R` rows of a packed A block with a panel
+    /// (`6 × 16` in 12 registers at most): per step of k, two loads of the
+    /// panel, `R` broadcasts from the block, `2R` FMAs.
     ///
     /// # Safety
     /// Needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn accumulate(k: usize, block: &[f32], panel: &[f32]) -> [[__m256; 2]; MR] {
-        assert!(block.len() >= k * MR && panel.len() >= k * NR);
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    unsafe fn accumulate<const R: usize>(
+        k: usize,
+        block: &[f32],
+        panel: &[f32],
+    ) -> [[__m256; 2]; R] {
+        assert!(R <= MR && block.len() >= k * MR && panel.len() >= k * NR);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let (ap, bp) = (block.as_ptr(), panel.as_ptr());
         for kk in 0..k {
             // SAFETY: kk < k stays inside the asserted lengths.
@@ -291,6 +308,10 @@ mod tests {
         };
         for &(m, k, n) in &[
             (1, 7, 5),
+            (1, 576, 1536),
+            (2, 40, 32),
+            (4, 50, 48),
+            (9, 30, 64),
             (8, 384, 1536),
             (13, 33, 17),
             (6, 16, 16),
