@@ -29,6 +29,7 @@
 //! It sits at the top of the library ladder: ir ← frontends/runtime ← passes ←
 //! backends ← egret.
 
+pub mod c;
 pub mod gguf_export;
 pub mod jit;
 pub mod onnx_export;

@@ -1,0 +1,284 @@
+//! Data movement on every dtype: reshapes (copies), transposes, concat,
+//! split, slice, gather, expand/tile and constant padding, each a strided
+//! copy with its offsets and strides computed here from the traced shapes.
+
+use super::{Node, Operand};
+use crate::c::strided::{contiguous_strides, nest};
+use crate::c::{ctype::ctype, Ctx, EmitError};
+
+/// `out = in` over `dims`, through the given operands.
+fn copy_nest(dims: &[usize], out: Operand, inp: Operand) -> String {
+    nest(dims, &[out, inp], "i", &|e| {
+        format!("    {} = {};\n", e[0], e[1])
+    })
+}
+
+/// Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout (inference):
+/// the bytes are unchanged.
+pub(super) fn copy(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let bytes = cx.p.buffers[o].bytes;
+    if i == o || bytes == 0 {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "memcpy({}, {}, {bytes});\n",
+        cx.ptr(o)?,
+        cx.ptr(i)?
+    ))
+}
+
+/// Transpose by `perm` (default: reversed axes).
+pub(super) fn transpose(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let ishape = cx.shape(i);
+    let rank = ishape.len();
+    let perm: Vec<usize> = match n.ints("perm")? {
+        Some(p) => p
+            .iter()
+            .map(|&a| n.axis(a, rank))
+            .collect::<Result<_, _>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let ist = contiguous_strides(ishape);
+    let inp = Operand {
+        ptr: cx.ptr(i)?,
+        offset: 0,
+        strides: perm.iter().map(|&a| ist[a]).collect(),
+    };
+    let oshape = cx.shape(o);
+    Ok(copy_nest(
+        oshape,
+        Operand::contiguous(cx.ptr(o)?, oshape),
+        inp,
+    ))
+}
+
+/// Concat along `axis`: each input copied into its slab of the output.
+pub(super) fn concat(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let o = n.output()?;
+    let oshape = cx.shape(o);
+    let axis = n.axis(n.int("axis", 0)?, oshape.len())?;
+    let ost = contiguous_strides(oshape);
+    let mut code = String::new();
+    let mut at = 0i64;
+    for &i in n.inputs.iter().flatten() {
+        let ishape = cx.shape(i);
+        let out = Operand {
+            ptr: cx.ptr(o)?,
+            offset: at * ost.get(axis).copied().unwrap_or(0),
+            strides: ost.clone(),
+        };
+        code += &copy_nest(ishape, out, Operand::contiguous(cx.ptr(i)?, ishape));
+        at += ishape.get(axis).copied().unwrap_or(0) as i64;
+    }
+    Ok(code)
+}
+
+/// Split along `axis`; the pieces' sizes are the traced output shapes.
+pub(super) fn split(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let i = n.input(0)?;
+    let ishape = cx.shape(i);
+    let axis = n.axis(n.int("axis", 0)?, ishape.len())?;
+    let ist = contiguous_strides(ishape);
+    let mut code = String::new();
+    let mut at = 0i64;
+    for &o in n.outputs {
+        let oshape = cx.shape(o);
+        let inp = Operand {
+            ptr: cx.ptr(i)?,
+            offset: at * ist[axis],
+            strides: ist.clone(),
+        };
+        code += &copy_nest(oshape, Operand::contiguous(cx.ptr(o)?, oshape), inp);
+        at += oshape[axis] as i64;
+    }
+    Ok(code)
+}
+
+/// ONNX Slice clamping of one axis of size `d`: first index and step.
+fn slice_axis(start: i64, end: i64, step: i64, d: usize) -> Option<(i64, i64, usize)> {
+    if step == 0 || step == i64::MIN {
+        return None;
+    }
+    let d = d as i128;
+    let (s, e, st) = (start as i128, end as i128, step as i128);
+    let s = if s < 0 { s + d } else { s };
+    let e = if e < 0 { e + d } else { e };
+    let (s, e) = if st > 0 {
+        (s.clamp(0, d), e.clamp(0, d))
+    } else {
+        (s.clamp(0, d - 1), e.clamp(-1, d - 1))
+    };
+    let len = if st > 0 {
+        (e - s + st - 1) / st
+    } else {
+        (s - e - st - 1) / -st
+    };
+    Some((s as i64, step, len.max(0) as usize))
+}
+
+/// Slice with constant starts, ends, axes and steps.
+pub(super) fn slice(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let ishape = cx.shape(i);
+    let oshape = cx.shape(o);
+    let starts = n.const_ints(cx, 1)?.unwrap_or_default();
+    let ends = n.const_ints(cx, 2)?.unwrap_or_default();
+    let axes = n
+        .const_ints(cx, 3)?
+        .unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = n
+        .const_ints(cx, 4)?
+        .unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(n.unsupported("starts, ends, axes and steps differ in length"));
+    }
+    let ist = contiguous_strides(ishape);
+    let mut strides = ist.clone();
+    let mut offset = 0i64;
+    for k in 0..starts.len() {
+        let a = n.axis(axes[k], ishape.len())?;
+        let (s, step, len) = slice_axis(starts[k], ends[k], steps[k], ishape[a])
+            .ok_or_else(|| n.unsupported("invalid step"))?;
+        if len != oshape[a] {
+            return Err(n.unsupported("the slice does not match the traced shape"));
+        }
+        if len > 0 {
+            offset += s * ist[a];
+        }
+        strides[a] = step * ist[a];
+    }
+    let inp = Operand {
+        ptr: cx.ptr(i)?,
+        offset,
+        strides,
+    };
+    Ok(copy_nest(
+        oshape,
+        Operand::contiguous(cx.ptr(o)?, oshape),
+        inp,
+    ))
+}
+
+/// Gather along `axis` with run-time indices (negative ones wrap; an index
+/// out of range makes `egret_model` return 1).
+pub(super) fn gather(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (d, ix, o) = (n.input(0)?, n.input(1)?, n.output()?);
+    let dshape = cx.shape(d);
+    let axis = n.axis(n.int("axis", 0)?, dshape.len())?;
+    let outer: usize = dshape[..axis].iter().product();
+    let inner: usize = dshape[axis + 1..].iter().product();
+    let dim = dshape[axis];
+    let count: usize = cx.shape(ix).iter().product();
+    let t = ctype(cx.dtype(d))?;
+    let it = ctype(cx.dtype(ix))?;
+    Ok(format!(
+        "const {t} *d = {dp};\nconst {it} *ix = {ip};\n{t} *o = {op};\n\
+         for (long i0 = 0; i0 < {outer}; i0++) for (long i1 = 0; i1 < {count}; i1++) {{\n\
+         \x20   long k = (long)ix[i1];\n\
+         \x20   if (k < 0) k += {dim};\n\
+         \x20   if (k < 0 || k >= {dim}) return 1;\n\
+         \x20   for (long i2 = 0; i2 < {inner}; i2++)\n\
+         \x20       o[(i0 * {count} + i1) * {inner} + i2] = d[(i0 * {dim} + k) * {inner} + i2];\n\
+         }}\n",
+        dp = cx.ptr(d)?,
+        ip = cx.ptr(ix)?,
+        op = cx.ptr(o)?,
+    ))
+}
+
+/// Expand (numpy broadcast) and Tile (each axis `r` times): the input read
+/// with stride 0 along the repeated axes.
+pub(super) fn repeat(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let (ishape, oshape) = (cx.shape(i), cx.shape(o));
+    let out = Operand::contiguous(cx.ptr(o)?, oshape);
+    if n.op == "Expand" {
+        let inp = Operand::broadcast(cx.ptr(i)?, ishape, oshape);
+        return Ok(copy_nest(oshape, out, inp));
+    }
+    if ishape.len() != oshape.len() {
+        return Err(n.unsupported("the output rank differs from the input's"));
+    }
+    // Output axis a of size r·d is the pair (r, d), row-major.
+    let ist = contiguous_strides(ishape);
+    let mut dims = Vec::new();
+    let mut strides = Vec::new();
+    for (a, (&d, &od)) in ishape.iter().zip(oshape).enumerate() {
+        dims.push(if d == 0 { 0 } else { od / d });
+        dims.push(d);
+        strides.extend([0, ist[a]]);
+    }
+    let inp = Operand {
+        ptr: cx.ptr(i)?,
+        offset: 0,
+        strides,
+    };
+    let out = Operand::contiguous(out.ptr, &dims);
+    Ok(copy_nest(&dims, out, inp))
+}
+
+/// Pad in `constant` mode: fill with the value, then copy the input (or the
+/// part negative pads leave of it) into place.
+pub(super) fn pad(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let mode = n
+        .attrs
+        .string_or("mode", "constant")
+        .map_err(|e| n.unsupported(e.to_string()))?;
+    if mode != "constant" {
+        return Err(n.unsupported(format!("mode `{mode}`")));
+    }
+    let (ishape, oshape) = (cx.shape(i), cx.shape(o));
+    let rank = ishape.len();
+    let pads = n
+        .const_ints(cx, 1)?
+        .ok_or_else(|| n.unsupported("no pads"))?;
+    let axes: Vec<usize> = match n.const_ints(cx, 3)? {
+        Some(a) => a
+            .iter()
+            .map(|&x| n.axis(x, rank))
+            .collect::<Result<_, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(n.unsupported("pads do not match the axes"));
+    }
+    let mut begin = vec![0i64; rank];
+    let mut end = vec![0i64; rank];
+    for (k, &a) in axes.iter().enumerate() {
+        begin[a] = pads[k];
+        end[a] = pads[axes.len() + k];
+    }
+    let value = match n.opt_input(2) {
+        Some(v) => format!("{}[0]", cx.ptr(v)?),
+        None => "0".into(),
+    };
+    let (ist, ost) = (contiguous_strides(ishape), contiguous_strides(oshape));
+    let mut dims = Vec::new();
+    let (mut ioff, mut ooff) = (0i64, 0i64);
+    for a in 0..rank {
+        let len = ishape[a] as i64 + begin[a].min(0) + end[a].min(0);
+        dims.push(len.max(0) as usize);
+        ooff += begin[a].max(0) * ost[a];
+        ioff += (-begin[a]).max(0) * ist[a];
+    }
+    let total: usize = oshape.iter().product();
+    let op = cx.ptr(o)?;
+    let mut code = format!("for (long i = 0; i < {total}; i++) {op}[i] = {value};\n");
+    code += &copy_nest(
+        &dims,
+        Operand {
+            ptr: op,
+            offset: ooff,
+            strides: ost,
+        },
+        Operand {
+            ptr: cx.ptr(i)?,
+            offset: ioff,
+            strides: ist,
+        },
+    );
+    Ok(code)
+}

@@ -1,0 +1,36 @@
+//! The hand-written C kernels (`kernels/*.c`), embedded in egret and copied
+//! into `model.c` only when a step uses them.
+
+/// One C kernel file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kernel {
+    /// `egret_gemm_f32`: blocked f32 GEMM with AVX2/NEON micro-kernels.
+    Gemm,
+    /// `egret_gemm_general_f32`: ONNX Gemm with strided operands.
+    GemmGeneral,
+    /// `egret_conv2d_f32`: NCHW convolution.
+    Conv,
+    /// `egret_maxpool2d_f32`.
+    MaxPool,
+    /// `egret_avgpool2d_f32`.
+    AvgPool,
+    /// `egret_softmax_f32`: Softmax, LogSoftmax and Hardmax.
+    Softmax,
+    /// `egret_layernorm_f32`: LayerNormalization and RMSNormalization.
+    LayerNorm,
+}
+
+impl Kernel {
+    /// The C source.
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Gemm => include_str!("kernels/gemm.c"),
+            Kernel::GemmGeneral => include_str!("kernels/gemm_general.c"),
+            Kernel::Conv => include_str!("kernels/conv.c"),
+            Kernel::MaxPool => include_str!("kernels/maxpool.c"),
+            Kernel::AvgPool => include_str!("kernels/avgpool.c"),
+            Kernel::Softmax => include_str!("kernels/softmax.c"),
+            Kernel::LayerNorm => include_str!("kernels/layernorm.c"),
+        }
+    }
+}
