@@ -72,9 +72,10 @@ fn greedy_continuation_matches_reference() {
 fn jit_prefill_and_decode_match_the_interpreter() {
     let Some((dec, _)) = model() else { return };
     let mut jit = Decoder::new(dec.model().clone()).expect("decoder graph");
-    jit.use_executor(Box::new(egret_backends::jit::Jit::owning(
+    let compiler = std::sync::Arc::new(egret_backends::jit::Jit::owning(
         jit.model().graph.clone(),
-    )));
+    ));
+    jit.use_executor(Box::new(compiler.clone()));
     let want = dec
         .forward(&PROMPT_IDS, &mut dec.empty_cache().unwrap())
         .unwrap();
@@ -95,6 +96,11 @@ fn jit_prefill_and_decode_match_the_interpreter() {
     let mut sampler = Sampler::new(SamplingConfig::default()).unwrap();
     let stats = generate(&jit, &PROMPT_IDS, 8, &mut sampler, &[], &mut |_| {}).unwrap();
     assert_eq!(stats.tokens, GREEDY_IDS[..8]);
+    // Prefill, the first decode step, then one symbolic variant for every
+    // later past length: three compiles, none falling back.
+    let s = compiler.stats();
+    assert_eq!((s.compiled, s.symbolic), (3, 1), "{s:?}");
+    assert!(s.fallbacks.is_empty(), "{s:?}");
 }
 
 #[test]

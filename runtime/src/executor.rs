@@ -20,3 +20,11 @@ impl Executor for crate::Interpreter<'_> {
         self.run(inputs)
     }
 }
+
+/// A shared executor runs like the one it shares (so a caller can hand a
+/// decoder an executor and still read its statistics).
+impl<E: Executor + Send + ?Sized> Executor for std::sync::Arc<E> {
+    fn execute(&self, inputs: Vec<Value>) -> Result<Vec<Value>> {
+        (**self).execute(inputs)
+    }
+}

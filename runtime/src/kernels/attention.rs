@@ -15,9 +15,13 @@
 use super::workprec::{gemm, Mat, Real};
 use crate::bail;
 use crate::error::Result;
+use rayon::prelude::*;
 
 /// Query rows processed together (bounds the score buffer to `ROWS × total_seq`).
 const ROWS: usize = 64;
+
+/// Heads run on several threads once a call has this many multiply-adds.
+const PARALLEL_WORK: usize = 1 << 16;
 
 /// A 4D `(batch, head, seq, head_size)` array behind strides (head_size stride 1).
 #[derive(Clone, Copy, Debug)]
@@ -168,64 +172,104 @@ pub fn attention<W: Real>(
             );
         }
     }
-    let group = d.q_heads / d.kv_heads;
     let Out {
         y,
         y_layout,
         mut qk,
     } = out;
-    let mut scores = vec![W::zero(); ROWS.min(d.q_seq.max(1)) * d.total];
-    for b in 0..d.batch {
-        for h in 0..d.q_heads {
-            let kvh = h / group;
-            for r0 in (0..d.q_seq).step_by(ROWS) {
-                let rows = ROWS.min(d.q_seq - r0);
-                // Keys any row of this block can see (all of them if the raw scores are wanted).
-                let cols = if opt.causal && qk.is_none() {
-                    d.total.min(d.past + r0 + rows)
-                } else {
-                    d.total
-                };
-                let s = &mut scores[..rows * d.total];
-                gemm(
-                    rows,
-                    cols,
-                    d.dk,
-                    q.mat(b, h, r0, false)?,
-                    k.mat(b, kvh, 0, true)?,
-                    s,
-                    d.total,
-                    opt.scale,
-                    W::zero(),
-                )?;
-                let qk_rows = qk.as_deref_mut().map(|buf| {
-                    let off = ((b * d.q_heads + h) * d.q_seq + r0) * d.total;
-                    &mut buf[off..off + rows * d.total]
-                });
-                scores_to_probs(d, opt, mask, (b, h, r0), cols, s, qk_rows)?;
-                let yo = y_layout.at(b, h, r0);
-                let yd = y
-                    .get_mut(yo..)
-                    .ok_or_else(|| crate::error::RuntimeError::msg("Y buffer too short"))?;
-                gemm(
-                    rows,
-                    d.dv,
-                    cols,
-                    Mat {
-                        data: s,
-                        rs: d.total,
-                        cs: 1,
-                    },
-                    v.mat(b, kvh, 0, false)?,
-                    yd,
-                    y_layout.ss,
-                    W::one(),
-                    W::zero(),
-                )?;
-            }
+    let pairs: Vec<(usize, usize)> = (0..d.batch)
+        .flat_map(|b| (0..d.q_heads).map(move |h| (b, h)))
+        .collect();
+    let want_qk = qk.is_some();
+    let run = |&(b, h): &(usize, usize)| head(d, b, h, q, k, v, mask, opt, want_qk);
+    let work = d.batch * d.q_heads * d.q_seq * d.total * (d.dk + d.dv);
+    let heads: Vec<Result<HeadOut<W>>> =
+        if rayon::current_num_threads() > 1 && pairs.len() > 1 && work >= PARALLEL_WORK {
+            pairs.par_iter().map(run).collect()
+        } else {
+            pairs.iter().map(run).collect()
+        };
+    for (&(b, h), out) in pairs.iter().zip(heads) {
+        let out = out?;
+        for (i, row) in out.y.chunks_exact(d.dv.max(1)).enumerate() {
+            let yo = y_layout.at(b, h, i);
+            y.get_mut(yo..yo + d.dv)
+                .ok_or_else(|| crate::error::RuntimeError::msg("Y buffer too short"))?
+                .copy_from_slice(row);
+        }
+        if let (Some(dst), Some(src)) = (qk.as_deref_mut(), out.qk) {
+            let off = (b * d.q_heads + h) * d.q_seq * d.total;
+            dst[off..off + src.len()].copy_from_slice(&src);
         }
     }
     Ok(())
+}
+
+/// One head's results: `Y` rows (`q_seq × dv`, contiguous) and, if asked
+/// for, its `q_seq × total` captured scores.
+struct HeadOut<W> {
+    y: Vec<W>,
+    qk: Option<Vec<W>>,
+}
+
+/// Attention for query head `h` of batch `b`.
+#[allow(clippy::too_many_arguments)]
+fn head<W: Real>(
+    d: Dims,
+    b: usize,
+    h: usize,
+    q: Heads<'_, W>,
+    k: Heads<'_, W>,
+    v: Heads<'_, W>,
+    mask: Option<&Mask<'_, W>>,
+    opt: &Options<W>,
+    want_qk: bool,
+) -> Result<HeadOut<W>> {
+    let kvh = h / (d.q_heads / d.kv_heads);
+    let mut y = vec![W::zero(); d.q_seq * d.dv];
+    let mut qk = want_qk.then(|| vec![W::zero(); d.q_seq * d.total]);
+    let mut scores = vec![W::zero(); ROWS.min(d.q_seq.max(1)) * d.total];
+    for r0 in (0..d.q_seq).step_by(ROWS) {
+        let rows = ROWS.min(d.q_seq - r0);
+        // Keys any row of this block can see (all of them if the raw scores are wanted).
+        let cols = if opt.causal && !want_qk {
+            d.total.min(d.past + r0 + rows)
+        } else {
+            d.total
+        };
+        let s = &mut scores[..rows * d.total];
+        gemm(
+            rows,
+            cols,
+            d.dk,
+            q.mat(b, h, r0, false)?,
+            k.mat(b, kvh, 0, true)?,
+            s,
+            d.total,
+            opt.scale,
+            W::zero(),
+        )?;
+        let qk_rows = qk
+            .as_deref_mut()
+            .map(|buf| &mut buf[r0 * d.total..(r0 + rows) * d.total]);
+        scores_to_probs(d, opt, mask, (b, h, r0), cols, s, qk_rows)?;
+        gemm(
+            rows,
+            d.dv,
+            cols,
+            Mat {
+                data: s,
+                rs: d.total,
+                cs: 1,
+            },
+            v.mat(b, kvh, 0, false)?,
+            &mut y[r0 * d.dv..],
+            d.dv,
+            W::one(),
+            W::zero(),
+        )?;
+    }
+    Ok(HeadOut { y, qk })
 }
 
 /// Turn a block of raw scores (`rows × total`, first `cols` columns valid) into
@@ -289,11 +333,7 @@ fn scores_to_probs<W: Real>(
             }
         }
         let max = row.iter().copied().fold(neg_inf, W::max);
-        let mut sum = W::zero();
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum = sum + *x;
-        }
+        let sum = W::exp_shifted_sum(row, max);
         let inv = W::one() / sum;
         for x in row.iter_mut() {
             *x = *x * inv;

@@ -11,6 +11,7 @@ pub mod mt19937;
 pub mod packed_gemm;
 pub mod qmatmul;
 pub mod strided;
+pub mod vexp;
 pub mod window;
 pub mod workprec;
 

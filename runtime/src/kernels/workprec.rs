@@ -17,17 +17,32 @@ use std::borrow::Cow;
 pub trait Real: num_traits::Float + Element + bytemuck::Pod + std::iter::Sum + Default {
     /// Convert from `f64` (rounding for `f32`).
     fn of(x: f64) -> Self;
+
+    /// `v[i] = exp(v[i] - shift)`, returning the sum: a softmax's inner loop.
+    fn exp_shifted_sum(v: &mut [Self], shift: Self) -> Self;
 }
 
 impl Real for f32 {
     fn of(x: f64) -> f32 {
         x as f32
     }
+
+    /// Vectorised ([`super::vexp`]).
+    fn exp_shifted_sum(v: &mut [f32], shift: f32) -> f32 {
+        super::vexp::exp_shifted_sum(v, shift)
+    }
 }
 
 impl Real for f64 {
     fn of(x: f64) -> f64 {
         x
+    }
+
+    fn exp_shifted_sum(v: &mut [f64], shift: f64) -> f64 {
+        v.iter_mut().fold(0.0, |sum, x| {
+            *x = (*x - shift).exp();
+            sum + *x
+        })
     }
 }
 
