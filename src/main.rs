@@ -85,6 +85,9 @@ Examples:
     Optimize(cli::optimize::OptimizeArgs),
     /// Write a model in another format (ONNX).
     Export(cli::export::ExportArgs),
+    /// Emit a model as a standalone C program (no runtime, no malloc) and
+    /// compile it for a target.
+    Build(cli::build::BuildArgs),
     /// List the optimizer's passes, or calibrate its cost model.
     #[command(after_help = "\
 Examples:
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::main(&args),
         Command::Optimize(args) => cli::optimize::main(&args),
         Command::Export(args) => cli::export::main(&args),
+        Command::Build(args) => cli::build::main(&args),
         Command::Passes { calibrate, json } => cli::passes::main(calibrate, json),
         Command::Run {
             model,

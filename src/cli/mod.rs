@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod build;
 pub mod eval;
 pub mod export;
 pub mod generate;

@@ -245,11 +245,10 @@ fn float_op(
         "IsInf" => {
             let pos = attrs.int_or("detect_positive", 1).unwrap_or(1) != 0;
             let neg = attrs.int_or("detect_negative", 1).unwrap_or(1) != 0;
-            let inf = m("HUGE_VAL", t).replace("HUGE_VALf", "HUGE_VALF");
             format!(
-                "(({pos} && {x} == {inf}) || ({neg} && {x} == -{inf}))",
-                pos = u8::from(pos),
-                neg = u8::from(neg)
+                "(({} && {x} == INFINITY) || ({} && {x} == -INFINITY))",
+                u8::from(pos),
+                u8::from(neg)
             )
         }
         "Elu" => format!(
@@ -341,7 +340,7 @@ fn int_op(
         "Mod" => {
             let (x, y) = (a(0)?, a(1)?);
             let r = format!("({t})({x} % {y})");
-            if signed {
+            if signed && attrs.int_or("fmod", 0).unwrap_or(0) == 0 {
                 format!(
                     "({y} == 0 ? ({t})0 : (({r} != 0 && (({r} < 0) != ({y} < 0))) ? ({t})({r} + {y}) : {r}))"
                 )
@@ -357,14 +356,16 @@ fn int_op(
             format!("({x} < 0 ? ({t})(({u})0 - ({u}){x}) : {x})")
         }
         "Abs" => a(0)?,
-        "Relu" => {
+        "Relu" if signed => {
             let x = a(0)?;
             format!("({x} < 0 ? ({t})0 : {x})")
         }
-        "Sign" => {
+        "Relu" => a(0)?,
+        "Sign" if signed => {
             let x = a(0)?;
             format!("(({t})(({x} > 0) - ({x} < 0)))")
         }
+        "Sign" => format!("(({t})({} > 0))", a(0)?),
         "BitwiseAnd" => format!("(({t})({} & {}))", a(0)?, a(1)?),
         "BitwiseOr" => format!("(({t})({} | {}))", a(0)?, a(1)?),
         "BitwiseXor" => format!("(({t})({} ^ {}))", a(0)?, a(1)?),

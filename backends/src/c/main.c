@@ -183,8 +183,8 @@ static int read_weights(const char *argv0)
 
 int main(int argc, char **argv)
 {
-    const void *inputs[EGRET_NUM_INPUTS + 1];
-    void *outputs[EGRET_NUM_OUTPUTS + 1];
+    const void *inputs[EGRET_NUM_INPUTS + 1] = {NULL};
+    void *outputs[EGRET_NUM_OUTPUTS + 1] = {NULL};
     const void *w = NULL;
     int i;
     if (argc != 1 + EGRET_NUM_INPUTS + EGRET_NUM_OUTPUTS) {

@@ -63,27 +63,49 @@ fn conv_graph() -> (Graph, Vec<Value>) {
         .call1("s", OpCall::new("Softmax").with("axis", Attr::Int(1)), &[p])
         .unwrap();
     g.outputs.push(s);
-    (g, vec![Value::Tensor(f32s(vec![1, 1, 4, 4], |i| i as f32 / 8.0))])
+    (
+        g,
+        vec![Value::Tensor(f32s(vec![1, 1, 4, 4], |i| i as f32 / 8.0))],
+    )
 }
 
 /// int32: broadcast Add, Transpose, Concat with the input, ReduceMax.
 fn int_graph() -> (Graph, Vec<Value>) {
     let mut g = Graph::new("ints");
     let x = input(&mut g, "x", DType::I32, &[2, 3]);
-    let b = g.add_const("b", Tensor::from_vec(vec![3], vec![10i32, -20, 30]).unwrap());
+    let b = g.add_const(
+        "b",
+        Tensor::from_vec(vec![3], vec![10i32, -20, 30]).unwrap(),
+    );
     let s = g.call1("s", OpCall::new("Add"), &[x, b]).unwrap();
     let t = g
-        .call1("t", OpCall::new("Transpose").with("perm", Attr::Ints(vec![1, 0])), &[s])
+        .call1(
+            "t",
+            OpCall::new("Transpose").with("perm", Attr::Ints(vec![1, 0])),
+            &[s],
+        )
         .unwrap();
     let xt = g
-        .call1("xt", OpCall::new("Transpose").with("perm", Attr::Ints(vec![1, 0])), &[x])
+        .call1(
+            "xt",
+            OpCall::new("Transpose").with("perm", Attr::Ints(vec![1, 0])),
+            &[x],
+        )
         .unwrap();
     let c = g
-        .call1("c", OpCall::new("Concat").with("axis", Attr::Int(1)), &[t, xt])
+        .call1(
+            "c",
+            OpCall::new("Concat").with("axis", Attr::Int(1)),
+            &[t, xt],
+        )
         .unwrap();
     let axes = g.add_const("axes", Tensor::from_vec(vec![1], vec![1i64]).unwrap());
     let m = g
-        .call1("m", OpCall::new("ReduceMax").with("keepdims", Attr::Int(0)), &[c, axes])
+        .call1(
+            "m",
+            OpCall::new("ReduceMax").with("keepdims", Attr::Int(0)),
+            &[c, axes],
+        )
         .unwrap();
     g.outputs.push(m);
     let x = Tensor::from_vec(vec![2, 3], vec![1i32, 2, 3, -4, 5, -6]).unwrap();
@@ -116,10 +138,14 @@ fn integer_movement_and_reduction_snapshot() {
 #[test]
 fn weights_can_live_in_a_blob() {
     let (g, inputs) = linear_graph();
-    let e = build(&g, inputs, &Options {
-        weights: Weights::Bin,
-        ..Options::default()
-    })
+    let e = build(
+        &g,
+        inputs,
+        &Options {
+            weights: Weights::Bin,
+            ..Options::default()
+        },
+    )
     .unwrap();
     let blob = e.files.weights_bin.as_ref().unwrap();
     // Two constants, each padded to 64 bytes.
@@ -134,10 +160,16 @@ fn an_unsupported_op_is_a_typed_error_naming_it() {
     let mut g = Graph::new("topk");
     let x = input(&mut g, "x", DType::F32, &[4]);
     let k = g.add_const("k", Tensor::from_vec(vec![1], vec![2i64]).unwrap());
-    let outs = g.call("t", OpCall::new("TopK"), &[Some(x), Some(k)], 2).unwrap();
+    let outs = g
+        .call("t", OpCall::new("TopK"), &[Some(x), Some(k)], 2)
+        .unwrap();
     g.outputs.extend(outs);
-    let err = build(&g, vec![Value::Tensor(f32s(vec![4], |i| i as f32))], &Options::default())
-        .unwrap_err();
+    let err = build(
+        &g,
+        vec![Value::Tensor(f32s(vec![4], |i| i as f32))],
+        &Options::default(),
+    )
+    .unwrap_err();
     let EmitError::Unsupported { op, .. } = &err;
     assert_eq!(op, "TopK", "{err}");
 }

@@ -17,6 +17,10 @@ fn copy_nest(dims: &[usize], out: Operand, inp: Operand) -> String {
 /// the bytes are unchanged.
 pub(super) fn copy(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
     let (i, o) = (n.input(0)?, n.output()?);
+    let training = n.op == "Dropout" && n.const_ints(cx, 2)?.is_some_and(|t| t != [0]);
+    if training {
+        return Err(n.unsupported("training mode"));
+    }
     let bytes = cx.p.buffers[o].bytes;
     if i == o || bytes == 0 {
         return Ok(String::new());
@@ -206,7 +210,7 @@ pub(super) fn repeat(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError
     let mut dims = Vec::new();
     let mut strides = Vec::new();
     for (a, (&d, &od)) in ishape.iter().zip(oshape).enumerate() {
-        dims.push(if d == 0 { 0 } else { od / d });
+        dims.push(od.checked_div(d).unwrap_or(0));
         dims.push(d);
         strides.extend([0, ist[a]]);
     }

@@ -6,6 +6,7 @@ use super::{Node, Operand};
 use crate::c::ctype::ctype;
 use crate::c::strided::{contiguous_strides, nest};
 use crate::c::{Ctx, EmitError};
+use egret_ir::DType;
 
 /// The accumulator type, its initial value, the update with element `v`
 /// and the final value of a reduction over `count` elements of C type `t`.
@@ -16,7 +17,8 @@ struct Fold {
     fin: String,
 }
 
-fn fold(op: &str, t: &str, float: bool, count: usize) -> Option<Fold> {
+fn fold(op: &str, t: &str, dt: DType, count: usize) -> Option<Fold> {
+    let float = dt.is_float();
     let acc = if float { "double" } else { t }.to_string();
     let f = |init: &str, step: &str, fin: &str| {
         Some(Fold {
@@ -35,7 +37,8 @@ fn fold(op: &str, t: &str, float: bool, count: usize) -> Option<Fold> {
         ("ReduceProd", _) => f("1", "acc *= v;", "acc"),
         ("ReduceSumSquare", _) => f("0", "acc += v * v;", "acc"),
         ("ReduceL1", true) => f("0", "acc += fabs(v);", "acc"),
-        ("ReduceL1", false) => f("0", "acc += v < 0 ? -v : v;", "acc"),
+        ("ReduceL1", false) if dt.is_signed_int() => f("0", "acc += v < 0 ? -v : v;", "acc"),
+        ("ReduceL1", false) => f("0", "acc += v;", "acc"),
         ("ReduceL2", true) => f("0", "acc += (double)v * v;", "sqrt(acc)"),
         ("ReduceLogSum", true) => f("0", "acc += v;", "log(acc)"),
         ("ReduceLogSumExp", true) => f("0", "acc += exp((double)v);", "log(acc)"),
@@ -130,8 +133,7 @@ pub(super) fn reduce(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError
     let count: usize = red.0.iter().product();
     let dt = cx.dtype(i);
     let t = ctype(dt)?;
-    let fold =
-        fold(n.op, t, dt.is_float(), count).ok_or_else(|| n.unsupported(format!("on {dt}")))?;
+    let fold = fold(n.op, t, dt, count).ok_or_else(|| n.unsupported(format!("on {dt}")))?;
     let acc = fold.acc.clone();
     let out_t = ctype(cx.dtype(o))?;
     let inner = |first: &str| {
