@@ -1,6 +1,7 @@
 //! `Call` and `Linear` steps as C: each graph node becomes a strided loop
 //! nest or a kernel call, with its attributes and traced shapes baked in.
 
+mod indexed;
 mod movement;
 mod nn;
 mod reduce;
@@ -133,6 +134,9 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "Softmax" | "LogSoftmax" | "Hardmax" => nn::softmax(cx, &n),
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
+        "Range" => indexed::range(cx, &n),
+        "Trilu" => indexed::trilu(cx, &n),
+        "GatherElements" => indexed::gather_elements(cx, &n),
         op if op.starts_with("Reduce") || op.starts_with("Global") => reduce::reduce(cx, &n),
         _ => elementwise(cx, &n),
     }

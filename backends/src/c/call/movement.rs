@@ -127,6 +127,10 @@ pub(super) fn slice(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError>
     let (i, o) = (n.input(0)?, n.output()?);
     let ishape = cx.shape(i);
     let oshape = cx.shape(o);
+    let runtime = (1..5).any(|k| n.opt_input(k).is_some_and(|b| cx.const_value(b).is_none()));
+    if runtime {
+        return slice_at_run_time(cx, n);
+    }
     let starts = n.const_ints(cx, 1)?.unwrap_or_default();
     let ends = n.const_ints(cx, 2)?.unwrap_or_default();
     let axes = n
@@ -163,6 +167,81 @@ pub(super) fn slice(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError>
         Operand::contiguous(cx.ptr(o)?, oshape),
         inp,
     ))
+}
+
+/// Slice whose starts, ends, axes or steps are computed at run time: the
+/// offset and strides are computed (and the output shape checked, else
+/// `egret_model` returns 1) before the copy.
+fn slice_at_run_time(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (i, o) = (n.input(0)?, n.output()?);
+    let (ishape, oshape) = (cx.shape(i), cx.shape(o));
+    let rank = ishape.len();
+    if rank == 0 {
+        return Err(n.unsupported("a scalar input"));
+    }
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cst: Vec<usize> = contiguous_strides(ishape)
+        .iter()
+        .map(|&s| s as usize)
+        .collect();
+    let count: usize = cx.shape(n.input(1)?).iter().product();
+    let operand = |cx: &mut Ctx<'_>, k: usize, default: &str| -> Result<String, EmitError> {
+        Ok(match n.opt_input(k) {
+            Some(b) => format!("(int64_t){}[q]", cx.ptr(b)?),
+            None => default.to_string(),
+        })
+    };
+    let starts = operand(cx, 1, "0")?;
+    let ends = operand(cx, 2, "0")?;
+    let axes = operand(cx, 3, "q")?;
+    let steps = operand(cx, 4, "1")?;
+    let mut code = format!(
+        "static const int64_t dims[{rank}] = {{{d}}}, outs[{rank}] = {{{od}}}, cst[{rank}] = {{{c}}};
+         int64_t st[{rank}] = {{{c}}}, off = 0;
+         for (long q = 0; q < {count}; q++) {{
+             int64_t a = {axes}, d, s = {starts}, e = {ends}, step = {steps}, len;
+             if (a < 0) a += {rank};
+             if (a < 0 || a >= {rank} || step == 0) return 1;
+             d = dims[a];
+             if (s < 0) s += d;
+             if (e < 0) e += d;
+             if (step > 0) {{
+                 s = s < 0 ? 0 : (s > d ? d : s);
+                 e = e < 0 ? 0 : (e > d ? d : e);
+                 len = (e - s + step - 1) / step;
+             }} else {{
+                 s = s < 0 ? 0 : (s > d - 1 ? d - 1 : s);
+                 e = e < -1 ? -1 : (e > d - 1 ? d - 1 : e);
+                 len = (s - e - step - 1) / -step;
+             }}
+             if (len < 0) len = 0;
+             if (len != outs[a]) return 1;
+             if (len > 0) off += s * cst[a];
+             st[a] = step * cst[a];
+         }}
+         {{
+    long at = 0;
+    ",
+        d = list(ishape),
+        od = list(oshape),
+        c = list(&cst),
+    );
+    for (a, d) in oshape.iter().enumerate() {
+        code += &format!("for (long i{a} = 0; i{a} < {d}; i{a}++) ");
+    }
+    let index: Vec<String> = (0..rank).map(|a| format!("i{a} * st[{a}]")).collect();
+    code += &format!(
+        "{o}[at++] = {x}[off + {}];\n}}\n",
+        index.join(" + "),
+        o = cx.ptr(o)?,
+        x = cx.ptr(i)?
+    );
+    Ok(code)
 }
 
 /// Gather along `axis` with run-time indices (negative ones wrap; an index

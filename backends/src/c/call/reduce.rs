@@ -58,6 +58,10 @@ fn axes(cx: &Ctx<'_>, n: &Node<'_>, rank: usize) -> Result<Option<Vec<bool>>, Em
     if n.op.starts_with("Global") {
         return Ok(Some((0..rank).map(|a| a >= 2).collect()));
     }
+    let runtime = n.opt_input(1).is_some_and(|b| cx.const_value(b).is_none());
+    if runtime {
+        return shape_axes(cx, n).map(Some);
+    }
     let list = match n.const_ints(cx, 1)? {
         Some(a) => a,
         None => n.ints("axes")?.unwrap_or_default(),
@@ -74,6 +78,26 @@ fn axes(cx: &Ctx<'_>, n: &Node<'_>, rank: usize) -> Result<Option<Vec<bool>>, Em
         r[n.axis(a, rank)?] = true;
     }
     Ok(Some(r))
+}
+
+/// The reduced axes when the `axes` input is computed at run time: with
+/// `keepdims`, the traced output shape names every axis whose size changed,
+/// and any axes giving that shape give the same result for the reductions
+/// whose value over one element is that element (the others are
+/// unsupported).
+fn shape_axes(cx: &Ctx<'_>, n: &Node<'_>) -> Result<Vec<bool>, EmitError> {
+    let idempotent = matches!(
+        n.op,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceLogSumExp"
+    );
+    if !idempotent || n.int("keepdims", 1)? == 0 {
+        return Err(n.unsupported("axes computed at run time"));
+    }
+    let (i, o) = (cx.shape(n.input(0)?), cx.shape(n.output()?));
+    if i.len() != o.len() {
+        return Err(n.unsupported("the output rank differs from the input's"));
+    }
+    Ok(i.iter().zip(o).map(|(a, b)| a != b).collect())
 }
 
 /// Split the input's axes into kept (outer) and reduced (inner) ones:
