@@ -4,6 +4,7 @@
 mod indexed;
 mod movement;
 mod nn;
+mod quant;
 mod reduce;
 
 use super::strided::{nest, Operand};
@@ -135,6 +136,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
         "Range" => indexed::range(cx, &n),
+        "QuantizeLinear" | "DequantizeLinear" => quant::quant(cx, &n),
         "Trilu" => indexed::trilu(cx, &n),
         "GatherElements" => indexed::gather_elements(cx, &n),
         op if op.starts_with("Reduce") || op.starts_with("Global") => reduce::reduce(cx, &n),

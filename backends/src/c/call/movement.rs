@@ -302,66 +302,80 @@ pub(super) fn repeat(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError
     Ok(copy_nest(&dims, out, inp))
 }
 
-/// Pad in `constant` mode: fill with the value, then copy the input (or the
-/// part negative pads leave of it) into place.
+/// Pad in `constant`, `edge`, `reflect` or `wrap` mode, with pads (and
+/// axes, and the constant) that may be computed at run time: each output
+/// element's source coordinate is mapped per axis. Pads that do not give
+/// the traced output shape make `egret_model` return 1.
 pub(super) fn pad(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
-    let (i, o) = (n.input(0)?, n.output()?);
+    let (i, o, pads) = (n.input(0)?, n.output()?, n.input(1)?);
     let mode = n
         .attrs
         .string_or("mode", "constant")
         .map_err(|e| n.unsupported(e.to_string()))?;
-    if mode != "constant" {
-        return Err(n.unsupported(format!("mode `{mode}`")));
-    }
     let (ishape, oshape) = (cx.shape(i), cx.shape(o));
     let rank = ishape.len();
-    let pads = n
-        .const_ints(cx, 1)?
-        .ok_or_else(|| n.unsupported("no pads"))?;
-    let axes: Vec<usize> = match n.const_ints(cx, 3)? {
-        Some(a) => a
-            .iter()
-            .map(|&x| n.axis(x, rank))
-            .collect::<Result<_, _>>()?,
-        None => (0..rank).collect(),
+    if rank == 0 {
+        return Err(n.unsupported("a scalar input"));
+    }
+    let map = match mode {
+        "constant" => "",
+        "edge" => "c = c < 0 ? 0 : (c >= d ? d - 1 : c);",
+        "reflect" => {
+            "if (d == 1) c = 0; else { const int64_t p = 2 * (d - 1); c %= p; if (c < 0) c += p; if (c >= d) c = p - c; }"
+        }
+        "wrap" => "c %= d; if (c < 0) c += d;",
+        other => return Err(n.unsupported(format!("mode `{other}`"))),
     };
-    if pads.len() != 2 * axes.len() {
-        return Err(n.unsupported("pads do not match the axes"));
+    if mode != "constant" && ishape.contains(&0) {
+        return Err(n.unsupported("an empty input"));
     }
-    let mut begin = vec![0i64; rank];
-    let mut end = vec![0i64; rank];
-    for (k, &a) in axes.iter().enumerate() {
-        begin[a] = pads[k];
-        end[a] = pads[axes.len() + k];
-    }
+    let list = |v: &[i64]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cst = contiguous_strides(ishape);
+    let idims: Vec<i64> = ishape.iter().map(|&d| d as i64).collect();
+    let odims: Vec<i64> = oshape.iter().map(|&d| d as i64).collect();
+    let count = cx.shape(pads).iter().product::<usize>() / 2;
+    let axes = match n.opt_input(3) {
+        Some(b) => format!("(int64_t){}[q]", cx.ptr(b)?),
+        None => "q".into(),
+    };
     let value = match n.opt_input(2) {
-        Some(v) => format!("{}[0]", cx.ptr(v)?),
-        None => "0".into(),
+        Some(v) if cx.shape(v).iter().product::<usize>() == 1 => format!("{}[0]", cx.ptr(v)?),
+        _ => "0".into(),
     };
-    let (ist, ost) = (contiguous_strides(ishape), contiguous_strides(oshape));
-    let mut dims = Vec::new();
-    let (mut ioff, mut ooff) = (0i64, 0i64);
-    for a in 0..rank {
-        let len = ishape[a] as i64 + begin[a].min(0) + end[a].min(0);
-        dims.push(len.max(0) as usize);
-        ooff += begin[a].max(0) * ost[a];
-        ioff += (-begin[a]).max(0) * ist[a];
+    let mut code = format!(
+        "static const int64_t dims[{rank}] = {{{d}}}, outs[{rank}] = {{{od}}}, cst[{rank}] = {{{c}}};\n\
+         int64_t begin[{rank}] = {{0}};\n\
+         long at = 0;\n\
+         for (long q = 0; q < {count}; q++) {{\n\
+         \x20   int64_t a = {axes};\n\
+         \x20   if (a < 0) a += {rank};\n\
+         \x20   if (a < 0 || a >= {rank}) return 1;\n\
+         \x20   begin[a] = (int64_t){p}[q];\n\
+         \x20   if (dims[a] + begin[a] + (int64_t){p}[q + {count}] != outs[a]) return 1;\n\
+         }}\n",
+        d = list(&idims),
+        od = list(&odims),
+        c = list(&cst),
+        p = cx.ptr(pads)?,
+    );
+    for (a, d) in oshape.iter().enumerate() {
+        code += &format!("for (long i{a} = 0; i{a} < {d}; i{a}++) ");
     }
-    let total: usize = oshape.iter().product();
-    let op = cx.ptr(o)?;
-    let mut code = format!("for (long i = 0; i < {total}; i++) {op}[i] = {value};\n");
-    code += &copy_nest(
-        &dims,
-        Operand {
-            ptr: op,
-            offset: ooff,
-            strides: ost,
-        },
-        Operand {
-            ptr: cx.ptr(i)?,
-            offset: ioff,
-            strides: ist,
-        },
+    code += "{\n    int64_t off = 0;\n    int inside = 1;\n";
+    for a in 0..rank {
+        code += &format!(
+            "    {{\n        const int64_t d = dims[{a}];\n        int64_t c = i{a} - begin[{a}];\n        {map}\n        if (c < 0 || c >= d) inside = 0; else off += c * cst[{a}];\n    }}\n"
+        );
+    }
+    code += &format!(
+        "    {o}[at++] = inside ? {x}[off] : {value};\n}}\n",
+        o = cx.ptr(o)?,
+        x = cx.ptr(i)?
     );
     Ok(code)
 }
