@@ -5,7 +5,8 @@
 //! model, runs it through a [`Backend`], and compares every output with the
 //! expected one: rtol 1e-3 / atol 1e-5 for floats, exact for everything else.
 //!
-//! A test is *passed*, *failed* (wrong value, error, panic or timeout) or
+//! A test is *passed*, *failed* (wrong value, error, panic or timeout, or a
+//! random draw, which no runtime can reproduce) or
 //! *unsupported* (egret reports an op it does not implement). The runner prints
 //! a per-op table and the closing line
 //! `onnx <suite> conformance: P passed, F failed, U unsupported (of T)`,
@@ -276,6 +277,17 @@ pub fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
     }
 }
 
+/// Whether the model's graph samples (Bernoulli, Random*, Multinomial).
+fn draws_random_values(model: &Model) -> bool {
+    let g = &model.graph;
+    g.node_ids().any(|id| {
+        g.node(id).op.as_call().is_some_and(|c| {
+            c.op_type.starts_with("Random")
+                || matches!(c.op_type.as_str(), "Bernoulli" | "Multinomial")
+        })
+    })
+}
+
 fn run_case(case: &Case, backend: Backend) -> TestResult {
     let fail = |op: String, detail: String| TestResult {
         name: case.name.clone(),
@@ -311,6 +323,14 @@ fn run_case(case: &Case, backend: Backend) -> TestResult {
         Err(e) => return fail(op_under_test(&case.name, None), format!("import: {e}")),
     };
     let op = op_under_test(&case.name, Some(&model));
+    if draws_random_values(&model) {
+        // A match would be chance, and chance made the pass counts of two
+        // runs differ.
+        return fail(
+            op,
+            "draws random values: ONNX specifies no generator, so the expected draw cannot be reproduced".into(),
+        );
+    }
     for (inputs, outputs) in &case.data {
         let g = &model.graph;
         let feeds: Result<Vec<Value>, String> = match inputs {
