@@ -279,7 +279,7 @@ fn node_conformance_on_the_host_c_backend() {
 
 /// The node tests cross-compiled for aarch64, armv7 and riscv64 and run
 /// under qemu-user: every `EGRET_QEMU_STRIDE`-th supported test (default
-/// 4, so the three targets together cost about what the host run does; 1
+/// 6, so the three targets together cost about what the host run does; 1
 /// runs them all). A target whose compiler or qemu is missing is skipped
 /// with the reason (scripts/setup-cross.sh installs them).
 #[test]
@@ -287,7 +287,7 @@ fn node_conformance_under_qemu() {
     let stride: usize = std::env::var("EGRET_QEMU_STRIDE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or(6)
         .max(1);
     let targets = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
     let chains: Vec<Toolchain> = targets
@@ -418,4 +418,46 @@ fn ppocr_cls_is_clean_under_address_and_undefined_behaviour_sanitizers() {
     let got = run(&dir, None, &files, 1).unwrap();
     let err = scaled_error(&got[0], case.want[0].as_tensor().unwrap());
     assert!(err <= 1e-4, "{err} vs onnxruntime");
+}
+
+/// Lower, emit, compile (strict flags) and run `g` on the host.
+fn build_and_run(name: &str, g: &Graph, inputs: &[Value]) -> Vec<Tensor> {
+    let dir = scratch(name);
+    let e = emit(g, inputs, &c::Options::default()).unwrap();
+    let files = write(&dir, &e, inputs).unwrap();
+    compile(&dir, &Toolchain::host()).unwrap();
+    run(&dir, None, &files, g.outputs.len()).unwrap()
+}
+
+#[test]
+fn int8_per_channel_products_match_the_interpreter() {
+    use egret_ir::{DType, OpCall, Shape, ValueType};
+    let mut g = Graph::new("int8");
+    let x = g.add_input(
+        "x",
+        ValueType::tensor(DType::F32, Some(Shape::known(&[3, 8]))),
+    );
+    let q: Vec<i8> = (0..32).map(|i| ((i * 37) % 255 - 127) as i8).collect();
+    let w = g.add_const("w", Tensor::from_vec(vec![4, 8], q).unwrap());
+    let scale = g.add_const(
+        "scale",
+        Tensor::from_vec(vec![4], vec![0.01f32, 0.02, 0.005, 0.1]).unwrap(),
+    );
+    let bias = g.add_const(
+        "bias",
+        Tensor::from_vec(vec![4], vec![1.0f32, -1.0, 0.5, 0.0]).unwrap(),
+    );
+    let mut call = OpCall::new("MatMulInt8");
+    call.domain = "egret".into();
+    let y = g.call1("y", call, &[x, w, scale, bias]).unwrap();
+    g.outputs.push(y);
+    let xs: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) / 7.0).collect();
+    let inputs = vec![Value::Tensor(Tensor::from_vec(vec![3, 8], xs).unwrap())];
+    let got = build_and_run("int8", &g, &inputs);
+    let want = egret_runtime::Interpreter::new(&g)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
+    assert!(err <= 1e-6, "{err}");
 }

@@ -18,6 +18,8 @@ pub enum Kernel {
     Softmax,
     /// `egret_layernorm_f32`: LayerNormalization and RMSNormalization.
     LayerNorm,
+    /// `egret_matmul_int8_f32`: products with int8 per-channel weights.
+    MatMulInt8,
 }
 
 impl Kernel {
@@ -31,6 +33,7 @@ impl Kernel {
             Kernel::AvgPool => include_str!("kernels/avgpool.c"),
             Kernel::Softmax => include_str!("kernels/softmax.c"),
             Kernel::LayerNorm => include_str!("kernels/layernorm.c"),
+            Kernel::MatMulInt8 => include_str!("kernels/matmul_int8.c"),
         }
     }
 }

@@ -110,6 +110,9 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         inputs: &c.inputs,
         outputs: &c.outputs,
     };
+    if oc.domain == "egret" && n.op == "MatMulInt8" {
+        return quant::matmul_int8(cx, &n);
+    }
     if !(oc.domain.is_empty() || oc.domain == "ai.onnx") {
         return Err(n.unsupported(format!("domain `{}`", oc.domain)));
     }

@@ -1,11 +1,12 @@
-//! QuantizeLinear and DequantizeLinear, per tensor or per axis, between
-//! float and 8/16/32-bit integers: one loop nest, the scale and zero point
-//! read with stride 0 or along the quantized axis.
+//! Quantized values: QuantizeLinear and DequantizeLinear, per tensor or per
+//! axis, between float and 8/16/32-bit integers (one loop nest, the scale
+//! and zero point read with stride 0 or along the quantized axis), and
+//! egret's int8 per-channel products (`egret::MatMulInt8`).
 
 use super::{Node, Operand};
 use crate::c::ctype::ctype;
 use crate::c::strided::nest;
-use crate::c::{Ctx, EmitError};
+use crate::c::{Ctx, EmitError, Kernel};
 use egret_ir::DType;
 
 /// The strides of a scale or zero point over `x`'s shape: all 0 for one
@@ -87,4 +88,36 @@ pub(super) fn quant(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError>
             e[0]
         )
     }))
+}
+
+/// `egret::MatMulInt8` with f32 activations (`act_quant = 0`): `x [..., K]`
+/// times int8 weights `[N, K]` with `N` f32 scales, plus an optional bias.
+pub(super) fn matmul_int8(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    if n.int("act_quant", 0)? != 0 {
+        return Err(n.unsupported("quantized activations (W8A8)"));
+    }
+    let (x, w, scale, o) = (n.input(0)?, n.input(1)?, n.input(2)?, n.output()?);
+    let types = [cx.dtype(x), cx.dtype(w), cx.dtype(scale), cx.dtype(o)];
+    if types != [DType::F32, DType::I8, DType::F32, DType::F32] {
+        return Err(n.unsupported(format!("types {types:?}")));
+    }
+    let (&[nn, k], Some(&kx)) = (cx.shape(w), cx.shape(x).last()) else {
+        return Err(n.unsupported("a weight that is not [N, K]"));
+    };
+    if k != kx || cx.shape(scale).iter().product::<usize>() != nn {
+        return Err(n.unsupported("shapes that do not match"));
+    }
+    let m = cx.shape(x).iter().product::<usize>() / k.max(1);
+    let bias = match n.opt_input(3) {
+        Some(b) => cx.ptr(b)?,
+        None => "NULL".into(),
+    };
+    cx.use_kernel(Kernel::MatMulInt8);
+    Ok(format!(
+        "egret_matmul_int8_f32({m}, {nn}, {k}, {}, {}, {}, {bias}, {});\n",
+        cx.ptr(x)?,
+        cx.ptr(w)?,
+        cx.ptr(scale)?,
+        cx.ptr(o)?
+    ))
 }

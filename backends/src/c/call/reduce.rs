@@ -60,7 +60,7 @@ fn axes(cx: &Ctx<'_>, n: &Node<'_>, rank: usize) -> Result<Option<Vec<bool>>, Em
     }
     let runtime = n.opt_input(1).is_some_and(|b| cx.const_value(b).is_none());
     if runtime {
-        return shape_axes(cx, n).map(Some);
+        return shape_axes(cx, n);
     }
     let list = match n.const_ints(cx, 1)? {
         Some(a) => a,
@@ -80,24 +80,37 @@ fn axes(cx: &Ctx<'_>, n: &Node<'_>, rank: usize) -> Result<Option<Vec<bool>>, Em
     Ok(Some(r))
 }
 
-/// The reduced axes when the `axes` input is computed at run time: with
-/// `keepdims`, the traced output shape names every axis whose size changed,
-/// and any axes giving that shape give the same result for the reductions
-/// whose value over one element is that element (the others are
-/// unsupported).
-fn shape_axes(cx: &Ctx<'_>, n: &Node<'_>) -> Result<Vec<bool>, EmitError> {
-    let idempotent = matches!(
-        n.op,
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceLogSumExp"
-    );
-    if !idempotent || n.int("keepdims", 1)? == 0 {
-        return Err(n.unsupported("axes computed at run time"));
+/// The reduced axes when the `axes` input is computed at run time, from
+/// the traced shapes (`keepdims` only): an axis whose size changed is
+/// reduced, one of size above 1 that kept it is not. An axis of size 1
+/// either way is ambiguous, which only the reductions whose value over one
+/// element is that element can ignore. `None`: no axis is reduced (the
+/// empty axes of `noop_with_empty_axes`, a copy).
+fn shape_axes(cx: &Ctx<'_>, n: &Node<'_>) -> Result<Option<Vec<bool>>, EmitError> {
+    let runtime = || n.unsupported("axes computed at run time");
+    if n.int("keepdims", 1)? == 0 {
+        return Err(runtime());
     }
     let (i, o) = (cx.shape(n.input(0)?), cx.shape(n.output()?));
     if i.len() != o.len() {
         return Err(n.unsupported("the output rank differs from the input's"));
     }
-    Ok(i.iter().zip(o).map(|(a, b)| a != b).collect())
+    let idempotent = matches!(
+        n.op,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceLogSumExp"
+    );
+    let ambiguous = i.iter().zip(o).any(|(&a, &b)| a == 1 && b == 1);
+    if ambiguous && !idempotent {
+        return Err(runtime());
+    }
+    let reduced: Vec<bool> = i.iter().zip(o).map(|(a, b)| a != b).collect();
+    if reduced.iter().any(|&r| r) {
+        Ok(Some(reduced))
+    } else if n.int("noop_with_empty_axes", 0)? != 0 || idempotent {
+        Ok(None)
+    } else {
+        Err(runtime())
+    }
 }
 
 /// Split the input's axes into kept (outer) and reduced (inner) ones:
