@@ -461,3 +461,67 @@ fn int8_per_channel_products_match_the_interpreter() {
     let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
     assert!(err <= 1e-6, "{err}");
 }
+
+/// `egret build` of PP-OCR cls for every cross target whose compiler is
+/// installed: the Linux binaries run under qemu-user and match the
+/// interpreter; the Cortex-M4 object compiles. Targets without a compiler
+/// are skipped with the reason (scripts/setup-cross.sh installs them).
+#[test]
+fn ppocr_cls_builds_for_every_installed_cross_target() {
+    let Some((path, case)) = ppocr_cls() else {
+        return;
+    };
+    let dir = scratch("ppocr_cls_cross");
+    let x = dir.join("x.npy");
+    npy::write(&x, case.inputs[0].as_tensor().unwrap()).unwrap();
+    let want = egret_runtime::Interpreter::for_model(&case.model)
+        .unwrap()
+        .run(case.inputs.clone())
+        .unwrap();
+    for t in c::TARGETS.into_iter().filter(|&t| t != c::Target::Host) {
+        let installed = Command::new(t.cc())
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            println!(
+                "SKIP {}: {} is not installed (scripts/setup-cross.sh)",
+                t.name(),
+                t.cc()
+            );
+            continue;
+        }
+        let out_dir = dir.join(t.name());
+        let out = Command::new(env!("CARGO_BIN_EXE_egret"))
+            .args([
+                "build",
+                "--compile",
+                "always",
+                "--json",
+                "--target",
+                t.name(),
+                "-o",
+            ])
+            .arg(&out_dir)
+            .arg(&path)
+            .arg("--input")
+            .arg(format!("x={}", x.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            t.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        println!("ppocr_cls {}: model.o {}", t.name(), report["model_o"]);
+        let Some(qemu) = t.qemu() else {
+            assert!(out_dir.join("model.o").exists());
+            continue;
+        };
+        let got = run(&out_dir, Some(qemu), std::slice::from_ref(&x), 1).unwrap();
+        let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
+        assert!(err <= 1e-4, "{}: {err}", t.name());
+    }
+}
