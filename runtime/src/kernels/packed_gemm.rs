@@ -84,14 +84,42 @@ pub fn gemm_packed(
     }
     assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n);
     assert!(bias.is_none_or(|v| v.len() >= n));
+    SCRATCH.with(|scratch| {
+        // A nested call on this thread (work stealing) gets its own buffer.
+        let mut fresh = Vec::new();
+        let mut held = scratch.try_borrow_mut();
+        let buf = match held.as_deref_mut() {
+            Ok(v) => v,
+            Err(_) => &mut fresh,
+        };
+        pack_rows(m, k, a, lda, buf);
+        product(m, &buf[..m.div_ceil(MR) * k * MR], b, bias, c, ldc);
+    });
+}
+
+thread_local! {
+    /// The packed rows of A, reused from call to call: a fresh zeroed buffer
+    /// per call cost a few percent of a BERT layer in `memset` and page faults.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The product once A is packed.
+fn product(
+    m: usize,
+    a_blocks: &[f32],
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (k, n) = (b.k, b.n);
     let panels = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
-    let a_blocks = pack_rows(m, k, a, lda);
     let out = Out(c.as_mut_ptr());
     let run = |p: usize| {
         // SAFETY: panel `p` writes only columns p*NR..(p+1)*NR of C, which no
         // other panel touches; bounds were asserted above.
-        unsafe { panel_product(m, &a_blocks, b, p, bias, &out, ldc) }
+        unsafe { panel_product(m, a_blocks, b, p, bias, &out, ldc) }
     };
     if threads > 1 && m * n * k >= 1 << 18 && panels > 1 {
         (0..panels).into_par_iter().for_each(run);
@@ -100,13 +128,19 @@ pub fn gemm_packed(
     }
 }
 
-/// Copy `A` into blocks of [`MR`] rows, each block `k × MR` with the rows
-/// interleaved (`block[kk·MR + r] = A[r][kk]`), the last block zero-padded.
-/// The micro-kernel then reads one contiguous stream of A instead of six.
-fn pack_rows(m: usize, k: usize, a: &[f32], lda: usize) -> Vec<f32> {
+/// Copy `A` into `out` as blocks of [`MR`] rows, each block `k × MR` with the
+/// rows interleaved (`block[kk·MR + r] = A[r][kk]`). The micro-kernel then
+/// reads one contiguous stream of A instead of six. The padding rows of the
+/// last block keep whatever `out` held: the kernels never store their results.
+fn pack_rows(m: usize, k: usize, a: &[f32], lda: usize, out: &mut Vec<f32>) {
     let blocks = m.div_ceil(MR);
-    let mut out = vec![0f32; blocks * k * MR];
-    for (bi, block) in out.chunks_mut((k * MR).max(1)).enumerate() {
+    if out.len() < blocks * k * MR {
+        out.resize(blocks * k * MR, 0.0);
+    }
+    for (bi, block) in out[..blocks * k * MR]
+        .chunks_mut((k * MR).max(1))
+        .enumerate()
+    {
         for r in 0..MR.min(m - bi * MR) {
             let row = &a[(bi * MR + r) * lda..(bi * MR + r) * lda + k];
             for (kk, &v) in row.iter().enumerate() {
@@ -114,7 +148,6 @@ fn pack_rows(m: usize, k: usize, a: &[f32], lda: usize) -> Vec<f32> {
             }
         }
     }
-    out
 }
 
 /// C's base pointer, shared by the workers that write disjoint columns.
