@@ -525,3 +525,70 @@ fn ppocr_cls_builds_for_every_installed_cross_target() {
         assert!(err <= 1e-4, "{}: {err}", t.name());
     }
 }
+
+/// PP-OCRv4 det (ConvTranspose, Resize) and rec built with `--weights bin`
+/// (the weights in weights.bin, read by the harness) match onnxruntime.
+#[test]
+fn ppocr_det_and_rec_with_a_weights_blob_match_onnxruntime() {
+    for name in ["ppocr_det", "ppocr_rec"] {
+        let Some(case) = common::real_case(name) else {
+            continue;
+        };
+        let dir = scratch(name);
+        let opts = c::Options {
+            weights: c::Weights::Bin,
+            ..c::Options::default()
+        };
+        let e = emit(&case.model.graph, &case.inputs, &opts).unwrap();
+        assert!(e
+            .files
+            .weights_bin
+            .as_ref()
+            .is_some_and(|w| w.len() >= e.weights_bytes));
+        let files = write(&dir, &e, &case.inputs).unwrap();
+        compile(&dir, &Toolchain::host()).unwrap();
+        let got = run(&dir, None, &files, 1).unwrap();
+        let err = scaled_error(&got[0], case.want[0].as_tensor().unwrap());
+        println!("{name}: C backend (weights.bin) vs onnxruntime, max scaled error {err:.1e}");
+        assert!(err <= 1e-4, "{name}: {err}");
+    }
+}
+
+/// Resize with constant scales (the node tests pass them as inputs, so they
+/// do not reach the C backend): nearest and linear, several coordinate
+/// transforms, up- and downsampling.
+#[test]
+fn resize_with_constant_scales_matches_the_interpreter() {
+    use egret_ir::{Attr, DType, OpCall, Shape, ValueType};
+    let xs: Vec<f32> = (0..20).map(|i| (i * i % 7) as f32 - 2.5).collect();
+    let inputs = vec![Value::Tensor(
+        Tensor::from_vec(vec![1, 1, 4, 5], xs).unwrap(),
+    )];
+    let cases = [
+        ("nearest", "half_pixel", vec![1.0f32, 1.0, 2.0, 1.5]),
+        ("nearest", "asymmetric", vec![1.0, 1.0, 0.5, 2.0]),
+        ("linear", "half_pixel", vec![1.0, 1.0, 2.0, 1.5]),
+        ("linear", "align_corners", vec![1.0, 1.0, 1.5, 0.6]),
+        ("linear", "pytorch_half_pixel", vec![1.0, 1.0, 0.5, 3.0]),
+    ];
+    for (i, (mode, coord, scales)) in cases.into_iter().enumerate() {
+        let mut g = Graph::new("resize");
+        let x = g.add_input(
+            "x",
+            ValueType::tensor(DType::F32, Some(Shape::known(&[1, 1, 4, 5]))),
+        );
+        let s = g.add_const("scales", Tensor::from_vec(vec![4], scales).unwrap());
+        let call = OpCall::new("Resize")
+            .with("mode", Attr::String(mode.into()))
+            .with("coordinate_transformation_mode", Attr::String(coord.into()));
+        let y = g.call("y", call, &[Some(x), None, Some(s)], 1).unwrap();
+        g.outputs.push(y[0]);
+        let got = build_and_run(&format!("resize{i}"), &g, &inputs);
+        let want = egret_runtime::Interpreter::new(&g)
+            .unwrap()
+            .run(inputs.clone())
+            .unwrap();
+        let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
+        assert!(err <= 1e-6, "{mode} {coord}: {err}");
+    }
+}

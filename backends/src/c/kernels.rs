@@ -10,6 +10,8 @@ pub enum Kernel {
     GemmGeneral,
     /// `egret_conv2d_f32`: NCHW convolution.
     Conv,
+    /// `egret_conv_transpose2d_f32`: NCHW transposed convolution.
+    ConvTranspose,
     /// `egret_maxpool2d_f32`.
     MaxPool,
     /// `egret_avgpool2d_f32`.
@@ -29,6 +31,7 @@ impl Kernel {
             Kernel::Gemm => include_str!("kernels/gemm.c"),
             Kernel::GemmGeneral => include_str!("kernels/gemm_general.c"),
             Kernel::Conv => include_str!("kernels/conv.c"),
+            Kernel::ConvTranspose => include_str!("kernels/conv_transpose.c"),
             Kernel::MaxPool => include_str!("kernels/maxpool.c"),
             Kernel::AvgPool => include_str!("kernels/avgpool.c"),
             Kernel::Softmax => include_str!("kernels/softmax.c"),

@@ -6,6 +6,7 @@ mod movement;
 mod nn;
 mod quant;
 mod reduce;
+mod resize;
 
 use super::strided::{nest, Operand};
 use super::{expr, Ctx, EmitError, Kernel};
@@ -133,12 +134,14 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "MatMul" => nn::matmul(cx, &n),
         "Gemm" => nn::gemm(cx, &n),
         "Conv" => nn::conv(cx, &n),
+        "ConvTranspose" => nn::conv_transpose(cx, &n),
         "MaxPool" | "AveragePool" => nn::pool(cx, &n),
         "BatchNormalization" => nn::batchnorm(cx, &n),
         "Softmax" | "LogSoftmax" | "Hardmax" => nn::softmax(cx, &n),
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
         "Range" => indexed::range(cx, &n),
+        "Resize" => resize::resize(cx, &n),
         "QuantizeLinear" | "DequantizeLinear" => quant::quant(cx, &n),
         "Trilu" => indexed::trilu(cx, &n),
         "GatherElements" => indexed::gather_elements(cx, &n),

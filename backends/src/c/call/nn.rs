@@ -189,6 +189,63 @@ pub(super) fn conv(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> 
     ))
 }
 
+/// ConvTranspose (NCHW, 1-D or 2-D): the output size is the traced one, the
+/// leading pads are `pads` or, with `auto_pad = SAME_*`, derived as the
+/// interpreter derives them.
+pub(super) fn conv_transpose(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (x, w, o) = (n.input(0)?, n.input(1)?, n.output()?);
+    for b in [x, w, o] {
+        require_f32(cx, n, b)?;
+    }
+    let (xs, ws, os) = (cx.shape(x), cx.shape(w), cx.shape(o));
+    let r = xs.len().saturating_sub(2);
+    if !(1..=2).contains(&r) || ws.len() != xs.len() || os.len() != xs.len() {
+        return Err(n.unsupported("shapes that are not N×C×(1-D or 2-D)"));
+    }
+    let list = |name: &str, d: i64, len: usize| -> Result<Vec<i64>, EmitError> {
+        let v = n.ints(name)?.unwrap_or_else(|| vec![d; len]);
+        (v.len() == len)
+            .then_some(v)
+            .ok_or_else(|| n.unsupported(format!("`{name}` has the wrong length")))
+    };
+    let (strides, dilations) = (list("strides", 1, r)?, list("dilations", 1, r)?);
+    let (pads, opad) = (list("pads", 0, 2 * r)?, list("output_padding", 0, r)?);
+    let auto = n
+        .attrs
+        .string_or("auto_pad", "NOTSET")
+        .map_err(|e| n.unsupported(e.to_string()))?;
+    let mut begin = pads[..r].to_vec();
+    for i in 0..r {
+        let natural = strides[i] * (xs[2 + i] as i64 - 1).max(0)
+            + opad[i]
+            + (ws[2 + i] as i64 - 1) * dilations[i]
+            + 1;
+        let total = natural - os[2 + i] as i64;
+        match auto {
+            "SAME_UPPER" => begin[i] = total / 2,
+            "SAME_LOWER" => begin[i] = total - total / 2,
+            "NOTSET" | "VALID" => {}
+            other => return Err(n.unsupported(format!("auto_pad `{other}`"))),
+        }
+    }
+    let two = |v: &[i64], d: i64| if r == 1 { [d, v[0]] } else { [v[0], v[1]] };
+    let two_u = |v: &[usize]| if r == 1 { [1, v[0]] } else { [v[0], v[1]] };
+    let (ins, outs, k) = (two_u(&xs[2..]), two_u(&os[2..]), two_u(&ws[2..]));
+    let (st, di, pb) = (two(&strides, 1), two(&dilations, 1), two(&begin, 0));
+    let group = n.int("group", 1)?;
+    let bias = match n.opt_input(2) {
+        Some(b) => cx.ptr(b)?,
+        None => "NULL".into(),
+    };
+    cx.use_kernel(Kernel::ConvTranspose);
+    Ok(format!(
+        "egret_conv_transpose2d_f32({}, {}, {}, {}, {}, {}, {}, {}, {}, {group}, {}, {}, {}, {}, {}, {}, {}, {}, {bias}, {});\n",
+        xs[0], xs[1], ins[0], ins[1], os[1], outs[0], outs[1], k[0], k[1],
+        st[0], st[1], di[0], di[1], pb[0], pb[1],
+        cx.ptr(x)?, cx.ptr(w)?, cx.ptr(o)?
+    ))
+}
+
 /// MaxPool (one output) and AveragePool, 1-D or 2-D.
 pub(super) fn pool(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
     let (x, o) = (n.input(0)?, n.output()?);
