@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/fetch-models.sh onnx silero ppocr minilm smollm2 >/dev/null
 scripts/fetch-texts.sh
 scripts/setup-python.sh >/dev/null  # onnxruntime venv: the oracle for exported ONNX
+scripts/setup-cross.sh >/dev/null   # cross gcc + qemu-user: the C backend's targets
 export EGRET_REQUIRE_DATA=1  # a test whose data is missing fails instead of skipping
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -72,9 +72,7 @@ fn greedy_continuation_matches_reference() {
 fn jit_prefill_and_decode_match_the_interpreter() {
     let Some((dec, _)) = model() else { return };
     let mut jit = Decoder::new(dec.model().clone()).expect("decoder graph");
-    let compiler = std::sync::Arc::new(egret_backends::jit::Jit::owning(
-        jit.model().graph.clone(),
-    ));
+    let compiler = std::sync::Arc::new(egret_backends::jit::Jit::owning(jit.model().graph.clone()));
     jit.use_executor(Box::new(compiler.clone()));
     let want = dec
         .forward(&PROMPT_IDS, &mut dec.empty_cache().unwrap())
