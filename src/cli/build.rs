@@ -159,7 +159,10 @@ pub fn main(args: &BuildArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let g = &model.graph;
     let inputs = gather_inputs(g, &args.inputs, Some(0), &args.dims)?;
-    let tr = trace(g, inputs).context("tracing the model on the example inputs")?;
+    let tr = trace(g, inputs).context(
+        "tracing the model on the example inputs (inputs not given with --input are random, \
+         with every unnamed dim 1 and named dims from --dim: give a real input with --input NAME=FILE)",
+    )?;
     let program = lower(g, &tr).context("lowering the model")?;
     let opts = c::Options {
         weights: match args.weights {
