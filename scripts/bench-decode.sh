@@ -16,6 +16,7 @@
 #   scripts/bench-decode.sh
 #   TOKENS=32 THREADS=1 BACKENDS=interp scripts/bench-decode.sh --json
 #   RUNS=3 scripts/bench-decode.sh
+#   SCHEME=int8 scripts/bench-decode.sh   # quantized first (egret optimize --quantize)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${EGRET_CACHE:-$HOME/.cache/egret}"
@@ -32,5 +33,10 @@ if [ ! -x "$egret" ]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+if [ -n "${SCHEME:-}" ]; then
+  echo "quantizing: egret optimize --quantize $SCHEME..." >&2
+  "$egret" optimize "$model" -o "$out/smollm2.egret" --quantize "$SCHEME" >/dev/null
+  model="$out/smollm2.egret"
+fi
 "$egret" export "$model" --format onnx -o "$out/smollm2.onnx" >/dev/null
 "$py" scripts/bench-decode.py "$egret" "$model" "$out/smollm2.onnx" "$out" "$@"

@@ -49,14 +49,17 @@ def pairs_file():
 
 def minilm(pairs):
     rows = []
-    for scheme in ["int8", "w8a8", "int4", "q4_0", "q8_0"]:
-        out = f"{OUT}/minilm-{scheme}.egret"
+    runs = [("int8", []), ("w8a8", []), ("int4", []), ("int4", ["--awq"]), ("q4_0", []),
+            ("q4_0", ["--awq"]), ("q8_0", [])]
+    for scheme, extra in runs:
+        label = " ".join([scheme, *extra])
+        out = f"{OUT}/minilm-{scheme}{''.join(extra)}.egret"
         rep, secs = egret("optimize", MINILM, "-o", out, "--quantize", scheme,
-                          "--calibration", pairs)
+                          "--calibration", pairs, *extra)
         q = rep["quantize"]
         ev, _ = egret("eval", out, "--similarity", pairs, "--reference", MINILM)
         a = ev["similarity"]["agreement"]
-        rows.append((f"egret {scheme}", q["model_bytes_after"] / 1e6, a["mean_cosine"],
+        rows.append((f"egret {label}", q["model_bytes_after"] / 1e6, a["mean_cosine"],
                      a["min_cosine"], q["seconds"], ev["similarity"]["eval_ms"]))
     f32, _ = egret("eval", MINILM, "--similarity", pairs)
     ort = ort_minilm(pairs)
@@ -66,10 +69,14 @@ def minilm(pairs):
     print(f"| f32 | {ort['f32_mb']:.1f} | 1 | 1 | - | {f32['similarity']['eval_ms']:.0f} |")
     for r in rows:
         print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.5f} | {r[3]:.5f} | {r[4]:.2f} | {r[5]:.0f} |")
-    print(f"| onnxruntime quantize_dynamic (QInt8) | {ort['q_mb']:.2f} | {ort['mean']:.5f} | {ort['min']:.5f} | {ort['secs']:.2f} | - |")
+    for label, mb, mean, low, secs in ort["rows"]:
+        print(f"| {label} | {mb:.2f} | {mean:.5f} | {low:.5f} | {secs:.2f} | - |")
 
 
 def ort_minilm(pairs):
+    """onnxruntime's quantize_dynamic (QInt8) on egret's ONNX export of the
+    f32 model, with its default per-tensor weight scales and with
+    per_channel=True; returns the f32 file size and one row per setting."""
     import numpy as np
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -77,13 +84,6 @@ def ort_minilm(pairs):
 
     f32 = f"{OUT}/minilm.onnx"
     subprocess.run([EGRET, "export", MINILM, "--format", "onnx", "-o", f32], check=True, capture_output=True)
-    q = f"{OUT}/minilm.int8.onnx"
-    t = time.perf_counter()
-    # Attention is left alone: its com.microsoft QAttention form does not
-    # accept the ONNX Attention op egret exports (onnxruntime 1.32 rejects it).
-    quantize_dynamic(f32, q, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm", "Gather"])
-    secs = time.perf_counter() - t
     tok = Tokenizer.from_file(f"{MINILM}/tokenizer.json")
     sents = [s for line in open(pairs) for s in line.rstrip("\n").split("\t")]
 
@@ -100,21 +100,31 @@ def ort_minilm(pairs):
             out.append(h / np.linalg.norm(h))
         return np.array(out)
 
-    a, b = embed(f32), embed(q)
-    cos = (a * b).sum(axis=1)
-    return {"f32_mb": os.path.getsize(f32) / 1e6, "q_mb": os.path.getsize(q) / 1e6,
-            "mean": float(cos.mean()), "min": float(cos.min()), "secs": secs}
+    a = embed(f32)
+    rows = []
+    for label, per_channel in [("per-tensor (default)", False), ("per_channel=True", True)]:
+        q = f"{OUT}/minilm.int8.onnx"
+        t = time.perf_counter()
+        # Attention is left alone: its com.microsoft QAttention form does not
+        # accept the ONNX Attention op egret exports (onnxruntime 1.32 rejects it).
+        quantize_dynamic(f32, q, weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+        secs = time.perf_counter() - t
+        cos = (a * embed(q)).sum(axis=1)
+        rows.append((f"onnxruntime quantize_dynamic QInt8, {label}", os.path.getsize(q) / 1e6,
+                     float(cos.mean()), float(cos.min()), secs))
+    return {"f32_mb": os.path.getsize(f32) / 1e6, "rows": rows}
 
 
 def smollm2():
     base, _ = egret("eval", SMOL, "--perplexity", DEVIL, "--windows", WINDOWS)
     p0 = base["perplexity"]["perplexity"]
     rows = [["source (Q4_1 layers, Q8_0 embedding)", os.path.getsize(SMOL) / 1e6, None, p0, 0.0, 0.0, SMOL]]
-    runs = [("q8_0", []), ("int8", []), ("q4_0", []), ("i4a_g64", []), ("i4s_g128", []),
-            ("auto", ["--budget", "1%"]), ("auto", ["--budget", "5%"])]
+    runs = [("q8_0", []), ("int8", []), ("q4_0", []), ("q4_0", ["--awq"]), ("i4a_g64", []),
+            ("i4s_g128", []), ("auto", ["--budget", "1%"]), ("auto", ["--budget", "5%"])]
     for scheme, extra in runs:
-        label = scheme + (" " + extra[1] if extra else "")
-        out = f"{OUT}/smol-{scheme}{extra[1].rstrip('%') if extra else ''}.egret"
+        label = " ".join([scheme, *extra])
+        out = f"{OUT}/smol-{scheme}{''.join(extra).replace('%', '')}.egret"
         rep, _ = egret("optimize", SMOL, "-o", out, "--quantize", scheme,
                        "--calibration", JARGON, *extra)
         q = rep["quantize"]

@@ -1,7 +1,9 @@
 //! The standalone C backend (`egret build`): every ONNX node test whose ops
 //! it supports, compiled with the host C compiler and run, must match the
 //! expected outputs; a real model (PP-OCR cls) is built by the CLI, links
-//! no allocator, matches the interpreter, and passes ASan/UBSan.
+//! no allocator, matches the interpreter, and passes ASan/UBSan; PP-OCRv4
+//! det/rec and MiniLM run with a weights blob; Attention's variants match the
+//! interpreter on small shapes.
 
 mod common;
 #[allow(dead_code)] // the conformance runner's own entry points are not used here
@@ -84,22 +86,20 @@ impl Toolchain {
     }
 
     /// A Linux cross target's gcc (static, strict) and its qemu-user, or
-    /// why they cannot be used.
-    fn cross(t: c::Target) -> Result<Toolchain, String> {
-        let qemu = t.qemu().ok_or("no emulator for this target")?;
-        for tool in [t.cc(), qemu] {
-            let ok = Command::new(tool)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !ok {
-                return Err(format!("{tool} is not installed (scripts/setup-cross.sh)"));
-            }
+    /// `None` (after `common::tool_available`'s SKIP line) when either is
+    /// not installed.
+    fn cross(t: c::Target) -> Option<Toolchain> {
+        let qemu = t.qemu()?;
+        if ![t.cc(), qemu]
+            .into_iter()
+            .all(|tool| common::tool_available(tool, CROSS_SETUP))
+        {
+            return None;
         }
         let mut flags = STRICT.to_vec();
         flags.extend(t.cflags().split_whitespace());
         flags.push("-static");
-        Ok(Toolchain {
+        Some(Toolchain {
             name: t.name(),
             cc: t.cc(),
             flags,
@@ -107,6 +107,9 @@ impl Toolchain {
         })
     }
 }
+
+/// The script that installs the cross compilers and qemu-user.
+const CROSS_SETUP: &str = "scripts/setup-cross.sh";
 
 /// `CC FLAGS -o DIR/model DIR/main.c DIR/model.c -lm`.
 fn compile(dir: &Path, tc: &Toolchain) -> Result<(), String> {
@@ -281,7 +284,8 @@ fn node_conformance_on_the_host_c_backend() {
 /// under qemu-user: every `EGRET_QEMU_STRIDE`-th supported test (default
 /// 6, so the three targets together cost about what the host run does; 1
 /// runs them all). A target whose compiler or qemu is missing is skipped
-/// with the reason (scripts/setup-cross.sh installs them).
+/// with the reason, or fails the test under `EGRET_REQUIRE_DATA` (as in CI,
+/// where scripts/setup-cross.sh installs them).
 #[test]
 fn node_conformance_under_qemu() {
     let stride: usize = std::env::var("EGRET_QEMU_STRIDE")
@@ -290,16 +294,7 @@ fn node_conformance_under_qemu() {
         .unwrap_or(6)
         .max(1);
     let targets = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
-    let chains: Vec<Toolchain> = targets
-        .into_iter()
-        .filter_map(|t| match Toolchain::cross(t) {
-            Ok(tc) => Some(tc),
-            Err(why) => {
-                println!("SKIP {}: {why}", t.name());
-                None
-            }
-        })
-        .collect();
+    let chains: Vec<Toolchain> = targets.into_iter().filter_map(Toolchain::cross).collect();
     if chains.is_empty() {
         return;
     }
@@ -340,6 +335,35 @@ fn scaled_error(got: &Tensor, want: &Tensor) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Runs `egret build --compile always --json --target T -o OUT MODEL
+/// --input x=X` and returns its JSON report, panicking with egret's stderr
+/// if it fails.
+fn egret_build(model: &Path, x: &Path, t: c::Target, out: &Path) -> serde_json::Value {
+    let run = Command::new(env!("CARGO_BIN_EXE_egret"))
+        .args([
+            "build",
+            "--compile",
+            "always",
+            "--json",
+            "--target",
+            t.name(),
+            "-o",
+        ])
+        .arg(out)
+        .arg(model)
+        .arg("--input")
+        .arg(format!("x={}", x.display()))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "egret build --target {}: {}",
+        t.name(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
 #[test]
 fn egret_build_makes_a_malloc_free_ppocr_cls_that_matches_the_interpreter() {
     let Some((path, case)) = ppocr_cls() else {
@@ -348,20 +372,7 @@ fn egret_build_makes_a_malloc_free_ppocr_cls_that_matches_the_interpreter() {
     let dir = scratch("ppocr_cls");
     let x = dir.join("x.npy");
     npy::write(&x, case.inputs[0].as_tensor().unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_egret"))
-        .args(["build", "--target", "host", "--json", "-o"])
-        .arg(dir.join("build"))
-        .arg(&path)
-        .arg("--input")
-        .arg(format!("x={}", x.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = egret_build(&path, &x, c::Target::Host, &dir.join("build"));
     assert_eq!(report["compiled"], true, "{report}");
     let text = report["model_o"]["text"].as_u64().unwrap();
     let bss = report["model_o"]["bss"].as_u64().unwrap();
@@ -420,13 +431,33 @@ fn ppocr_cls_is_clean_under_address_and_undefined_behaviour_sanitizers() {
     assert!(err <= 1e-4, "{err} vs onnxruntime");
 }
 
-/// Lower, emit, compile (strict flags) and run `g` on the host.
-fn build_and_run(name: &str, g: &Graph, inputs: &[Value]) -> Vec<Tensor> {
+/// Lower, emit with `opts`, compile (strict flags) and run `g` on the host:
+/// what was emitted and the outputs.
+fn build_and_run_with(
+    name: &str,
+    g: &Graph,
+    inputs: &[Value],
+    opts: &c::Options,
+) -> (Emitted, Vec<Tensor>) {
     let dir = scratch(name);
-    let e = emit(g, inputs, &c::Options::default()).unwrap();
+    let e = emit(g, inputs, opts).unwrap();
     let files = write(&dir, &e, inputs).unwrap();
     compile(&dir, &Toolchain::host()).unwrap();
-    run(&dir, None, &files, g.outputs.len()).unwrap()
+    let outputs = run(&dir, None, &files, g.outputs.len()).unwrap();
+    (e, outputs)
+}
+
+/// [`build_and_run_with`] the default options, outputs only.
+fn build_and_run(name: &str, g: &Graph, inputs: &[Value]) -> Vec<Tensor> {
+    build_and_run_with(name, g, inputs, &c::Options::default()).1
+}
+
+/// Options that put the weights in `weights.bin`, read by the harness.
+fn weights_bin() -> c::Options {
+    c::Options {
+        weights: c::Weights::Bin,
+        ..c::Options::default()
+    }
 }
 
 #[test]
@@ -465,7 +496,7 @@ fn int8_per_channel_products_match_the_interpreter() {
 /// `egret build` of PP-OCR cls for every cross target whose compiler is
 /// installed: the Linux binaries run under qemu-user and match the
 /// interpreter; the Cortex-M4 object compiles. Targets without a compiler
-/// are skipped with the reason (scripts/setup-cross.sh installs them).
+/// are skipped with the reason, or fail under `EGRET_REQUIRE_DATA`.
 #[test]
 fn ppocr_cls_builds_for_every_installed_cross_target() {
     let Some((path, case)) = ppocr_cls() else {
@@ -479,42 +510,11 @@ fn ppocr_cls_builds_for_every_installed_cross_target() {
         .run(case.inputs.clone())
         .unwrap();
     for t in c::TARGETS.into_iter().filter(|&t| t != c::Target::Host) {
-        let installed = Command::new(t.cc())
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            println!(
-                "SKIP {}: {} is not installed (scripts/setup-cross.sh)",
-                t.name(),
-                t.cc()
-            );
+        if !common::tool_available(t.cc(), CROSS_SETUP) {
             continue;
         }
         let out_dir = dir.join(t.name());
-        let out = Command::new(env!("CARGO_BIN_EXE_egret"))
-            .args([
-                "build",
-                "--compile",
-                "always",
-                "--json",
-                "--target",
-                t.name(),
-                "-o",
-            ])
-            .arg(&out_dir)
-            .arg(&path)
-            .arg("--input")
-            .arg(format!("x={}", x.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            t.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = egret_build(&path, &x, t, &out_dir);
         println!("ppocr_cls {}: model.o {}", t.name(), report["model_o"]);
         let Some(qemu) = t.qemu() else {
             assert!(out_dir.join("model.o").exists());
@@ -534,20 +534,12 @@ fn ppocr_det_and_rec_with_a_weights_blob_match_onnxruntime() {
         let Some(case) = common::real_case(name) else {
             continue;
         };
-        let dir = scratch(name);
-        let opts = c::Options {
-            weights: c::Weights::Bin,
-            ..c::Options::default()
-        };
-        let e = emit(&case.model.graph, &case.inputs, &opts).unwrap();
+        let (e, got) = build_and_run_with(name, &case.model.graph, &case.inputs, &weights_bin());
         assert!(e
             .files
             .weights_bin
             .as_ref()
             .is_some_and(|w| w.len() >= e.weights_bytes));
-        let files = write(&dir, &e, &case.inputs).unwrap();
-        compile(&dir, &Toolchain::host()).unwrap();
-        let got = run(&dir, None, &files, 1).unwrap();
         let err = scaled_error(&got[0], case.want[0].as_tensor().unwrap());
         println!("{name}: C backend (weights.bin) vs onnxruntime, max scaled error {err:.1e}");
         assert!(err <= 1e-4, "{name}: {err}");
@@ -591,4 +583,188 @@ fn resize_with_constant_scales_matches_the_interpreter() {
         let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
         assert!(err <= 1e-6, "{mode} {coord}: {err}");
     }
+}
+
+/// Deterministic f32 values in [-1, 1) of `shape`.
+fn wave(shape: &[usize], seed: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
+        .collect();
+    Tensor::from_vec(shape.to_vec(), v).unwrap()
+}
+
+/// Attention nodes on small shapes, every variant the interpreter supports
+/// (4-D and 3-D operands, grouped key/value heads, bool and additive masks
+/// that broadcast or are narrower than the keys, causal with and without a
+/// KV cache, `scale`, `softcap`, `nonpad_kv_seqlen`, every
+/// `qk_matmul_output_mode`, the `present_*` outputs), in one graph built and
+/// run by the C backend: every output within 1e-5 (scaled) of the
+/// interpreter.
+#[test]
+fn attention_variants_match_the_interpreter() {
+    use egret_ir::{Attr, OpCall, OutletId, Shape, ValueType};
+    let mut g = Graph::new("attention");
+    let mut values = Vec::new();
+    let mut input = |g: &mut Graph, name: &str, t: Tensor| -> OutletId {
+        let ty = ValueType::tensor(t.dtype(), Some(Shape::known(t.shape())));
+        values.push(Value::Tensor(t));
+        g.add_input(name, ty)
+    };
+    // 4-D: batch 2, 4 query heads over 2 key/value heads, 3 queries, 5 keys,
+    // head sizes 8 (Q, K) and 6 (V); a cache of 4 past keys.
+    let q4 = input(&mut g, "q4", wave(&[2, 4, 3, 8], 1));
+    let k4 = input(&mut g, "k4", wave(&[2, 2, 5, 8], 2));
+    let v4 = input(&mut g, "v4", wave(&[2, 2, 5, 6], 3));
+    let pk = input(&mut g, "past_k", wave(&[2, 2, 4, 8], 4));
+    let pv = input(&mut g, "past_v", wave(&[2, 2, 4, 6], 5));
+    // 3-D: the same heads as (batch, seq, heads · size).
+    let q3 = input(&mut g, "q3", wave(&[2, 3, 32], 6));
+    let k3 = input(&mut g, "k3", wave(&[2, 5, 16], 7));
+    let v3 = input(&mut g, "v3", wave(&[2, 5, 12], 8));
+    // A bool mask over (batch, 1, queries, keys) that leaves key 0 visible.
+    let bools: Vec<bool> = (0..2 * 3 * 5)
+        .map(|i| {
+            let (b, r, j) = (i / 15, (i / 5) % 3, i % 5);
+            j == 0 || (b + r + j) % 3 != 1
+        })
+        .collect();
+    let mask_bool = input(
+        &mut g,
+        "mask_bool",
+        Tensor::from_bools(vec![2, 1, 3, 5], bools).unwrap(),
+    );
+    // Additive masks: (queries, 4 of 5 keys), and (1, heads, 1, 9 keys).
+    let mask_narrow = input(&mut g, "mask_narrow", wave(&[3, 4], 9));
+    let mask_heads = input(&mut g, "mask_heads", wave(&[1, 4, 1, 9], 10));
+    let nonpad = input(
+        &mut g,
+        "nonpad",
+        Tensor::from_vec(vec![2], vec![5i64, 3]).unwrap(),
+    );
+    let attn = |attrs: &[(&str, Attr)]| {
+        attrs
+            .iter()
+            .fold(OpCall::new("Attention"), |c, (k, v)| c.with(k, v.clone()))
+    };
+    let heads3 = [
+        ("q_num_heads", Attr::Int(4)),
+        ("kv_num_heads", Attr::Int(2)),
+    ];
+    let cases: Vec<(OpCall, Vec<Option<OutletId>>, usize)> = vec![
+        (attn(&[]), vec![Some(q4), Some(k4), Some(v4)], 1),
+        (
+            attn(&[
+                heads3[0].clone(),
+                heads3[1].clone(),
+                ("is_causal", Attr::Int(1)),
+            ]),
+            vec![Some(q3), Some(k3), Some(v3), Some(mask_bool)],
+            1,
+        ),
+        (
+            attn(&[heads3[0].clone(), heads3[1].clone()]),
+            vec![Some(q3), Some(k3), Some(v3), Some(mask_narrow)],
+            1,
+        ),
+        (
+            attn(&[
+                ("softcap", Attr::Float(2.0)),
+                ("scale", Attr::Float(0.3)),
+                ("qk_matmul_output_mode", Attr::Int(0)),
+            ]),
+            vec![Some(q4), Some(k4), Some(v4), Some(mask_narrow)],
+            4,
+        ),
+        (
+            attn(&[
+                ("is_causal", Attr::Int(1)),
+                ("qk_matmul_output_mode", Attr::Int(3)),
+            ]),
+            vec![Some(q4), Some(k4), Some(v4), None, Some(pk), Some(pv)],
+            4,
+        ),
+        (
+            attn(&[("qk_matmul_output_mode", Attr::Int(2))]),
+            vec![
+                Some(q4),
+                Some(k4),
+                Some(v4),
+                Some(mask_heads),
+                Some(pk),
+                Some(pv),
+            ],
+            4,
+        ),
+        (
+            attn(&[("qk_matmul_output_mode", Attr::Int(1))]),
+            vec![
+                Some(q4),
+                Some(k4),
+                Some(v4),
+                Some(mask_bool),
+                None,
+                None,
+                Some(nonpad),
+            ],
+            4,
+        ),
+    ];
+    for (i, (call, ins, outs)) in cases.into_iter().enumerate() {
+        let o = g.call(&format!("attn{i}"), call, &ins, outs).unwrap();
+        g.outputs.extend(o);
+    }
+    let got = build_and_run("attention", &g, &values);
+    let want = egret_runtime::Interpreter::new(&g)
+        .unwrap()
+        .run(values)
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let b = b.as_tensor().unwrap();
+        // Masked scores are -inf on both sides; compare the finite ones.
+        let (av, bv) = (a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap());
+        assert_eq!(a.shape(), b.shape(), "output {i}");
+        for (j, (x, y)) in av.iter().zip(&bv).enumerate() {
+            let same = x == y || (x - y).abs() / (1.0 + y.abs()) <= 1e-5;
+            assert!(same, "output {i} [{j}]: C {x} vs interpreter {y}");
+        }
+    }
+}
+
+/// all-MiniLM-L6-v2 (6 Attention nodes with a bool key mask, Gelu,
+/// LayerNormalization) built with `--weights bin` for a batch of two
+/// sentences, the shorter padded (mask 0), matches the interpreter within
+/// 1e-4 (scaled).
+#[test]
+fn minilm_with_a_weights_blob_matches_the_interpreter() {
+    let dir = common::cache().join("models/minilm");
+    if !common::available(&dir, "scripts/fetch-models.sh minilm") {
+        return;
+    }
+    let model = egret_frontends::load(&dir).unwrap().model;
+    // "A man is eating food." (padded) and "A man is riding a white horse
+    // on an enclosed ground.", as tests/minilm.rs tokenizes them.
+    let short = [101i64, 1037, 2158, 2003, 5983, 2833, 1012, 102];
+    let long = [
+        101i64, 1037, 2158, 2003, 5559, 1037, 2317, 3586, 2006, 2019, 10837, 2598, 1012, 102,
+    ];
+    let t = long.len();
+    let mut ids = short.to_vec();
+    ids.resize(t, 0);
+    ids.extend(long);
+    let mask: Vec<i64> = (0..2 * t)
+        .map(|i| i64::from(i >= t || i < short.len()))
+        .collect();
+    let tensor = |v: Vec<i64>| Value::Tensor(Tensor::from_vec(vec![2, t], v).unwrap());
+    let inputs = vec![tensor(ids), tensor(mask), tensor(vec![0; 2 * t])];
+    let (e, got) = build_and_run_with("minilm", &model.graph, &inputs, &weights_bin());
+    assert!(e.kernels.contains(&c::Kernel::Attention), "{:?}", e.kernels);
+    let want = egret_runtime::Interpreter::for_model(&model)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    let err = scaled_error(&got[0], want[0].as_tensor().unwrap());
+    println!("minilm: C backend (weights.bin) vs interpreter, max scaled error {err:.1e}");
+    assert!(err <= 1e-4, "{err}");
 }

@@ -68,6 +68,7 @@
 pub use egg;
 
 pub mod check;
+pub mod compress;
 pub mod egraph;
 pub mod extract;
 pub mod pass;

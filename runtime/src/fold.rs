@@ -16,15 +16,12 @@ use crate::error::{Result, RuntimeError};
 use crate::registry::{node_error, registry, KernelCtx, SubgraphRunner};
 use egret_ir::{Attr, Graph, Op, OutletId, Value};
 
-/// Ops whose result differs between runs: never folded.
-const NONDETERMINISTIC: [&str; 6] = [
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-];
+/// Whether a (default-domain) op samples, so its result differs between
+/// runs: never folded, never traced into a constant, never comparable with
+/// another runtime's draw.
+pub fn is_random(op_type: &str) -> bool {
+    op_type.starts_with("Random") || matches!(op_type, "Multinomial" | "Bernoulli")
+}
 
 /// Folding never runs subgraphs (nodes that carry one are skipped).
 struct NoSubgraphs;
@@ -51,7 +48,7 @@ fn foldable(g: &Graph, id: egret_ir::NodeId) -> bool {
             .iter()
             .flatten()
             .all(|o| g.const_value(*o).is_some())
-        && !NONDETERMINISTIC.contains(&call.op_type.as_str())
+        && !is_random(&call.op_type)
         && !call
             .attrs
             .0

@@ -51,8 +51,14 @@ pub struct QuantizeArgs {
     /// GPTQ error compensation: round each weight column in turn and move its
     /// error onto the columns not yet rounded, guided by the calibration's
     /// second moments. Needs --calibration.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "awq")]
     pub gptq: bool,
+    /// AWQ activation-aware scaling: scale each weight's input channels by
+    /// a power of the calibration's activation RMS before rounding, and the
+    /// activation by the inverse (folded into the preceding norm when there
+    /// is one). Needs --calibration.
+    #[arg(long)]
+    pub awq: bool,
 }
 
 /// `--objective`.
@@ -124,7 +130,8 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     } else {
         (all.clone(), all.concat())
     };
-    let calibration = calibrate_decoder(model, &cal, args.gptq).map_err(anyhow::Error::msg)?;
+    let calibration =
+        calibrate_decoder(model, &cal, args.gptq || args.awq).map_err(anyhow::Error::msg)?;
     let score = move |m: &Model, ids: &[i64]| -> Result<f64, String> {
         let d = Decoder::new(m.clone()).map_err(|e| e.to_string())?;
         let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
@@ -156,8 +163,8 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
         bail!("the calibration file has no sentences");
     }
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let calibration =
-        calibrate_encoder(model, tokenizer, &refs, args.gptq).map_err(anyhow::Error::msg)?;
+    let calibration = calibrate_encoder(model, tokenizer, &refs, args.gptq || args.awq)
+        .map_err(anyhow::Error::msg)?;
     if args.budget.is_none() {
         return Ok(Data {
             calibration,
@@ -189,8 +196,8 @@ pub fn run(
     cost: egret_passes::extract::CostModel,
 ) -> Result<Option<QuantizeReport>> {
     let Some(q) = &args.quantize else {
-        if args.budget.is_some() || args.calibration.is_some() || args.gptq {
-            bail!("--budget, --calibration and --gptq go with --quantize");
+        if args.budget.is_some() || args.calibration.is_some() || args.gptq || args.awq {
+            bail!("--budget, --calibration, --gptq and --awq go with --quantize");
         }
         return Ok(None);
     };
@@ -223,6 +230,9 @@ pub fn run(
             "--gptq needs --calibration: it compensates errors along the calibration's activations"
         );
     }
+    if args.awq && data.is_none() {
+        bail!("--awq needs --calibration: it scales channels by the calibration's activations");
+    }
     if args.budget.is_some() && data.is_none() {
         bail!("--budget needs --calibration: the budget is checked by measuring the error on it");
     }
@@ -239,6 +249,7 @@ pub fn run(
         },
         calibration,
         gptq: args.gptq,
+        awq: args.awq,
         limits,
         cost,
         ..QuantizeConfig::default()
@@ -260,7 +271,10 @@ pub fn print_report(r: &QuantizeReport) {
             vec![
                 l.weight.clone(),
                 format!("{}x{}", l.shape[0], l.shape[1]),
-                l.scheme.clone(),
+                match l.awq_alpha {
+                    Some(a) => format!("{} (awq α {a:.1})", l.scheme),
+                    None => l.scheme.clone(),
+                },
                 format!("{:.1}", l.bytes_before as f64 / 1024.0),
                 format!("{:.1}", l.bytes_after as f64 / 1024.0),
                 format!("{:.2e}", l.predicted_err),

@@ -23,10 +23,23 @@ pub fn cache() -> PathBuf {
 /// Whether `path` exists. If it does not, panic when `EGRET_REQUIRE_DATA` is
 /// set, and otherwise print a SKIP line naming `fetch`, the command that makes it.
 pub fn available(path: &Path, fetch: &str) -> bool {
-    if path.exists() {
-        return true;
-    }
-    let msg = format!("{} is absent (run {fetch})", path.display());
+    path.exists() || skip(&format!("{} is absent (run {fetch})", path.display()))
+}
+
+/// Whether the program `tool` runs (`tool --version` succeeds). If it does
+/// not, panic when `EGRET_REQUIRE_DATA` is set, and otherwise print a SKIP
+/// line naming `install`, the command that installs it.
+pub fn tool_available(tool: &str, install: &str) -> bool {
+    let runs = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    runs || skip(&format!("{tool} is not installed (run {install})"))
+}
+
+/// Reports a missing prerequisite: a panic when `EGRET_REQUIRE_DATA` is set,
+/// a SKIP line otherwise. Returns false, for the callers' `||`.
+fn skip(msg: &str) -> bool {
     if std::env::var_os("EGRET_REQUIRE_DATA").is_some_and(|v| v != "0") {
         panic!("EGRET_REQUIRE_DATA is set but {msg}");
     }

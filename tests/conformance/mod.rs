@@ -281,10 +281,10 @@ pub fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
 fn draws_random_values(model: &Model) -> bool {
     let g = &model.graph;
     g.node_ids().any(|id| {
-        g.node(id).op.as_call().is_some_and(|c| {
-            c.op_type.starts_with("Random")
-                || matches!(c.op_type.as_str(), "Bernoulli" | "Multinomial")
-        })
+        g.node(id)
+            .op
+            .as_call()
+            .is_some_and(|c| egret_runtime::fold::is_random(&c.op_type))
     })
 }
 

@@ -22,6 +22,8 @@ pub enum Kernel {
     LayerNorm,
     /// `egret_matmul_int8_f32`: products with int8 per-channel weights.
     MatMulInt8,
+    /// `egret_attention_f32`: ONNX Attention (masks, heads, KV cache).
+    Attention,
 }
 
 impl Kernel {
@@ -37,6 +39,7 @@ impl Kernel {
             Kernel::Softmax => include_str!("kernels/softmax.c"),
             Kernel::LayerNorm => include_str!("kernels/layernorm.c"),
             Kernel::MatMulInt8 => include_str!("kernels/matmul_int8.c"),
+            Kernel::Attention => include_str!("kernels/attention.c"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! broadcasting and data-movement step, and of fused loops.
 
 use super::{expr, Ctx, EmitError};
-use crate::program::{FusedLoop, Inst};
+use crate::program::{broadcast_strides, collapse, FusedLoop, Inst};
+use egret_runtime::kernels::strided::strides_of;
 
 /// One array a loop nest walks: a base pointer expression, a first element
 /// and a signed element stride per loop axis (0 broadcasts).
@@ -28,63 +29,21 @@ impl Operand {
 
     /// An operand of `shape` broadcast (numpy rules) to `out`.
     pub(crate) fn broadcast(ptr: String, shape: &[usize], out: &[usize]) -> Operand {
-        let lead = out.len().saturating_sub(shape.len());
-        let own = contiguous_strides(shape);
-        let mut strides = vec![0; out.len()];
-        for (i, &d) in shape.iter().enumerate() {
-            if d != 1 && lead + i < out.len() {
-                strides[lead + i] = own[i];
-            }
-        }
         Operand {
             ptr,
             offset: 0,
-            strides,
+            strides: signed(&broadcast_strides(shape, out)),
         }
     }
 }
 
 /// Row-major element strides of `dims`.
 pub(crate) fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
-    let mut s = vec![0i64; dims.len()];
-    let mut step = 1i64;
-    for (i, &d) in dims.iter().enumerate().rev() {
-        s[i] = step;
-        step *= d as i64;
-    }
-    s
+    signed(&strides_of(dims))
 }
 
-/// Drop size-1 axes and merge neighbouring axes every operand walks as one.
-fn collapse(dims: &[usize], ops: &[Operand]) -> (Vec<usize>, Vec<Vec<i64>>) {
-    let mut out: Vec<usize> = Vec::new();
-    let mut st: Vec<Vec<i64>> = vec![Vec::new(); ops.len()];
-    for (ax, &d) in dims.iter().enumerate() {
-        if d == 1 {
-            continue;
-        }
-        let merge = !out.is_empty()
-            && ops
-                .iter()
-                .zip(&st)
-                .all(|(o, prev)| prev.last() == Some(&(o.strides[ax] * d as i64)));
-        if merge {
-            if let Some(last) = out.last_mut() {
-                *last *= d;
-            }
-            for (o, prev) in ops.iter().zip(st.iter_mut()) {
-                if let Some(p) = prev.last_mut() {
-                    *p = o.strides[ax];
-                }
-            }
-        } else {
-            out.push(d);
-            for (o, prev) in ops.iter().zip(st.iter_mut()) {
-                prev.push(o.strides[ax]);
-            }
-        }
-    }
-    (out, st)
+fn signed(strides: &[usize]) -> Vec<i64> {
+    strides.iter().map(|&s| s as i64).collect()
 }
 
 /// `offset + Σ var_k · stride_k` as C.
@@ -117,7 +76,8 @@ pub(crate) fn nest(
     var: &str,
     body: &dyn Fn(&[String]) -> String,
 ) -> String {
-    let (dims, strides) = collapse(dims, ops);
+    let all: Vec<Vec<i64>> = ops.iter().map(|o| o.strides.clone()).collect();
+    let (dims, strides) = collapse(dims, &all);
     let elems: Vec<String> = ops
         .iter()
         .zip(&strides)
@@ -139,7 +99,7 @@ pub(crate) fn fused_loop(cx: &mut Ctx<'_>, l: &FusedLoop) -> Result<String, Emit
         ops.push(Operand {
             ptr: cx.ptr(b)?,
             offset: 0,
-            strides: s.iter().map(|&x| x as i64).collect(),
+            strides: signed(s),
         });
     }
     // Instructions the output does not depend on are not emitted (no unused

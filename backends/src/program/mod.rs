@@ -167,13 +167,14 @@ pub struct Program {
     pub arena_bytes: usize,
 }
 
-/// Strides of a contiguous `shape` seen from the `out` shape it broadcasts to.
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
-    let lead = out.len() - shape.len();
+/// Strides of a contiguous `shape` seen from the `out` shape it broadcasts to
+/// (numpy rules: 0 along broadcast axes).
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let lead = out.len().saturating_sub(shape.len());
     let mut strides = vec![0; out.len()];
     let mut step = 1;
     for (i, &d) in shape.iter().enumerate().rev() {
-        if d != 1 {
+        if d != 1 && lead + i < out.len() {
             strides[lead + i] = step;
         }
         step *= d;
@@ -181,23 +182,34 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// Drop size-1 axes and merge axes that every input walks contiguously.
-fn collapse(out: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+/// Drop size-1 axes of `out` and merge neighbouring axes that every operand
+/// (one stride list each, `usize` or signed) walks as one. The result is
+/// empty for a single element. Shared by the lowering and the C emitter.
+pub(crate) fn collapse<S>(out: &[usize], strides: &[Vec<S>]) -> (Vec<usize>, Vec<Vec<S>>)
+where
+    S: Copy + PartialEq + std::ops::Mul<Output = S> + TryFrom<usize>,
+{
     let mut dims: Vec<usize> = Vec::new();
-    let mut st: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    let mut st: Vec<Vec<S>> = vec![Vec::new(); strides.len()];
     for (ax, &d) in out.iter().enumerate() {
         if d == 1 {
             continue;
         }
         let mergeable = !dims.is_empty()
-            && strides
-                .iter()
-                .zip(&st)
-                .all(|(s, prev)| *prev.last().unwrap() == s[ax] * d);
+            && S::try_from(d).is_ok_and(|d| {
+                strides
+                    .iter()
+                    .zip(&st)
+                    .all(|(s, prev)| prev.last() == Some(&(s[ax] * d)))
+            });
         if mergeable {
-            *dims.last_mut().unwrap() *= d;
+            if let Some(last) = dims.last_mut() {
+                *last *= d;
+            }
             for (s, prev) in strides.iter().zip(st.iter_mut()) {
-                *prev.last_mut().unwrap() = s[ax];
+                if let Some(p) = prev.last_mut() {
+                    *p = s[ax];
+                }
             }
         } else {
             dims.push(d);
@@ -205,10 +217,6 @@ fn collapse(out: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize
                 prev.push(s[ax]);
             }
         }
-    }
-    if dims.is_empty() {
-        dims.push(1);
-        st.iter_mut().for_each(|s| s.push(0));
     }
     (dims, st)
 }
@@ -396,7 +404,12 @@ pub fn lower(g: &Graph, trace: &Trace) -> Result<Program, LowerError> {
                 .iter()
                 .map(|&b| broadcast_strides(&bufs.list[b].shape, &out_shape))
                 .collect();
-            let (dims, strides) = collapse(&out_shape, &full);
+            let (mut dims, mut strides) = collapse(&out_shape, &full);
+            if dims.is_empty() {
+                // One element: a loop of one iteration.
+                dims.push(1);
+                strides.iter_mut().for_each(|s| s.push(0));
+            }
             steps.push(Step::Loop(FusedLoop {
                 nodes: grp.nodes.clone(),
                 output,

@@ -56,11 +56,6 @@ pub struct Trace {
     pub dynamic: HashSet<OutletId>,
 }
 
-/// Ops whose result is not a function of their inputs.
-fn is_random(op_type: &str) -> bool {
-    op_type.starts_with("Random") || matches!(op_type, "Multinomial" | "Bernoulli")
-}
-
 fn has_subgraph(op: &Op) -> bool {
     op.as_call().is_some_and(|c| {
         c.attrs
@@ -84,7 +79,7 @@ fn shape_constant_nodes(g: &Graph, order: &[NodeId]) -> HashSet<NodeId> {
                 true
             }
             Op::Call(c) => {
-                !is_random(&c.op_type)
+                !egret_runtime::fold::is_random(&c.op_type)
                     && !has_subgraph(&node.op)
                     && node
                         .inputs()

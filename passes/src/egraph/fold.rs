@@ -19,29 +19,22 @@ use egret_runtime::{registry, Interpreter};
 /// Largest result (in elements) that constant folding materialises.
 pub const FOLD_MAX_ELEMS: usize = 4096;
 
-/// Ops that must not be evaluated at compile time (nondeterministic, or with
-/// subgraphs whose evaluation is not worth it).
-const NOT_FOLDABLE: &[&str] = &[
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-    "If",
-    "Loop",
-    "Scan",
-];
+/// Ops with subgraphs, whose evaluation at compile time is not worth it.
+const WITH_SUBGRAPHS: &[&str] = &["If", "Loop", "Scan"];
 
-/// True for ops whose every evaluation gives a fresh value (never merged by hash-consing).
+/// True for ops whose every evaluation gives a fresh value (never merged by
+/// hash-consing, never folded).
 pub fn nondeterministic(op_type: &str) -> bool {
-    NOT_FOLDABLE[..6].contains(&op_type)
+    egret_runtime::fold::is_random(op_type)
 }
 
 /// Evaluate `key` on constant inputs (`None` = absent) when the single result is
 /// a tensor of at most [`FOLD_MAX_ELEMS`] elements. Any failure means "not folded".
 pub fn eval(key: &OpKey, inputs: &[Option<&Tensor>], out: &ValueType) -> Option<Tensor> {
-    if key.outputs != 1 || NOT_FOLDABLE.contains(&key.op_type()) {
+    if key.outputs != 1
+        || nondeterministic(key.op_type())
+        || WITH_SUBGRAPHS.contains(&key.op_type())
+    {
         return None;
     }
     let shape = out.as_tensor()?.shape.as_ref()?.as_known()?;

@@ -22,6 +22,7 @@
 //!    tightened and the selection redone; well under, it is loosened. The
 //!    smallest result within budget wins.
 
+pub mod awq;
 pub mod calibrate;
 pub mod gptq;
 pub mod predict;
@@ -73,6 +74,9 @@ pub struct QuantizeConfig {
     /// GPTQ error compensation ([`gptq`]) wherever the calibration has the
     /// weight's second moments.
     pub gptq: bool,
+    /// AWQ input-channel scaling ([`awq`]) wherever the calibration has the
+    /// activation's statistics. It replaces GPTQ on the weights it scales.
+    pub awq: bool,
     /// Saturation limits.
     pub limits: Limits,
     /// Extraction cost model.
@@ -89,6 +93,7 @@ impl Default for QuantizeConfig {
             objective: Objective::Size,
             calibration: None,
             gptq: false,
+            awq: false,
             limits: Limits::default(),
             cost: CostModel::default(),
             max_attempts: 4,
@@ -111,6 +116,9 @@ pub struct LayerReport {
     pub bytes_after: usize,
     /// Predicted error (relative output noise power).
     pub predicted_err: f64,
+    /// AWQ's exponent for the weight's input, when it was scaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awq_alpha: Option<f32>,
 }
 
 /// One selection tried.
@@ -173,6 +181,9 @@ struct Weight {
     schemes: Vec<Option<Scheme>>,
     options: Vec<Option_>,
     bytes: Vec<usize>,
+    /// AWQ's exponent for the weight's input, if AWQ scaled it (reported
+    /// only where a scheme replaces the weight).
+    awq_alpha: Option<f32>,
 }
 
 /// Sources some non-site node reads (they cannot be replaced).
@@ -197,21 +208,22 @@ fn pinned_sources(eg: &EGraph) -> HashSet<usize> {
 }
 
 /// Per-source calibration statistics ([`SourceStats`]: importance, second
-/// moments, and GPTQ factors when `gptq`) and W8A8 noise, by the name of each
-/// site's activation. Sources reading the same activation share its matrices,
-/// and each factor is computed once, in parallel over activations.
+/// moments, GPTQ factors when `cfg.gptq`, AWQ scales when `cfg.awq`) and W8A8
+/// noise, by the name of each site's activation. Sources reading the same
+/// activation share its matrices and scales, and each is computed once, in
+/// parallel over activations.
 fn per_source_stats(
     eg: &EGraph,
     names: &HashMap<Id, String>,
-    cal: Option<&Calibration>,
-    gptq: bool,
+    cfg: &QuantizeConfig,
 ) -> (SourceStats, HashMap<usize, f64>) {
+    let (cal, gptq) = (cfg.calibration.as_ref(), cfg.gptq);
     use rayon::prelude::*;
     let (mut stats, mut act) = (SourceStats::default(), HashMap::new());
     let Some(cal) = cal else {
         return (stats, act);
     };
-    let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut readers: BTreeMap<&str, Vec<site::Site>> = BTreeMap::new();
     for (_, s) in sites(eg) {
         if s.kind != SiteKind::MatMul {
             continue;
@@ -231,13 +243,17 @@ fn per_source_stats(
         if let Some(a) = st.act_nsr() {
             act.entry(s.source).or_insert(a);
         }
-        by_name.entry(name.as_str()).or_default().push(s.source);
+        readers.entry(name.as_str()).or_default().push(s);
+    }
+    if cfg.awq {
+        stats.awq = awq_inputs(eg, cal, &readers, &cfg.schemes);
     }
     /// The sources reading one activation, its second moments and GPTQ factor.
     type Shared = (Vec<usize>, Arc<Vec<f64>>, Option<Arc<Vec<f32>>>);
-    let matrices: Vec<Shared> = by_name
+    let matrices: Vec<Shared> = readers
         .into_par_iter()
-        .filter_map(|(name, sources)| {
+        .filter_map(|(name, sites)| {
+            let sources = sites.iter().map(|s| s.source).collect();
             let st = cal.stats.get(name)?;
             let h = st.hessian()?;
             let u = gptq
@@ -256,6 +272,79 @@ fn per_source_stats(
         }
     }
     (stats, act)
+}
+
+/// AWQ's scaling for each activation whose readers are all matrix products
+/// of unpinned source weights (a weight also used as a table, like a tied
+/// embedding, keeps one storage for both uses and is not scaled). The scale
+/// is searched for the enabled scheme with the fewest bits, where rounding
+/// hurts most, in parallel over activations.
+fn awq_inputs(
+    eg: &EGraph,
+    cal: &Calibration,
+    readers: &BTreeMap<&str, Vec<site::Site>>,
+    schemes: &[Scheme],
+) -> HashMap<usize, Arc<rules::AwqInput>> {
+    use rayon::prelude::*;
+    let all = sites(eg);
+    let pinned = pinned_sources(eg);
+    let tables: HashSet<usize> = all
+        .iter()
+        .filter(|(_, s)| s.kind == SiteKind::Gather)
+        .map(|(_, s)| s.source)
+        .collect();
+    let found: Vec<(Vec<usize>, awq::Searched)> = readers
+        .par_iter()
+        .filter_map(|(name, sites)| {
+            let k = sites.first()?.k;
+            let scheme = schemes
+                .iter()
+                .copied()
+                .filter(|s| s.fits(k, false))
+                .min_by_key(|s| s.bytes(1, k, false))?;
+            let st = cal.stats.get(*name)?;
+            let imp = st.importance()?;
+            let hessian = st.hessian();
+            let mut sources = Vec::new();
+            let mut weights = Vec::new();
+            for s in sites {
+                if tables.contains(&s.source) || pinned.contains(&s.source) {
+                    return None;
+                }
+                if !sources.contains(&s.source) {
+                    sources.push(s.source);
+                    weights.push(site::oriented_f32(
+                        &eg.analysis.tensor(s.source)?,
+                        s.transposed,
+                    )?);
+                }
+            }
+            let found = awq::search(&weights, &imp, hessian.as_deref(), scheme)?;
+            (found.alpha > 0.0).then_some((sources, found))
+        })
+        .collect();
+    let mut out = HashMap::new();
+    for (sources, found) in found {
+        let inv: Vec<f32> = found.scale.iter().map(|&f| 1.0 / f).collect();
+        let Some(inverse) = egret_ir::Tensor::from_vec(vec![inv.len()], inv)
+            .ok()
+            .and_then(|t| {
+                eg.analysis
+                    .derived(format!("awq-inverse:{sources:?}"), || Some(t))
+            })
+        else {
+            continue;
+        };
+        let input = Arc::new(rules::AwqInput {
+            alpha: found.alpha,
+            scale: found.scale,
+            inverse,
+        });
+        for s in sources {
+            out.entry(s).or_insert_with(|| input.clone());
+        }
+    }
+    out
 }
 
 fn build_weights(
@@ -299,6 +388,7 @@ fn build_weights(
                 err: 0.0,
             }],
             bytes: vec![keep_bytes],
+            awq_alpha: stats.awq.get(&source).map(|a| a.alpha),
         };
         if !pinned.contains(&source) {
             for &scheme in &cfg.schemes {
@@ -448,16 +538,11 @@ pub fn quantize(
     let t0 = Instant::now();
     let g = &model.graph;
     let imported = import(g).map_err(|e| e.to_string())?;
-    let (stats, act) = per_source_stats(
-        &imported.egraph,
-        &imported.names,
-        cfg.calibration.as_ref(),
-        cfg.gptq,
-    );
-    let stats = Arc::new(stats);
-    let prov = Arc::new(Provenance::default());
     // Constants the model had; everything from here on is derived.
     let originals = imported.egraph.analysis.tensor_count();
+    let (stats, act) = per_source_stats(&imported.egraph, &imported.names, cfg);
+    let stats = Arc::new(stats);
+    let prov = Arc::new(Provenance::default());
     precompute(&imported.egraph, &cfg.schemes, &stats, &prov);
     let mut rules = vec![fuse_blocks_rule()];
     for &s in &cfg.schemes {
@@ -549,6 +634,7 @@ pub fn quantize(
             bytes_before: w.bytes[0],
             bytes_after: w.bytes.get(i).copied().unwrap_or(0),
             predicted_err: w.options.get(i).map_or(0.0, |o| o.err),
+            awq_alpha: w.schemes.get(i).copied().flatten().and(w.awq_alpha),
         })
         .collect();
     let within_budget = match (cfg.budget, measured) {

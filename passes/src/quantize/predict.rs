@@ -9,6 +9,7 @@
 //!   E[x_k²]` (uniform without calibration).
 //! * W8A8 adds the measured per-token int8 activation noise.
 
+use super::awq::scale_columns;
 use super::rules::{Made, SourceStats};
 use super::scheme::Scheme;
 use super::site::oriented_f32;
@@ -22,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 const DEFAULT_ACT_NSR: f64 = 16.0 / (12.0 * 127.0 * 127.0);
 
 /// `Σ w_k (a − b)² / Σ w_k a²` over rows of width `imp.len()` (or unweighted).
-fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
+pub(crate) fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
     let width = imp.map_or(a.len().max(1), |v| v.len().max(1));
     for (ra, rb) in a.chunks(width).zip(b.chunks(width)) {
@@ -52,7 +53,7 @@ fn quadratic_form(m: &[f32], h: &[f32], k: usize) -> f64 {
 }
 
 /// `tr(D H Dᵀ) / tr(W H Wᵀ)`, `D = a − b`, rows of width `k`.
-fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Option<f64> {
+pub(crate) fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Option<f64> {
     if k == 0 || h.len() != k * k || a.len() != b.len() || !a.len().is_multiple_of(k) {
         return None;
     }
@@ -66,28 +67,35 @@ fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Option<f64> {
     })
 }
 
-/// The f32 values a made alternative stands for.
-fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
-    let w = eg.analysis.tensor(*m.tensors.first()?)?;
+/// The f32 values a quantized weight stands for: int8 `w` with per-row
+/// `scales`, or a block tensor.
+pub(crate) fn values(w: &Tensor, scales: Option<&Tensor>) -> Option<Vec<f32>> {
     if w.dtype() == DType::I8 {
-        let s = eg.analysis.tensor(*m.tensors.get(1)?)?;
-        let s = s.as_slice::<f32>().ok()?;
+        let s = scales?.as_slice::<f32>().ok()?;
         let k = *w.shape().get(1)?;
-        let q = w.bytes();
         return Some(
-            q.iter()
+            w.bytes()
+                .iter()
                 .enumerate()
                 .map(|(i, &v)| f32::from(v as i8) * s.get(i / k.max(1)).copied().unwrap_or(0.0))
                 .collect(),
         );
     }
-    Some(
-        blocks::dequantize(&w)
-            .ok()?
-            .as_slice::<f32>()
-            .ok()?
-            .to_vec(),
-    )
+    Some(blocks::dequantize(w).ok()?.as_slice::<f32>().ok()?.to_vec())
+}
+
+/// The f32 values a made alternative stands for, AWQ's column scaling undone.
+fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
+    let w = eg.analysis.tensor(*m.tensors.first()?)?;
+    let scales = m.tensors.get(1).and_then(|&t| eg.analysis.tensor(t));
+    let v = values(&w, scales.as_ref())?;
+    match m.input_scale {
+        Some(inv) => Some(scale_columns(
+            &v,
+            eg.analysis.tensor(inv)?.as_slice::<f32>().ok()?,
+        )),
+        None => Some(v),
+    }
 }
 
 /// Bytes and predicted error of one scheme for one source over its uses.

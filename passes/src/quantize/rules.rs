@@ -8,8 +8,8 @@
 //! in a [`Provenance`] table, which the selection step reads.
 
 use super::scheme::Scheme;
-use super::site::{oriented_f32, site, Site, SiteKind};
-use crate::egraph::{EGraph, OpKey, Rewrite};
+use super::site::{const_leaf, oriented_f32, site, Site, SiteKind};
+use crate::egraph::{EGraph, ENode, OpKey, Rewrite};
 use crate::rules::rhs::{FnRule, Rhs};
 use egg::Id;
 use egret_ir::{Attr, OpCall};
@@ -32,6 +32,9 @@ pub struct Made {
     pub transposed: bool,
     /// Constant indices of the quantized tensors (weight, then scales).
     pub tensors: Vec<usize>,
+    /// With AWQ ([`super::awq`]): the constant (`[k]`) the activation is
+    /// multiplied by, the inverse of the scale the weight's columns took.
+    pub input_scale: Option<usize>,
 }
 
 /// What the rules made, shared with the pass that runs them.
@@ -66,6 +69,19 @@ pub struct SourceStats {
     /// GPTQ's factor of the inverse second moments ([`super::gptq`]), when
     /// error compensation is on.
     pub factors: HashMap<usize, Arc<Vec<f32>>>,
+    /// AWQ's input-channel scaling ([`super::awq`]), when it is on.
+    pub awq: HashMap<usize, Arc<AwqInput>>,
+}
+
+/// The AWQ scaling of one activation, shared by every weight reading it.
+#[derive(Debug)]
+pub struct AwqInput {
+    /// The exponent the search chose.
+    pub alpha: f32,
+    /// Per input channel, the factor the weights' columns are multiplied by.
+    pub scale: Vec<f32>,
+    /// Constant index of `1 / scale`, what the activation is multiplied by.
+    pub inverse: usize,
 }
 
 fn egret_op(op: &str) -> OpCall {
@@ -75,14 +91,15 @@ fn egret_op(op: &str) -> OpCall {
     }
 }
 
-/// The quantized tensors of `s` under `scheme`, made on first use.
+/// The quantized tensors of `s` under `scheme`, made on first use, as the
+/// record of what was made.
 pub fn quantized(
     eg: &EGraph,
     s: &Site,
     scheme: Scheme,
     stats: &SourceStats,
     prov: &Provenance,
-) -> Option<Vec<usize>> {
+) -> Option<Made> {
     let table = s.kind == SiteKind::Gather;
     if !scheme.fits(s.k, table) {
         return None;
@@ -91,28 +108,41 @@ pub fn quantized(
     // so a tied embedding's table and LM head get the same tensor (made
     // once, stored once) when their storage agrees.
     let imp = stats.importance.get(&s.source).filter(|v| v.len() == s.k);
+    let awq = stats
+        .awq
+        .get(&s.source)
+        .filter(|a| !table && a.scale.len() == s.k);
+    // GPTQ's factor describes the unscaled activation, so AWQ turns it off.
     let factor = stats
         .factors
         .get(&s.source)
-        .filter(|u| u.len() == s.k * s.k);
+        .filter(|u| awq.is_none() && u.len() == s.k * s.k);
+    let imp: Option<Vec<f32>> = match (imp, awq) {
+        (Some(v), Some(a)) => Some(super::awq::scaled_importance(v, &a.scale)),
+        (v, _) => v.cloned(),
+    };
     let storage = match (scheme, table) {
         (Scheme::Int8 | Scheme::W8A8, false) => "i8-rows",
         _ => scheme.table_format().name(),
     };
     let key = format!(
-        "quantize:{}:{}:{storage}:{}",
+        "quantize:{}:{}:{storage}:{}:{:?}",
         s.source,
         s.transposed,
-        factor.is_some()
+        factor.is_some(),
+        awq.map(|a| a.inverse)
     );
     let quantize = |f: &egret_ir::Tensor| {
-        scheme
-            .quantize(
-                f,
-                imp.map(|v| v.as_slice()),
-                table,
-                factor.map(|u| u.as_slice()),
+        let f = match awq {
+            Some(a) => egret_ir::Tensor::from_vec(
+                f.shape().to_vec(),
+                super::awq::scale_columns(f.as_slice::<f32>().ok()?, &a.scale),
             )
+            .ok()?,
+            None => f.clone(),
+        };
+        scheme
+            .quantize(&f, imp.as_deref(), table, factor.map(|u| u.as_slice()))
             .ok()
     };
     let mut scales = None;
@@ -134,21 +164,83 @@ pub fn quantized(
         })?;
         tensors.push(sc);
     }
-    prov.record(Made {
+    let made = Made {
         source: s.source,
         scheme,
         table,
         transposed: s.transposed,
-        tensors: tensors.clone(),
+        tensors,
+        input_scale: awq.map(|a| a.inverse),
+    };
+    prov.record(made.clone());
+    Some(made)
+}
+
+/// The norm ops whose scale (and shift) AWQ's `1/s` folds into.
+const FOLDABLE_NORMS: &[&str] = &["RMSNormalization", "LayerNormalization"];
+
+/// Builds `x · inverse` in `b`: a norm in `x`'s class with constant `[k]`
+/// scale (and shift) is rebuilt with them multiplied by `inverse`, so the
+/// scaling costs nothing at run time; otherwise a `Mul`.
+fn scaled_input(eg: &EGraph, b: &mut Rhs, x: Id, inverse: usize) -> Option<Id> {
+    let inv = eg.analysis.tensor(inverse)?;
+    let k = inv.shape().first().copied();
+    let fold = |param: usize| -> Option<usize> {
+        let t = eg.analysis.tensor(param)?;
+        (t.dtype() == egret_ir::DType::F32 && t.shape().first().copied() == k && t.rank() == 1)
+            .then_some(())?;
+        eg.analysis
+            .derived(format!("awq-norm:{param}:{inverse}"), || {
+                let v: Vec<f32> = t
+                    .as_slice::<f32>()
+                    .ok()?
+                    .iter()
+                    .zip(inv.as_slice::<f32>().ok()?)
+                    .map(|(&p, &f)| p * f)
+                    .collect();
+                egret_ir::Tensor::from_vec(t.shape().to_vec(), v).ok()
+            })
+    };
+    let norm = eg[x].nodes.iter().find_map(|n| {
+        let ENode::Op(op, ch) = n else { return None };
+        let key = op.key();
+        let ok = key.outputs == 1
+            && key.call.domain.is_empty()
+            && FOLDABLE_NORMS.contains(&key.op_type())
+            && (2..=3).contains(&ch.len());
+        ok.then_some(())?;
+        let params: Option<Vec<usize>> =
+            ch[1..].iter().map(|&c| fold(const_leaf(eg, c)?)).collect();
+        Some((key.call.clone(), ch[0], params?))
     });
-    Some(tensors)
+    Some(match norm {
+        Some((call, y, params)) => {
+            let mut ins = vec![b.class(y)];
+            ins.extend(params.into_iter().map(|p| b.constant(p)));
+            b.op(call, &ins)
+        }
+        None => {
+            let (x, c) = (b.class(x), b.constant(inverse));
+            b.op(OpCall::new("Mul"), &[x, c])
+        }
+    })
 }
 
 /// The right-hand side computing site `s` from the tensors `t` (constant
-/// indices) with the op the scheme names.
-fn site_rhs(s: &Site, scheme: Option<Scheme>, t: &[usize]) -> Option<Rhs> {
+/// indices) with the op the scheme names, its input first multiplied by the
+/// constant `input_scale` if given.
+fn site_rhs(
+    eg: &EGraph,
+    s: &Site,
+    scheme: Option<Scheme>,
+    t: &[usize],
+    input_scale: Option<usize>,
+) -> Option<Rhs> {
     let mut b = Rhs::new();
-    let x = b.class(s.x);
+    let x = match input_scale {
+        Some(inv) => scaled_input(eg, &mut b, s.x, inv)?,
+        None => b.class(s.x),
+    };
     let w = b.constant(*t.first()?);
     let bias = s.bias.map(|c| b.class(c));
     match (s.kind, scheme) {
@@ -187,8 +279,8 @@ pub fn quantize_rule(
         SITE_OPS,
         Arc::new(move |eg: &EGraph, _class: Id, key: &OpKey, ch: &[Id]| {
             let s = site(eg, key, ch).filter(|s| s.source < originals)?;
-            let t = quantized(eg, &s, scheme, &stats, &prov)?;
-            site_rhs(&s, Some(scheme), &t)
+            let m = quantized(eg, &s, scheme, &stats, &prov)?;
+            site_rhs(eg, &s, Some(scheme), &m.tensors, m.input_scale)
         }),
     )
 }
@@ -199,6 +291,6 @@ pub fn fuse_blocks_rule() -> Rewrite {
     FnRule::rewrite("fuse-dequantize-blocks", SITE_OPS, |eg, _, key, ch| {
         let s = site(eg, key, ch)?;
         (s.blocks && !s.transposed).then_some(())?;
-        site_rhs(&s, None, &[s.source])
+        site_rhs(eg, &s, None, &[s.source], None)
     })
 }

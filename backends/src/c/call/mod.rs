@@ -1,6 +1,7 @@
 //! `Call` and `Linear` steps as C: each graph node becomes a strided loop
 //! nest or a kernel call, with its attributes and traced shapes baked in.
 
+mod attention;
 mod indexed;
 mod movement;
 mod nn;
@@ -139,6 +140,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "BatchNormalization" => nn::batchnorm(cx, &n),
         "Softmax" | "LogSoftmax" | "Hardmax" => nn::softmax(cx, &n),
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
+        "Attention" => attention::attention(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
         "Range" => indexed::range(cx, &n),
         "Resize" => resize::resize(cx, &n),

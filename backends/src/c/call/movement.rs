@@ -185,10 +185,7 @@ fn slice_at_run_time(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let cst: Vec<usize> = contiguous_strides(ishape)
-        .iter()
-        .map(|&s| s as usize)
-        .collect();
+    let cst = egret_runtime::kernels::strided::strides_of(ishape);
     let count: usize = cx.shape(n.input(1)?).iter().product();
     let operand = |cx: &mut Ctx<'_>, k: usize, default: &str| -> Result<String, EmitError> {
         Ok(match n.opt_input(k) {

@@ -238,3 +238,34 @@ fn grid_nearest_is_what_encode_decodes_to() {
     assert!(BlockGrid::of(BlockFormat::Q6K, &[0; 210]).is_none());
     assert!(BlockGrid::of(BlockFormat::Q4_0, &[0; 17]).is_none());
 }
+
+/// `round_away` is `f32::round` bit for bit: halves, the values just under
+/// them, the 2²³ boundary, signed zeros, infinities, NaN and a sweep.
+#[test]
+fn round_away_matches_f32_round() {
+    let mut xs = vec![
+        0.5,
+        -0.5,
+        1.5,
+        -2.5,
+        0.49999997,
+        -0.49999997,
+        8_388_607.5,
+        8_388_608.0,
+        -8_388_609.0,
+        1e30,
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ];
+    xs.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.013_7));
+    xs.extend(data(5_000, 3).iter().map(|v| v * 300.0));
+    for x in xs {
+        assert_eq!(round_away(x).to_bits(), x.round().to_bits(), "{x}");
+        let y = f64::from(x) * 1.000_000_1;
+        assert_eq!(round_away_f64(y).to_bits(), y.round().to_bits(), "{y}");
+    }
+    assert!(round_away(f32::NAN).is_nan() && round_away_f64(f64::NAN).is_nan());
+}

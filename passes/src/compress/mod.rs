@@ -1,0 +1,16 @@
+//! The tensor transforms of the compression families beyond quantization: a
+//! truncated SVD ([`svd`], the low-rank family and the engine of the next
+//! one), Van Loan's nearest Kronecker product ([`kronecker`]) with the
+//! factored product that never forms the dense matrix, and pruning masks
+//! ([`prune`]: magnitude, Wanda, 2:4). The rewrites that offer them as
+//! e-graph alternatives build on these.
+//!
+//! They are written here rather than taken from a linear-algebra crate
+//! because the passes only need the top few singular triplets of matrices of
+//! a few thousand rows: a randomized range finder over the `gemm` crate
+//! (already a dependency) plus a small Jacobi eigensolver does that in a
+//! fraction of a full SVD's time, without another large dependency.
+
+pub mod kronecker;
+pub mod prune;
+pub mod svd;
