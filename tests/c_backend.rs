@@ -768,3 +768,413 @@ fn minilm_with_a_weights_blob_matches_the_interpreter() {
     println!("minilm: C backend (weights.bin) vs interpreter, max scaled error {err:.1e}");
     assert!(err <= 1e-4, "{err}");
 }
+
+/// egret's block-quantized and int8 ops on unit-sized shapes, one graph:
+/// `MatMulBlocks` (every block format with a C kernel, K = 128, N = 12 so
+/// the last tile of weight rows is partial, with and without a bias),
+/// `GatherBlocks` (negative indices wrap), and `MatMulInt8` per channel
+/// and W8A8 (`DequantizeBlocks` only ever reads constants, which the
+/// lowering folds). Dequantization is exact in both, so
+/// only the dot products' summation order differs: every output within
+/// 1e-5 (scaled) of the interpreter; W8A8 quantizes the same f32 rows the
+/// same way and sums exact integers, so it must agree to 1e-6.
+#[test]
+fn block_and_int8_ops_match_the_interpreter() {
+    use egret_ir::{blocks, Attr, BlockFormat, DType, OpCall, Shape, ValueType};
+    let (m, k, n) = (3, 128, 12);
+    let mut g = Graph::new("blocks");
+    let x = g.add_input(
+        "x",
+        ValueType::tensor(DType::F32, Some(Shape::known(&[1, m, k]))),
+    );
+    let ids = g.add_input(
+        "ids",
+        ValueType::tensor(DType::I64, Some(Shape::known(&[4]))),
+    );
+    let w = wave(&[n, k], 11);
+    let bias = g.add_const("bias", wave(&[n], 12));
+    let egret = |op: &str| {
+        let mut c = OpCall::new(op);
+        c.domain = "egret".into();
+        c
+    };
+    // egret quantizes to every format but Q5_0/Q5_1 (read from GGUF files):
+    // those get pseudo-random blocks with f16 scales of about 0.1 (and
+    // minimums of about -0.8).
+    let q5 = |f: BlockFormat| {
+        let mut bytes = Vec::new();
+        for b in 0..n * k / 32 {
+            bytes.extend([0x66, 0x2e]);
+            if f == BlockFormat::Q5_1 {
+                bytes.extend([0x66, 0xba]);
+            }
+            bytes.extend((0..20).map(|j| ((b * 131 + j * 29) % 256) as u8));
+        }
+        Tensor::from_bytes(DType::Block(f), vec![n, k], &bytes).unwrap()
+    };
+    let formats: Vec<BlockFormat> = BlockFormat::ALL
+        .into_iter()
+        .filter(|&f| f.block_elems() <= 128)
+        .collect();
+    assert_eq!(formats.len(), 9, "{formats:?}");
+    for (i, &f) in formats.iter().enumerate() {
+        let t = if blocks::can_quantize(f) {
+            blocks::quantize(&w, f, None).unwrap()
+        } else {
+            q5(f)
+        };
+        let q = g.add_const(&format!("w_{}", f.name()), t);
+        let with_bias = [Some(x), Some(q), (i % 2 == 0).then_some(bias)];
+        let y = g.call(&format!("mm{i}"), egret("MatMulBlocks"), &with_bias, 1);
+        let r = g.call1(&format!("gather{i}"), egret("GatherBlocks"), &[q, ids]);
+        g.outputs.extend([y.unwrap()[0], r.unwrap()]);
+    }
+    let (q8, s8) = blocks::quantize_rows_i8(w.as_slice::<f32>().unwrap(), n, k);
+    let q8 = g.add_const("w_i8", Tensor::from_vec(vec![n, k], q8).unwrap());
+    let s8 = g.add_const("s_i8", Tensor::from_vec(vec![n], s8).unwrap());
+    for aq in [0, 1] {
+        let call = egret("MatMulInt8").with("act_quant", Attr::Int(aq));
+        let y = g.call1(&format!("int8_{aq}"), call, &[x, q8, s8, bias]);
+        g.outputs.push(y.unwrap());
+    }
+    let inputs = vec![
+        Value::Tensor(wave(&[1, m, k], 13)),
+        Value::Tensor(Tensor::from_vec(vec![4], vec![3i64, 0, -1, 11]).unwrap()),
+    ];
+    let (e, got) = build_and_run_with("blocks", &g, &inputs, &c::Options::default());
+    assert!(e.scratch_bytes >= 8 * k * 4, "{}", e.scratch_bytes);
+    let want = egret_runtime::Interpreter::new(&g)
+        .unwrap()
+        .run(inputs.clone())
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let err = scaled_error(a, b.as_tensor().unwrap());
+        let tol = if i + 1 == got.len() { 1e-6 } else { 1e-5 };
+        assert!(
+            err <= tol,
+            "output {i} ({}): {err}",
+            g.value_name(g.outputs[i])
+        );
+    }
+    // An index out of range makes egret_model return 1 (the harness fails).
+    let dir = scratch("blocks");
+    let mut bad = inputs;
+    bad[1] = Value::Tensor(Tensor::from_vec(vec![4], vec![0i64, 12, 0, 0]).unwrap());
+    let files = write(&dir, &e, &bad).unwrap();
+    compile(&dir, &Toolchain::host()).unwrap();
+    assert!(run(&dir, None, &files, g.outputs.len()).is_err());
+}
+
+/// all-MiniLM-L6-v2 from the cache, or `None` (with the fetch hint).
+fn minilm_model() -> Option<egret_ir::Model> {
+    let dir = common::cache().join("models/minilm");
+    if !common::available(&dir, "scripts/fetch-models.sh minilm") {
+        return None;
+    }
+    Some(egret_frontends::load(&dir).unwrap().model)
+}
+
+/// MiniLM's inputs for "A man is eating food." (T = 8, batch 1).
+fn minilm_sentence() -> Vec<Value> {
+    let ids = vec![101i64, 1037, 2158, 2003, 5983, 2833, 1012, 102];
+    let tensor = |v: Vec<i64>| Value::Tensor(Tensor::from_vec(vec![1, 8], v).unwrap());
+    vec![tensor(ids), tensor(vec![1; 8]), tensor(vec![0; 8])]
+}
+
+/// MiniLM quantized with `scheme` (no calibration, as `egret optimize
+/// --quantize` without `--calibration`).
+fn quantized_minilm(
+    m: &egret_ir::Model,
+    scheme: egret_passes::quantize::Scheme,
+) -> egret_ir::Model {
+    use egret_passes::quantize::{quantize, QuantizeConfig};
+    let cfg = QuantizeConfig {
+        schemes: vec![scheme],
+        ..QuantizeConfig::default()
+    };
+    quantize(m, &cfg, None).unwrap().0
+}
+
+/// Largest scaled error of the C outputs against the interpreter's.
+fn error_against_interpreter(m: &egret_ir::Model, inputs: &[Value], got: &[Tensor]) -> f64 {
+    let want = egret_runtime::Interpreter::for_model(m)
+        .unwrap()
+        .run(inputs.to_vec())
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(&want)
+        .map(|(a, b)| scaled_error(a, b.as_tensor().unwrap()))
+        .fold(0.0, f64::max)
+}
+
+/// MiniLM quantized int8 per channel, W8A8, Q4_0 and Q4_1 (every `Linear`
+/// becomes `MatMulInt8` or `MatMulBlocks`, the embeddings `GatherBlocks`),
+/// built with `--weights bin`, matches the interpreter on the same quantized
+/// model. Weights dequantize to the same f32 values on both sides and the
+/// products differ only in summation order (about 1e-6 relative per layer),
+/// so the f32 MiniLM's 1e-4 holds for the weight-only schemes. W8A8 rounds
+/// activations to 1/127 of each row's maximum: a last-bit difference
+/// upstream can move one value across a rounding boundary, an error of up
+/// to 1/254 of that row's largest value in one product term, so it gets
+/// 1e-3.
+#[test]
+fn quantized_minilm_matches_the_interpreter() {
+    use egret_passes::quantize::Scheme;
+    let Some(m) = minilm_model() else { return };
+    let inputs = minilm_sentence();
+    for (scheme, kernel, tol) in [
+        (Scheme::Int8, c::Kernel::MatMulInt8, 1e-4),
+        (Scheme::W8A8, c::Kernel::MatMulW8A8, 1e-3),
+        (
+            Scheme::Blocks(egret_ir::BlockFormat::Q4_0),
+            c::Kernel::MatMulBlocks,
+            1e-4,
+        ),
+        (
+            Scheme::Blocks(egret_ir::BlockFormat::Q4_1),
+            c::Kernel::MatMulBlocks,
+            1e-4,
+        ),
+    ] {
+        let q = quantized_minilm(&m, scheme);
+        let name = format!("minilm_{scheme:?}").replace(['(', ')'], "_");
+        let (e, got) = build_and_run_with(&name, &q.graph, &inputs, &weights_bin());
+        assert!(e.kernels.contains(&kernel), "{scheme:?}: {:?}", e.kernels);
+        let err = error_against_interpreter(&q, &inputs, &got);
+        println!(
+            "minilm {scheme:?}: C backend vs interpreter, max scaled error {err:.1e}, weights {} bytes",
+            e.weights_bytes
+        );
+        assert!(err <= tol, "{scheme:?}: {err}");
+    }
+}
+
+/// MiniLM quantized Q4_0 (`MatMulBlocks` through the NEON dot product, and
+/// `GatherBlocks`), cross-compiled for aarch64 with `--weights bin` and run
+/// under qemu-aarch64, matches the interpreter within 1e-4 (as on the host).
+#[test]
+fn quantized_minilm_runs_under_qemu_aarch64() {
+    use egret_passes::quantize::Scheme;
+    let Some(tc) = Toolchain::cross(c::Target::Aarch64) else {
+        return;
+    };
+    let Some(m) = minilm_model() else { return };
+    let q = quantized_minilm(&m, Scheme::Blocks(egret_ir::BlockFormat::Q4_0));
+    let inputs = minilm_sentence();
+    let dir = scratch("minilm_q4_0_aarch64");
+    let e = emit(&q.graph, &inputs, &weights_bin()).unwrap();
+    let files = write(&dir, &e, &inputs).unwrap();
+    compile(&dir, &tc).unwrap();
+    let got = run(&dir, tc.qemu, &files, q.graph.outputs.len()).unwrap();
+    let err = error_against_interpreter(&q, &inputs, &got);
+    println!("minilm Q4_0 on aarch64 (qemu): C backend vs interpreter, max scaled error {err:.1e}");
+    assert!(err <= 1e-4, "{err}");
+}
+
+/// SmolLM2-135M-Instruct Q4_1 (GGUF) from the cache, or `None`.
+fn smollm2_model() -> Option<egret_ir::Model> {
+    let path = common::cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !common::available(&path, "scripts/fetch-models.sh smollm2") {
+        return None;
+    }
+    Some(egret_frontends::load(&path).unwrap().model)
+}
+
+/// The index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> i64 {
+    let best = v.iter().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+    );
+    best.0 as i64
+}
+
+/// A decoder built by the C backend as one program over a fixed cache of
+/// `slots` positions (`c::fixed_cache`), and the host-side state a caller
+/// keeps: the cache contents and how many slots are filled.
+struct CDecoder {
+    dir: PathBuf,
+    graph: Graph,
+    slots: usize,
+    /// Per past input name, `[1, kv_heads, slots, head_dim]` values.
+    cache: BTreeMap<String, Vec<f32>>,
+    /// `[kv_heads, head_dim]` of the cache.
+    dims: [usize; 2],
+    len: usize,
+}
+
+impl CDecoder {
+    /// Emit `model` with a fixed cache of `slots` and weights.bin into
+    /// `dir`, and compile it with `tc`.
+    fn build(model: &egret_ir::Model, slots: usize, dir: PathBuf, tc: &Toolchain) -> CDecoder {
+        let graph = c::fixed_cache(&model.graph).unwrap();
+        let mut cache = BTreeMap::new();
+        let mut dims = [0, 0];
+        for &o in &graph.inputs {
+            let name = graph.value_name(o);
+            if name.starts_with("past_key_values.") {
+                let shape = &graph.value_type(o).as_tensor().unwrap().shape;
+                let known: Vec<Option<usize>> = shape
+                    .as_ref()
+                    .unwrap()
+                    .dims()
+                    .iter()
+                    .map(|d| d.known())
+                    .collect();
+                let [_, Some(h), _, Some(d)] = known[..] else {
+                    panic!("{name}: {shape:?}");
+                };
+                dims = [h, d];
+                cache.insert(name.to_string(), vec![0f32; h * slots * d]);
+            }
+        }
+        let dec = CDecoder {
+            dir,
+            graph,
+            slots,
+            cache,
+            dims,
+            len: 0,
+        };
+        let example = dec.inputs(0, 0);
+        let e = emit(&dec.graph, &example, &weights_bin()).unwrap();
+        write(&dec.dir, &e, &[]).unwrap();
+        compile(&dec.dir, tc).unwrap();
+        dec
+    }
+
+    /// The graph inputs for token `id` at position `pos` after the cache.
+    fn inputs(&self, id: i64, pos: usize) -> Vec<Value> {
+        let [h, d] = self.dims;
+        let i64s = |v: i64| Value::Tensor(Tensor::from_vec(vec![1, 1], vec![v]).unwrap());
+        self.graph
+            .inputs
+            .iter()
+            .map(|&o| match self.graph.value_name(o) {
+                "input_ids" => i64s(id),
+                "position_ids" => i64s(pos as i64),
+                c::CACHE_MASK => {
+                    let visible = (0..=self.slots).map(|j| j < self.len || j == self.slots);
+                    Value::Tensor(
+                        Tensor::from_bools(vec![1, self.slots + 1], visible.collect()).unwrap(),
+                    )
+                }
+                name => {
+                    let v = self.cache[name].clone();
+                    Value::Tensor(Tensor::from_vec(vec![1, h, self.slots, d], v).unwrap())
+                }
+            })
+            .collect()
+    }
+
+    /// Run token `id` through the program (under `qemu` if given): its
+    /// logits, with its keys and values appended to the cache.
+    fn step(&mut self, id: i64, qemu: Option<&str>) -> Vec<f32> {
+        let inputs = self.inputs(id, self.len);
+        let files: Vec<PathBuf> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = self.dir.join(format!("in{i}.npy"));
+                npy::write(&p, v.as_tensor().unwrap()).unwrap();
+                p
+            })
+            .collect();
+        let outs = run(&self.dir, qemu, &files, self.graph.outputs.len()).unwrap();
+        let [h, d] = self.dims;
+        let mut logits = Vec::new();
+        for (&o, t) in self.graph.outputs.iter().zip(outs) {
+            let name = self.graph.value_name(o);
+            let v = t.as_slice::<f32>().unwrap();
+            if name == "logits" {
+                logits = v.to_vec();
+                continue;
+            }
+            // present.{i}.key -> past_key_values.{i}.key: the new row (slot
+            // `slots` of the present) goes into slot `len`.
+            let past = name.replacen("present.", "past_key_values.", 1);
+            let cache = self.cache.get_mut(&past).unwrap();
+            for hi in 0..h {
+                let src = (hi * (self.slots + 1) + self.slots) * d;
+                let dst = (hi * self.slots + self.len) * d;
+                cache[dst..dst + d].copy_from_slice(&v[src..src + d]);
+            }
+        }
+        self.len += 1;
+        logits
+    }
+
+    /// Feed `prompt` one token at a time, then `tokens` greedy tokens: the
+    /// ids, and the logits after the prompt.
+    fn greedy(
+        &mut self,
+        prompt: &[i64],
+        tokens: usize,
+        qemu: Option<&str>,
+    ) -> (Vec<i64>, Vec<f32>) {
+        let mut logits = Vec::new();
+        for &id in prompt {
+            logits = self.step(id, qemu);
+        }
+        let after_prompt = logits.clone();
+        let mut ids = vec![argmax(&logits)];
+        while ids.len() < tokens {
+            logits = self.step(ids[ids.len() - 1], qemu);
+            ids.push(argmax(&logits));
+        }
+        (ids, after_prompt)
+    }
+}
+
+/// The interpreter's greedy ids for `prompt` (prefill, then one token per
+/// step with its KV cache) and its logits after the prompt.
+fn interpreter_greedy(
+    model: &egret_ir::Model,
+    prompt: &[i64],
+    tokens: usize,
+) -> (Vec<i64>, Vec<f32>) {
+    let dec = egret_runtime::generate::Decoder::new(model.clone()).unwrap();
+    let mut cache = dec.empty_cache().unwrap();
+    let logits = dec.forward(prompt, &mut cache).unwrap();
+    let after_prompt = egret_runtime::generate::last_row(&logits).unwrap().to_vec();
+    let mut ids = vec![argmax(&after_prompt)];
+    while ids.len() < tokens {
+        let l = dec.forward(&ids[ids.len() - 1..], &mut cache).unwrap();
+        ids.push(argmax(egret_runtime::generate::last_row(&l).unwrap()));
+    }
+    (ids, after_prompt)
+}
+
+/// The prompt of the SmolLM2 tests (token ids).
+const SMOLLM2_PROMPT: [i64; 5] = [504, 3575, 282, 4649, 314];
+
+/// SmolLM2 Q4_1 (GGUF: `MatMulBlocks` Q4_1, the Q8_0 embedding through
+/// `GatherBlocks` and the tied LM head, RotaryEmbedding, grouped-query
+/// Attention with a KV cache) built once with a fixed cache of 8 slots
+/// (`c::fixed_cache`), fed the prompt token by token and then its own
+/// greedy tokens: the ids equal the interpreter's (prefill, then decode
+/// steps) and the logits after the prompt agree within 1e-3 scaled (Q4_1
+/// weights dequantize to the same values; the sums differ in order, over
+/// 30 layers and 5 one-token steps against one 5-token prefill).
+#[test]
+fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
+    let Some(model) = smollm2_model() else { return };
+    let tokens = 4;
+    let (want, want_logits) = interpreter_greedy(&model, &SMOLLM2_PROMPT, tokens);
+    assert_eq!(
+        want[..3],
+        [7042, 30, 198],
+        "the interpreter's reference ids"
+    );
+    let mut dec = CDecoder::build(&model, 8, scratch("smollm2"), &Toolchain::host());
+    let (got, logits) = dec.greedy(&SMOLLM2_PROMPT, tokens, None);
+    let err = scaled_error(
+        &Tensor::from_vec(vec![logits.len()], logits).unwrap(),
+        &Tensor::from_vec(vec![want_logits.len()], want_logits).unwrap(),
+    );
+    println!("smollm2: C greedy ids {got:?}, interpreter {want:?}; logits after the prompt within {err:.1e} (scaled)");
+    assert_eq!(got, want);
+    assert!(err <= 1e-3, "{err}");
+}

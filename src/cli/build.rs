@@ -61,7 +61,8 @@ Examples:
   ./build/model x.npy out.npy
   egret build model.onnx --target aarch64-linux-gnu -o build-arm --input x=x.npy
   egret build model.onnx --target cortex-m4 -o build-m4 --dim batch=1 --json
-  egret build model.onnx -o build/ --weights bin")]
+  egret build model.onnx -o build/ --weights bin
+  egret build smollm2.gguf -o build-lm/ --weights bin --kv-cache 16")]
 pub struct BuildArgs {
     /// The model: .onnx, .gguf, .safetensors (or its folder) or .egret.
     pub model: PathBuf,
@@ -84,6 +85,12 @@ pub struct BuildArgs {
     /// Whether to run make.
     #[arg(long, value_enum, default_value_t)]
     pub compile: CompileArg,
+    /// Build a KV-cache decoder (inputs `past_key_values.*`) as one program
+    /// over a fixed cache of N positions: adds the bool input `cache_mask`
+    /// `[seq, N + seq]` (see docs/c_backend.md); the cache's past dim is N
+    /// and the mask's dims follow from --dim (seq defaults to 1).
+    #[arg(long, value_name = "N")]
+    pub kv_cache: Option<usize>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -154,11 +161,50 @@ fn make(dir: &Path, target: Target) -> Result<()> {
     Ok(())
 }
 
+/// The symbolic dims of a [`c::fixed_cache`] decoder with `slots` cache
+/// positions: the past length of `past_key_values.0.key` is `slots`, and
+/// `cache_mask` is `[seq, slots + seq]` with `seq` the length of
+/// `input_ids` (from `given`, else 1); `given` comes last, so it wins.
+fn cache_dims(
+    g: &egret_ir::Graph,
+    slots: usize,
+    given: &[(String, usize)],
+) -> Vec<(String, usize)> {
+    let sym = |input: &str, axis: usize| {
+        let o = g.inputs.iter().find(|&&o| g.value_name(o) == input)?;
+        let shape = g.value_type(*o).as_tensor()?.shape.as_ref()?;
+        match shape.dims().get(axis)? {
+            egret_ir::Dim::Sym(s) => Some(s.clone()),
+            egret_ir::Dim::Known(_) => None,
+        }
+    };
+    let seq = sym("input_ids", 1)
+        .and_then(|s| given.iter().rev().find(|(n, _)| *n == s).map(|d| d.1))
+        .unwrap_or(1);
+    let mut dims: Vec<(String, usize)> = sym("past_key_values.0.key", 2)
+        .map(|p| (p, slots))
+        .into_iter()
+        .collect();
+    let [rows, keys] = c::CACHE_MASK_DIMS;
+    dims.push((rows.into(), seq));
+    dims.push((keys.into(), slots + seq));
+    dims.extend(given.iter().cloned());
+    dims
+}
+
 /// Run `egret build`.
 pub fn main(args: &BuildArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let g = &model.graph;
-    let inputs = gather_inputs(g, &args.inputs, Some(0), &args.dims)?;
+    let (graph, dims) = match args.kv_cache {
+        Some(slots) => {
+            let g = c::fixed_cache(&model.graph).context("--kv-cache")?;
+            let dims = cache_dims(&g, slots, &args.dims);
+            (g, dims)
+        }
+        None => (model.graph.clone(), args.dims.clone()),
+    };
+    let g = &graph;
+    let inputs = gather_inputs(g, &args.inputs, Some(0), &dims)?;
     let tr = trace(g, inputs).context(
         "tracing the model on the example inputs (inputs not given with --input are random, \
          with every unnamed dim 1 and named dims from --dim: give a real input with --input NAME=FILE)",

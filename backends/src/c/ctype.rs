@@ -25,6 +25,15 @@ pub(crate) fn ctype(d: DType) -> Result<&'static str, EmitError> {
     })
 }
 
+/// The C type a buffer of `d` is addressed as: [`ctype`], or raw bytes for
+/// block-quantized storage (which only the block kernels read).
+pub(crate) fn storage_ctype(d: DType) -> Result<&'static str, EmitError> {
+    match d {
+        DType::Block(_) => Ok("uint8_t"),
+        _ => ctype(d),
+    }
+}
+
 /// The unsigned C type of the same width as integer dtype `d` (wrapping
 /// arithmetic is done in it).
 pub(crate) fn unsigned_of(d: DType) -> &'static str {
@@ -154,6 +163,7 @@ pub(crate) fn literals(t: &Tensor) -> Result<Vec<String>, EmitError> {
                 )
             })
             .collect(),
+        DType::Block(_) => b.iter().map(|&x| x.to_string()).collect(),
         _ => return Err(bad()),
     })
 }

@@ -1,7 +1,7 @@
 //! The files of a C build: `model.c` and `model.h` around the emitted steps,
 //! the `main.c` harness, the `Makefile` for a [`Target`], and `weights.bin`.
 
-use super::ctype::{ctype, literals, npy_descr};
+use super::ctype::{literals, npy_descr, storage_ctype};
 use super::{Ctx, EmitError, Emitted, Options, Weights};
 use crate::program::{BufferId, Storage};
 use std::fmt::Write;
@@ -229,7 +229,7 @@ fn constants(cx: &Ctx<'_>, opts: &Options) -> Result<(String, Vec<u8>, usize), E
                     comment(&buf.name),
                     buf.dtype,
                     t.shape(),
-                    ctype(buf.dtype)?,
+                    storage_ctype(buf.dtype)?,
                     lits.len().max(1)
                 );
                 if lits.is_empty() {
@@ -326,6 +326,8 @@ pub(crate) fn assemble(cx: &mut Ctx<'_>, body: &str, opts: &Options) -> Result<E
          #ifndef EGRET_MODEL_H\n#define EGRET_MODEL_H\n\n#include <stddef.h>\n\n\
          /* Bytes of the static arena in model.c (every intermediate value). */\n\
          #define EGRET_ARENA_BYTES {arena}\n\
+         /* Bytes of the static scratch of the block and W8A8 kernels. */\n\
+         #define EGRET_SCRATCH_BYTES {scratch}\n\
          /* Bytes of constant data, {where_}. */\n\
          #define EGRET_WEIGHTS_BYTES {wb}\n\
          /* 1: the weights are compiled into model.c; 0: egret_model reads them\n   from the bytes of weights.bin, passed as its first argument. */\n\
@@ -335,6 +337,7 @@ pub(crate) fn assemble(cx: &mut Ctx<'_>, body: &str, opts: &Options) -> Result<E
          /* Bytes of all inputs and outputs, each padded to 64 (the harness's buffer). */\n\
          #define EGRET_IO_BYTES {io}\n\n",
         arena = p.arena_bytes,
+        scratch = cx.scratch_bytes,
         where_ = if inline {
             "inline in model.c"
         } else {
@@ -381,6 +384,14 @@ pub(crate) fn assemble(cx: &mut Ctx<'_>, body: &str, opts: &Options) -> Result<E
          static union {{\n    double align_double;\n    int64_t align_int64;\n    unsigned char bytes[{}];\n}} egret_arena;\n\n",
         p.arena_bytes.max(1)
     );
+    if cx.scratch_bytes > 0 {
+        let _ = write!(
+            c,
+            "/* Scratch of the block and W8A8 kernels, shared by their steps. */\n\
+             static union {{\n    double align_double;\n    unsigned char bytes[{}];\n}} egret_scratch;\n\n",
+            cx.scratch_bytes
+        );
+    }
     c += &consts;
     let _ = write!(
         c,
@@ -408,6 +419,7 @@ pub(crate) fn assemble(cx: &mut Ctx<'_>, body: &str, opts: &Options) -> Result<E
         },
         arena_bytes: p.arena_bytes,
         weights_bytes,
+        scratch_bytes: cx.scratch_bytes,
         kernels: cx.kernels.iter().copied().collect(),
     })
 }

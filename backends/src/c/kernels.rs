@@ -22,6 +22,14 @@ pub enum Kernel {
     LayerNorm,
     /// `egret_matmul_int8_f32`: products with int8 per-channel weights.
     MatMulInt8,
+    /// `egret_matmul_w8a8_f32`: int8 weights times per-token int8 activations.
+    MatMulW8A8,
+    /// `egret_dequant_row`: rows of egret's block-quantized storage (Q8_0,
+    /// Q4_0/Q4_1, int4 groups, Q5_0/Q5_1) as f32.
+    Blocks,
+    /// `egret_matmul_blocks_f32`: products with block-quantized weights
+    /// (after [`Kernel::Blocks`], which it needs).
+    MatMulBlocks,
     /// `egret_attention_f32`: ONNX Attention (masks, heads, KV cache).
     Attention,
 }
@@ -39,6 +47,9 @@ impl Kernel {
             Kernel::Softmax => include_str!("kernels/softmax.c"),
             Kernel::LayerNorm => include_str!("kernels/layernorm.c"),
             Kernel::MatMulInt8 => include_str!("kernels/matmul_int8.c"),
+            Kernel::MatMulW8A8 => include_str!("kernels/matmul_w8a8.c"),
+            Kernel::Blocks => include_str!("kernels/blocks.c"),
+            Kernel::MatMulBlocks => include_str!("kernels/matmul_blocks.c"),
             Kernel::Attention => include_str!("kernels/attention.c"),
         }
     }

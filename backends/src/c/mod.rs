@@ -17,6 +17,7 @@
 //! attributes and traced shapes as constants. An op without a C lowering is
 //! an [`EmitError::Unsupported`] naming it.
 
+mod cache;
 mod call;
 mod ctype;
 mod expr;
@@ -28,6 +29,7 @@ use crate::program::{BufferId, Program, Step, Storage};
 use egret_ir::{DType, Graph, Tensor};
 use std::collections::BTreeSet;
 
+pub use cache::{fixed_cache, CACHE_MASK, CACHE_MASK_DIMS};
 pub use files::{Files, Target, TARGETS};
 pub use kernels::Kernel;
 
@@ -82,6 +84,9 @@ pub struct Emitted {
     pub arena_bytes: usize,
     /// The bytes of constant data the program reads (inline or in `weights.bin`).
     pub weights_bytes: usize,
+    /// Bytes of the static scratch buffer the block and W8A8 kernels share
+    /// (`EGRET_SCRATCH_BYTES`, 0 when none is used); in bss next to the arena.
+    pub scratch_bytes: usize,
     /// The kernels `model.c` includes.
     pub kernels: Vec<Kernel>,
 }
@@ -97,6 +102,8 @@ pub(crate) struct Ctx<'a> {
     /// emitted `k × n`).
     used_consts: BTreeSet<(BufferId, bool)>,
     kernels: BTreeSet<Kernel>,
+    /// The largest scratch any step asked for ([`Ctx::scratch`]).
+    scratch_bytes: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -113,7 +120,7 @@ impl<'a> Ctx<'a> {
 
     fn pointer(&mut self, b: BufferId, transposed: bool) -> Result<String, EmitError> {
         let buf = &self.p.buffers[b];
-        let t = ctype::ctype(buf.dtype)?;
+        let t = ctype::storage_ctype(buf.dtype)?;
         match &buf.storage {
             Storage::Arena(off) => Ok(format!("(({t} *)(A + {off}))")),
             Storage::Const(_) => {
@@ -153,6 +160,14 @@ impl<'a> Ctx<'a> {
         &self.p.buffers[b].shape
     }
 
+    /// A pointer of C type `t` to the static scratch buffer, which holds at
+    /// least `bytes` bytes during one step (steps run one after another, so
+    /// they all share it).
+    pub(crate) fn scratch(&mut self, t: &str, bytes: usize) -> String {
+        self.scratch_bytes = self.scratch_bytes.max(bytes);
+        format!("(({t} *)egret_scratch.bytes)")
+    }
+
     /// Include `k` (and what it needs) in `model.c`.
     pub(crate) fn use_kernel(&mut self, k: Kernel) {
         self.kernels.insert(k);
@@ -176,6 +191,7 @@ pub fn emit(g: &Graph, p: &Program, opts: &Options) -> Result<Emitted, EmitError
         weights: opts.weights,
         used_consts: BTreeSet::new(),
         kernels: BTreeSet::new(),
+        scratch_bytes: 0,
     };
     let mut body = String::new();
     for (i, &b) in p.inputs.iter().enumerate() {

@@ -8,6 +8,7 @@ mod nn;
 mod quant;
 mod reduce;
 mod resize;
+mod rotary;
 
 use super::strided::{nest, Operand};
 use super::{expr, Ctx, EmitError, Kernel};
@@ -112,8 +113,13 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         inputs: &c.inputs,
         outputs: &c.outputs,
     };
-    if oc.domain == "egret" && n.op == "MatMulInt8" {
-        return quant::matmul_int8(cx, &n);
+    if oc.domain == "egret" {
+        return match n.op {
+            "MatMulInt8" => quant::matmul_int8(cx, &n),
+            "MatMulBlocks" => quant::matmul_blocks(cx, &n),
+            "GatherBlocks" => quant::gather_blocks(cx, &n),
+            op => Err(EmitError::unsupported(op, "no C lowering of this egret op")),
+        };
     }
     if !(oc.domain.is_empty() || oc.domain == "ai.onnx") {
         return Err(n.unsupported(format!("domain `{}`", oc.domain)));
@@ -141,6 +147,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "Softmax" | "LogSoftmax" | "Hardmax" => nn::softmax(cx, &n),
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
         "Attention" => attention::attention(cx, &n),
+        "RotaryEmbedding" => rotary::rotary(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
         "Range" => indexed::range(cx, &n),
         "Resize" => resize::resize(cx, &n),

@@ -7,7 +7,7 @@ use super::{Node, Operand};
 use crate::c::ctype::ctype;
 use crate::c::strided::nest;
 use crate::c::{Ctx, EmitError, Kernel};
-use egret_ir::DType;
+use egret_ir::{BlockFormat, DType};
 
 /// The strides of a scale or zero point over `x`'s shape: all 0 for one
 /// value, else 1 along `axis` (blocked layouts are unsupported).
@@ -90,34 +90,138 @@ pub(super) fn quant(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError>
     }))
 }
 
-/// `egret::MatMulInt8` with f32 activations (`act_quant = 0`): `x [..., K]`
-/// times int8 weights `[N, K]` with `N` f32 scales, plus an optional bias.
-pub(super) fn matmul_int8(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
-    if n.int("act_quant", 0)? != 0 {
-        return Err(n.unsupported("quantized activations (W8A8)"));
-    }
-    let (x, w, scale, o) = (n.input(0)?, n.input(1)?, n.input(2)?, n.output()?);
-    let types = [cx.dtype(x), cx.dtype(w), cx.dtype(scale), cx.dtype(o)];
-    if types != [DType::F32, DType::I8, DType::F32, DType::F32] {
-        return Err(n.unsupported(format!("types {types:?}")));
+/// The f32 `x [..., K]` of a product against `[N, K]` weights `w`, checked:
+/// its row count `m`, `N`, `K` and the bias pointer (input `bias_at`, or
+/// `NULL`).
+struct Product {
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: String,
+}
+
+fn product(cx: &mut Ctx<'_>, n: &Node<'_>, bias_at: usize) -> Result<Product, EmitError> {
+    let (x, w, o) = (n.input(0)?, n.input(1)?, n.output()?);
+    if [cx.dtype(x), cx.dtype(o)] != [DType::F32, DType::F32] {
+        return Err(n.unsupported("activations that are not f32"));
     }
     let (&[nn, k], Some(&kx)) = (cx.shape(w), cx.shape(x).last()) else {
         return Err(n.unsupported("a weight that is not [N, K]"));
     };
-    if k != kx || cx.shape(scale).iter().product::<usize>() != nn {
+    if k != kx {
         return Err(n.unsupported("shapes that do not match"));
     }
-    let m = cx.shape(x).iter().product::<usize>() / k.max(1);
-    let bias = match n.opt_input(3) {
-        Some(b) => cx.ptr(b)?,
+    let bias = match n.opt_input(bias_at) {
+        Some(b) if cx.dtype(b) == DType::F32 && cx.shape(b).iter().product::<usize>() == nn => {
+            cx.ptr(b)?
+        }
+        Some(_) => return Err(n.unsupported("a bias that is not f32 [N]")),
         None => "NULL".into(),
     };
-    cx.use_kernel(Kernel::MatMulInt8);
-    Ok(format!(
-        "egret_matmul_int8_f32({m}, {nn}, {k}, {}, {}, {}, {bias}, {});\n",
+    Ok(Product {
+        m: cx.shape(x).iter().product::<usize>() / k.max(1),
+        n: nn,
+        k,
+        bias,
+    })
+}
+
+/// `egret::MatMulInt8`: `x [..., K]` times int8 weights `[N, K]` with `N` f32
+/// scales, plus an optional bias; with `act_quant = 1` (W8A8) each row of `x`
+/// is quantized to int8 first and the dots are exact integers.
+pub(super) fn matmul_int8(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (x, w, scale, o) = (n.input(0)?, n.input(1)?, n.input(2)?, n.output()?);
+    let pr = product(cx, n, 3)?;
+    if [cx.dtype(w), cx.dtype(scale)] != [DType::I8, DType::F32]
+        || cx.shape(scale).iter().product::<usize>() != pr.n
+    {
+        return Err(n.unsupported("weights that are not int8 with one f32 scale per row"));
+    }
+    let Product { m, n: nn, k, bias } = pr;
+    let args = format!(
+        "{m}, {nn}, {k}, {}, {}, {}, {bias}, {}",
         cx.ptr(x)?,
         cx.ptr(w)?,
         cx.ptr(scale)?,
         cx.ptr(o)?
+    );
+    match n.int("act_quant", 0)? {
+        0 => {
+            cx.use_kernel(Kernel::MatMulInt8);
+            Ok(format!("egret_matmul_int8_f32({args});\n"))
+        }
+        1 if k <= 1 << 17 => {
+            cx.use_kernel(Kernel::MatMulW8A8);
+            let qx = cx.scratch("int8_t", k);
+            Ok(format!("egret_matmul_w8a8_f32({args}, {qx});\n"))
+        }
+        1 => Err(n.unsupported("W8A8 with K above 131072 (the int32 sums could overflow)")),
+        a => Err(n.unsupported(format!("act_quant = {a}"))),
+    }
+}
+
+/// The C kernel's format code (`EGRET_Q8_0` ...) and group size of block
+/// storage `d`.
+fn block_kind(n: &Node<'_>, d: DType) -> Result<(&'static str, usize), EmitError> {
+    let DType::Block(f) = d else {
+        return Err(n.unsupported(format!("a {d} weight (block formats only)")));
+    };
+    let kind = match f {
+        BlockFormat::Q8_0 => "EGRET_Q8_0",
+        BlockFormat::Q4_0 | BlockFormat::I4S64 | BlockFormat::I4S128 => "EGRET_INT4_SYM",
+        BlockFormat::Q4_1 | BlockFormat::I4A64 | BlockFormat::I4A128 => "EGRET_INT4_ASYM",
+        BlockFormat::Q5_0 => "EGRET_Q5_0",
+        BlockFormat::Q5_1 => "EGRET_Q5_1",
+        _ => return Err(n.unsupported(format!("{d} blocks (k-quants have no C kernel)"))),
+    };
+    Ok((kind, f.block_elems()))
+}
+
+/// `egret::MatMulBlocks`: `x [..., K]` times block-quantized weights
+/// `[N, K]`, plus an optional f32 bias; weight rows are dequantized a tile at
+/// a time into the scratch.
+pub(super) fn matmul_blocks(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (x, w, o) = (n.input(0)?, n.input(1)?, n.output()?);
+    let (kind, g) = block_kind(n, cx.dtype(w))?;
+    let Product { m, n: nn, k, bias } = product(cx, n, 2)?;
+    cx.use_kernel(Kernel::Blocks);
+    cx.use_kernel(Kernel::MatMulBlocks);
+    // EGRET_BLOCKS_TILE (8) rows of k floats.
+    let scratch = cx.scratch("float", 8 * k * 4);
+    Ok(format!(
+        "egret_matmul_blocks_f32({m}, {nn}, {k}, {}, {}, {kind}, {g}, {bias}, {}, {scratch});\n",
+        cx.ptr(x)?,
+        cx.ptr(w)?,
+        cx.ptr(o)?
+    ))
+}
+
+/// `egret::GatherBlocks`: rows of a block-quantized `[rows, width]` table
+/// picked by run-time indices (negative ones wrap; one out of range makes
+/// `egret_model` return 1), dequantized into the f32 output.
+pub(super) fn gather_blocks(cx: &mut Ctx<'_>, n: &Node<'_>) -> Result<String, EmitError> {
+    let (table, ix, o) = (n.input(0)?, n.input(1)?, n.output()?);
+    let (kind, g) = block_kind(n, cx.dtype(table))?;
+    let &[rows, width] = cx.shape(table) else {
+        return Err(n.unsupported("a table that is not [rows, width]"));
+    };
+    let it = ctype(cx.dtype(ix))?;
+    if !cx.dtype(ix).is_int() || cx.dtype(o) != DType::F32 {
+        return Err(n.unsupported("indices that are not integers"));
+    }
+    let count: usize = cx.shape(ix).iter().product();
+    cx.use_kernel(Kernel::Blocks);
+    Ok(format!(
+        "const {it} *ix = {ip};\n\
+         const long rb = {width} / {g} * egret_block_bytes({kind}, {g});\n\
+         for (long i = 0; i < {count}; i++) {{\n\
+         \x20   long r = (long)ix[i];\n\
+         \x20   if (r < 0) r += {rows};\n\
+         \x20   if (r < 0 || r >= {rows}) return 1;\n\
+         \x20   egret_dequant_row({kind}, {g}, {tp} + r * rb, {width}, {op} + i * {width});\n\
+         }}\n",
+        ip = cx.ptr(ix)?,
+        tp = cx.ptr(table)?,
+        op = cx.ptr(o)?,
     ))
 }

@@ -1,0 +1,64 @@
+/* egret kernel: egret::MatMulBlocks, y[m x n] = x[m x k] . W^T (+ bias[n])
+ * for W in a block format of blocks.c (which it needs). Each call
+ * dequantizes a tile of EGRET_BLOCKS_TILE weight rows into scratch, then
+ * takes f32 dot products of every row of x with them (AVX2+FMA or NEON when
+ * available), so every weight is dequantized once per call. */
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+/* Weight rows dequantized per tile of a product (the scratch holds
+ * EGRET_BLOCKS_TILE * k floats). */
+#define EGRET_BLOCKS_TILE 8
+
+/* a . b over k floats, k a multiple of 8. */
+static float egret_dot8_f32(const float *a, const float *b, long k)
+{
+    long p;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 s = _mm256_setzero_ps();
+    __m128 h;
+    for (p = 0; p < k; p += 8)
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(b + p), s);
+    h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+#elif defined(__aarch64__)
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    for (p = 0; p < k; p += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + p), vld1q_f32(b + p));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + p + 4), vld1q_f32(b + p + 4));
+    }
+    return vaddvq_f32(vaddq_f32(s0, s1));
+#else
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long l;
+    for (p = 0; p < k; p += 8)
+        for (l = 0; l < 8; l++)
+            s[l] += a[p + l] * b[p + l];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+#endif
+}
+
+/* The product for W n rows of k values in blocks of format kind (groups of
+ * g); scratch holds EGRET_BLOCKS_TILE * k floats. */
+static void egret_matmul_blocks_f32(long m, long n, long k, const float *x, const uint8_t *w,
+                                    int kind, long g, const float *bias, float *y,
+                                    float *scratch)
+{
+    const long rb = k / g * egret_block_bytes(kind, g);
+    long j0, j, i;
+    for (j0 = 0; j0 < n; j0 += EGRET_BLOCKS_TILE) {
+        const long nt = n - j0 < EGRET_BLOCKS_TILE ? n - j0 : EGRET_BLOCKS_TILE;
+        for (j = 0; j < nt; j++)
+            egret_dequant_row(kind, g, w + (j0 + j) * rb, k, scratch + j * k);
+        for (i = 0; i < m; i++)
+            for (j = 0; j < nt; j++)
+                y[i * n + j0 + j] = egret_dot8_f32(x + i * k, scratch + j * k, k) +
+                                    (bias ? bias[j0 + j] : 0.0f);
+    }
+}
