@@ -1003,13 +1003,17 @@ struct CDecoder {
     /// `[kv_heads, head_dim]` of the cache.
     dims: [usize; 2],
     len: usize,
+    /// The kernels and weight bytes of the emitted program.
+    kernels: Vec<c::Kernel>,
+    weights_bytes: usize,
 }
 
 impl CDecoder {
-    /// Emit `model` with a fixed cache of `slots` and weights.bin into
-    /// `dir`, and compile it with `tc`.
+    /// Emit `model` with its block weights read in place, a fixed cache of
+    /// `slots` and weights.bin into `dir`, and compile it with `tc`.
     fn build(model: &egret_ir::Model, slots: usize, dir: PathBuf, tc: &Toolchain) -> CDecoder {
-        let graph = c::fixed_cache(&model.graph).unwrap();
+        let blocks = c::read_blocks_in_place(&model.graph).unwrap();
+        let graph = c::fixed_cache(&blocks).unwrap();
         let mut cache = BTreeMap::new();
         let mut dims = [0, 0];
         for &o in &graph.inputs {
@@ -1030,16 +1034,19 @@ impl CDecoder {
                 cache.insert(name.to_string(), vec![0f32; h * slots * d]);
             }
         }
-        let dec = CDecoder {
+        let mut dec = CDecoder {
             dir,
             graph,
             slots,
             cache,
             dims,
             len: 0,
+            kernels: Vec::new(),
+            weights_bytes: 0,
         };
         let example = dec.inputs(0, 0);
         let e = emit(&dec.graph, &example, &weights_bin()).unwrap();
+        (dec.kernels, dec.weights_bytes) = (e.kernels.clone(), e.weights_bytes);
         write(&dec.dir, &e, &[]).unwrap();
         compile(&dec.dir, tc).unwrap();
         dec
@@ -1169,6 +1176,18 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
         "the interpreter's reference ids"
     );
     let mut dec = CDecoder::build(&model, 8, scratch("smollm2"), &Toolchain::host());
+    // The weights stay Q4_1 / Q8_0 (98 MB in the GGUF), read in place
+    // (`c::read_blocks_in_place`), the tied LM head included.
+    assert!(
+        dec.kernels.contains(&c::Kernel::MatMulBlocks),
+        "{:?}",
+        dec.kernels
+    );
+    assert!(
+        dec.weights_bytes < 110_000_000,
+        "{} bytes",
+        dec.weights_bytes
+    );
     let (got, logits) = dec.greedy(&SMOLLM2_PROMPT, tokens, None);
     let err = scaled_error(
         &Tensor::from_vec(vec![logits.len()], logits).unwrap(),
@@ -1177,4 +1196,20 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
     println!("smollm2: C greedy ids {got:?}, interpreter {want:?}; logits after the prompt within {err:.1e} (scaled)");
     assert_eq!(got, want);
     assert!(err <= 1e-3, "{err}");
+}
+
+/// The SmolLM2 decoder of the host test cross-compiled for aarch64 and run
+/// under qemu-aarch64 (NEON dot products): the same greedy ids as the
+/// interpreter for the prompt and 3 tokens (8 steps of the program).
+#[test]
+fn smollm2_greedy_tokens_under_qemu_aarch64() {
+    let Some(tc) = Toolchain::cross(c::Target::Aarch64) else {
+        return;
+    };
+    let Some(model) = smollm2_model() else { return };
+    let (want, _) = interpreter_greedy(&model, &SMOLLM2_PROMPT, 3);
+    let mut dec = CDecoder::build(&model, 8, scratch("smollm2_aarch64"), &tc);
+    let (got, _) = dec.greedy(&SMOLLM2_PROMPT, 3, tc.qemu);
+    println!("smollm2 on aarch64 (qemu): C greedy ids {got:?}, interpreter {want:?}");
+    assert_eq!(got, want);
 }

@@ -195,13 +195,15 @@ fn cache_dims(
 /// Run `egret build`.
 pub fn main(args: &BuildArgs) -> Result<()> {
     let model = load_model(&args.model)?;
+    // Block weights stay blocks (exact: the kernels dequantize on the fly).
+    let in_place = c::read_blocks_in_place(&model.graph).context("reading block weights")?;
     let (graph, dims) = match args.kv_cache {
         Some(slots) => {
-            let g = c::fixed_cache(&model.graph).context("--kv-cache")?;
+            let g = c::fixed_cache(&in_place).context("--kv-cache")?;
             let dims = cache_dims(&g, slots, &args.dims);
             (g, dims)
         }
-        None => (model.graph.clone(), args.dims.clone()),
+        None => (in_place, args.dims.clone()),
     };
     let g = &graph;
     let inputs = gather_inputs(g, &args.inputs, Some(0), &dims)?;

@@ -17,6 +17,7 @@
 //! attributes and traced shapes as constants. An op without a C lowering is
 //! an [`EmitError::Unsupported`] naming it.
 
+mod blocks;
 mod cache;
 mod call;
 mod ctype;
@@ -29,6 +30,7 @@ use crate::program::{BufferId, Program, Step, Storage};
 use egret_ir::{DType, Graph, Tensor};
 use std::collections::BTreeSet;
 
+pub use blocks::read_blocks_in_place;
 pub use cache::{fixed_cache, CACHE_MASK, CACHE_MASK_DIMS};
 pub use files::{Files, Target, TARGETS};
 pub use kernels::Kernel;
