@@ -3,7 +3,11 @@
 //! expected outputs; a real model (PP-OCR cls) is built by the CLI, links
 //! no allocator, matches the interpreter, and passes ASan/UBSan; PP-OCRv4
 //! det/rec and MiniLM run with a weights blob; Attention's variants match the
-//! interpreter on small shapes.
+//! interpreter on small shapes; egret's quantized ops (every block format,
+//! int8, W8A8) match the interpreter on unit shapes and in quantized MiniLM
+//! (host, and Q4_0 under qemu-aarch64); SmolLM2 Q4_1 decodes the
+//! interpreter's greedy ids through one fixed-cache program (host and
+//! qemu-aarch64).
 
 mod common;
 #[allow(dead_code)] // the conformance runner's own entry points are not used here
