@@ -1217,3 +1217,36 @@ fn smollm2_greedy_tokens_under_qemu_aarch64() {
     println!("smollm2 on aarch64 (qemu): C greedy ids {got:?}, interpreter {want:?}");
     assert_eq!(got, want);
 }
+
+/// `egret build --kv-cache 8 --weights bin --compile never` on the SmolLM2
+/// GGUF writes one decode step: block weights read in place (under 110 MB),
+/// the cache's past dim 8, and `cache_mask` `[1, 9]` in model.h.
+#[test]
+fn egret_build_kv_cache_writes_one_decode_step() {
+    let path = common::cache().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !common::available(&path, "scripts/fetch-models.sh smollm2") {
+        return;
+    }
+    let dir = scratch("smollm2_cli");
+    let run = Command::new(env!("CARGO_BIN_EXE_egret"))
+        .args(["build", "--kv-cache", "8", "--weights", "bin"])
+        .args(["--compile", "never", "--json", "-o"])
+        .arg(&dir)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let weights = report["weights_bytes"].as_u64().unwrap();
+    assert!(weights < 110_000_000, "{report}");
+    let h = std::fs::read_to_string(dir.join("model.h")).unwrap();
+    assert!(
+        h.contains("`past_key_values.0.key`: f32 [1, 3, 8, 64]"),
+        "{h}"
+    );
+    assert!(h.contains("`cache_mask`: bool [1, 9]"), "{h}");
+}
