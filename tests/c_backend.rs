@@ -778,9 +778,10 @@ fn minilm_with_a_weights_blob_matches_the_interpreter() {
 /// the last tile of weight rows is partial, with and without a bias),
 /// `GatherBlocks` (negative indices wrap), and `MatMulInt8` per channel
 /// and W8A8 (`DequantizeBlocks` only ever reads constants, which the
-/// lowering folds). Dequantization is exact in both, so
-/// only the dot products' summation order differs: every output within
-/// 1e-5 (scaled) of the interpreter; W8A8 quantizes the same f32 rows the
+/// lowering folds), on the host and under qemu for every installed cross
+/// target (NEON on aarch64, the portable C on armv7 and riscv64).
+/// Dequantization is exact in both, so only the dot products' summation
+/// order differs: every output within 1e-5 (scaled) of the interpreter; W8A8 quantizes the same f32 rows the
 /// same way and sums exact integers, so it must agree to 1e-6.
 #[test]
 fn block_and_int8_ops_match_the_interpreter() {
@@ -845,21 +846,27 @@ fn block_and_int8_ops_match_the_interpreter() {
         Value::Tensor(wave(&[1, m, k], 13)),
         Value::Tensor(Tensor::from_vec(vec![4], vec![3i64, 0, -1, 11]).unwrap()),
     ];
-    let (e, got) = build_and_run_with("blocks", &g, &inputs, &c::Options::default());
+    let e = emit(&g, &inputs, &c::Options::default()).unwrap();
     assert!(e.scratch_bytes >= 8 * k * 4, "{}", e.scratch_bytes);
     let want = egret_runtime::Interpreter::new(&g)
         .unwrap()
         .run(inputs.clone())
         .unwrap();
-    assert_eq!(got.len(), want.len());
-    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        let err = scaled_error(a, b.as_tensor().unwrap());
-        let tol = if i + 1 == got.len() { 1e-6 } else { 1e-5 };
-        assert!(
-            err <= tol,
-            "output {i} ({}): {err}",
-            g.value_name(g.outputs[i])
-        );
+    let cross = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
+    let chains =
+        std::iter::once(Toolchain::host()).chain(cross.into_iter().filter_map(Toolchain::cross));
+    for tc in chains {
+        let dir = scratch(&format!("blocks-{}", tc.name));
+        let files = write(&dir, &e, &inputs).unwrap();
+        compile(&dir, &tc).unwrap();
+        let got = run(&dir, tc.qemu, &files, g.outputs.len()).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let err = scaled_error(a, b.as_tensor().unwrap());
+            let tol = if i + 1 == got.len() { 1e-6 } else { 1e-5 };
+            let name = g.value_name(g.outputs[i]);
+            assert!(err <= tol, "{}: output {i} ({name}): {err}", tc.name);
+        }
     }
     // An index out of range makes egret_model return 1 (the harness fails).
     let dir = scratch("blocks");
