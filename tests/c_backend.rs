@@ -89,6 +89,22 @@ impl Toolchain {
         }
     }
 
+    /// The host compiler with the strict flags plus `-mavx2 -mfma`, so the
+    /// kernels' AVX2 paths compile in, if this CPU has both.
+    fn host_avx2() -> Option<Toolchain> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let mut flags = STRICT.to_vec();
+            flags.extend(["-mavx2", "-mfma"]);
+            return Some(Toolchain {
+                name: "host-avx2",
+                flags,
+                ..Toolchain::host()
+            });
+        }
+        None
+    }
+
     /// A Linux cross target's gcc (static, strict) and its qemu-user, or
     /// `None` (after `common::tool_available`'s SKIP line) when either is
     /// not installed.
@@ -778,8 +794,10 @@ fn minilm_with_a_weights_blob_matches_the_interpreter() {
 /// the last tile of weight rows is partial, with and without a bias),
 /// `GatherBlocks` (negative indices wrap), and `MatMulInt8` per channel
 /// and W8A8 (`DequantizeBlocks` only ever reads constants, which the
-/// lowering folds), on the host and under qemu for every installed cross
-/// target (NEON on aarch64, the portable C on armv7 and riscv64).
+/// lowering folds), on the host (with and without AVX2, whose kernels read
+/// Q8_0 and int4 blocks directly for these 3 rows of x) and under qemu for
+/// every installed cross target (NEON on aarch64, the portable C on armv7
+/// and riscv64).
 /// Dequantization is exact in both, so only the dot products' summation
 /// order differs: every output within 1e-5 (scaled) of the interpreter; W8A8 quantizes the same f32 rows the
 /// same way and sums exact integers, so it must agree to 1e-6.
@@ -853,8 +871,10 @@ fn block_and_int8_ops_match_the_interpreter() {
         .run(inputs.clone())
         .unwrap();
     let cross = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
-    let chains =
-        std::iter::once(Toolchain::host()).chain(cross.into_iter().filter_map(Toolchain::cross));
+    let chains = [Some(Toolchain::host()), Toolchain::host_avx2()]
+        .into_iter()
+        .flatten()
+        .chain(cross.into_iter().filter_map(Toolchain::cross));
     for tc in chains {
         let dir = scratch(&format!("blocks-{}", tc.name));
         let files = write(&dir, &e, &inputs).unwrap();
@@ -1186,7 +1206,9 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
         [7042, 30, 198],
         "the interpreter's reference ids"
     );
-    let mut dec = CDecoder::build(&model, 8, scratch("smollm2"), &Toolchain::host());
+    // With AVX2 the Q4_1/Q8_0 products of one row read the blocks directly.
+    let tc = Toolchain::host_avx2().unwrap_or_else(Toolchain::host);
+    let mut dec = CDecoder::build(&model, 8, scratch("smollm2"), &tc);
     // The weights stay Q4_1 / Q8_0 (98 MB in the GGUF), read in place
     // (`c::read_blocks_in_place`), the tied LM head included.
     assert!(

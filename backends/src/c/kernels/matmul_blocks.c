@@ -2,7 +2,8 @@
  * for W in a block format of blocks.c (which it needs). Each call
  * dequantizes a tile of EGRET_BLOCKS_TILE weight rows into scratch, then
  * takes f32 dot products of every row of x with them (AVX2+FMA or NEON when
- * available), so every weight is dequantized once per call. */
+ * available), so every weight is dequantized once per call; with AVX2, a
+ * product of fewer than 4 rows of x reads Q8_0 and int4 blocks directly. */
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -44,14 +45,65 @@ static float egret_dot8_f32(const float *a, const float *b, long k)
 #endif
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/* x . (one row of k values in Q8_0 or int4 blocks), read straight from the
+ * blocks (a product with few rows of x, as in decode): per block d * sum(q x),
+ * plus (m, or -8 d) * sum(x) for int4, as the interpreter's row dots. */
+static float egret_row_dot_blocks(int kind, long g, const uint8_t *row, const float *x, long k)
+{
+    const long bb = egret_block_bytes(kind, g), half = g / 2;
+    const __m128i low = _mm_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 h;
+    long b, j;
+    for (b = 0; b < k / g; b++, row += bb, x += g) {
+        const float d = egret_f16(row);
+        __m256 s = _mm256_setzero_ps(), t = _mm256_setzero_ps();
+        if (kind == EGRET_Q8_0) {
+            for (j = 0; j < g; j += 8) {
+                const __m128i q = _mm_loadl_epi64((const __m128i *)(row + 2 + j));
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
+                                    _mm256_loadu_ps(x + j), s);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
+            continue;
+        }
+        for (j = 0; j < half; j += 8) {
+            const __m128i q = _mm_loadl_epi64((const __m128i *)(row + (kind == EGRET_INT4_ASYM ? 4 : 2) + j));
+            const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(q, low)));
+            const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), low)));
+            const __m256 xl = _mm256_loadu_ps(x + j), xh = _mm256_loadu_ps(x + j + half);
+            s = _mm256_fmadd_ps(hi, xh, _mm256_fmadd_ps(lo, xl, s));
+            t = _mm256_add_ps(t, _mm256_add_ps(xl, xh));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(kind == EGRET_INT4_ASYM ? egret_f16(row + 2) : -8.0f * d), t, acc);
+    }
+    h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
 /* The product for W n rows of k values in blocks of format kind (groups of
- * g); scratch holds EGRET_BLOCKS_TILE * k floats. */
+ * g); scratch holds EGRET_BLOCKS_TILE * k floats. With AVX2, fewer than 4
+ * rows of x in Q8_0 or int4 take row dots on the blocks instead. */
 static void egret_matmul_blocks_f32(long m, long n, long k, const float *x, const uint8_t *w,
                                     int kind, long g, const float *bias, float *y,
                                     float *scratch)
 {
     const long rb = k / g * egret_block_bytes(kind, g);
     long j0, j, i;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (m < 4 && kind <= EGRET_INT4_ASYM) {
+        for (i = 0; i < m; i++)
+            for (j = 0; j < n; j++)
+                y[i * n + j] = egret_row_dot_blocks(kind, g, w + j * rb, x + i * k, k) +
+                               (bias ? bias[j] : 0.0f);
+        return;
+    }
+#endif
     for (j0 = 0; j0 < n; j0 += EGRET_BLOCKS_TILE) {
         const long nt = n - j0 < EGRET_BLOCKS_TILE ? n - j0 : EGRET_BLOCKS_TILE;
         for (j = 0; j < nt; j++)
