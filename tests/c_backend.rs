@@ -794,10 +794,10 @@ fn minilm_with_a_weights_blob_matches_the_interpreter() {
 /// the last tile of weight rows is partial, with and without a bias),
 /// `GatherBlocks` (negative indices wrap), and `MatMulInt8` per channel
 /// and W8A8 (`DequantizeBlocks` only ever reads constants, which the
-/// lowering folds), on the host (with and without AVX2, whose kernels read
-/// Q8_0 and int4 blocks directly for these 3 rows of x) and under qemu for
+/// lowering folds), on the host (with and without AVX2) and under qemu for
 /// every installed cross target (NEON on aarch64, the portable C on armv7
-/// and riscv64).
+/// and riscv64); with AVX2 and NEON the 3 rows of x read Q8_0 and int4
+/// blocks directly.
 /// Dequantization is exact in both, so only the dot products' summation
 /// order differs: every output within 1e-5 (scaled) of the interpreter; W8A8 quantizes the same f32 rows the
 /// same way and sums exact integers, so it must agree to 1e-6.
@@ -1232,7 +1232,7 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
 }
 
 /// The SmolLM2 decoder of the host test cross-compiled for aarch64 and run
-/// under qemu-aarch64 (NEON dot products): the same greedy ids as the
+/// under qemu-aarch64 (NEON row dots on the blocks): the same greedy ids as the
 /// interpreter for the prompt and 3 tokens (8 steps of the program).
 #[test]
 fn smollm2_greedy_tokens_under_qemu_aarch64() {
