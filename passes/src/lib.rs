@@ -71,6 +71,7 @@ pub mod check;
 pub mod compress;
 pub mod egraph;
 pub mod extract;
+pub mod kv_segment;
 pub mod pass;
 pub mod quantize;
 pub mod rules;

@@ -18,15 +18,24 @@
 //!
 //! The graph is constant-folded once ([`crate::fold`]): dequantizing and
 //! transposing weights happens at load time, not on every decoded token.
-//! Generation runs batch 1; the cache is the full history (other cache policies
-//! plug in at [`KvCache`]).
+//! Generation runs batch 1. What the cache keeps is the decoder's
+//! [`KvPolicy`] (full history by default; sliding window, StreamingLLM and
+//! SepLLM evict, and int8 storage is an option, see [`crate::kv_policy`]). The
+//! policy comes from the model's metadata ([`POLICY_KEY`]) or
+//! [`Decoder::set_kv_policy`]. Position ids are cache-relative: a new token's
+//! position is the number of positions cached before it, and evicting shifts
+//! the cached keys' rotary positions to match.
 
 use crate::error::{Result, RuntimeError};
 use crate::executor::Executor;
 use crate::fold::fold_constants;
 use crate::interpreter::Interpreter;
+use crate::kv_policy::{
+    parse_separators, rotary_keys, KvPolicy, RotaryKeys, Rows, POLICY_KEY, SEPARATORS_KEY,
+};
 use crate::sample::Sampler;
 use egret_ir::{DType, Model, Tensor, Value};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// A decoder-only language model prepared for repeated runs.
@@ -46,25 +55,74 @@ pub struct Decoder {
     cache_dtype: DType,
     /// Runs [`Decoder::forward`] when set; the interpreter otherwise.
     executor: Option<Box<dyn Executor + Send>>,
+    /// What the cache keeps.
+    policy: KvPolicy,
+    /// Token ids SepLLM keeps as separators.
+    separators: HashSet<i64>,
+    /// Per layer, the rotary embedding of its keys (needed to shift them), or
+    /// why it could not be found.
+    rotary: std::result::Result<Vec<RotaryKeys>, String>,
 }
 
-/// The attention history of one sequence: one key and one value tensor per
-/// layer, each `[1, kv_heads, len, head_dim]`.
+/// The attention history of one sequence: per layer the keys and values of
+/// the cached positions, and per cached position its token id and its place
+/// in the stream.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    kv: Vec<[Tensor; 2]>,
-    len: usize,
+    kv: Vec<[Rows; 2]>,
+    /// Token id of each cached position.
+    tokens: Vec<i64>,
+    /// Stream index (0-based, over everything ever run) of each cached position.
+    positions: Vec<u64>,
+    /// The position each stored key is rotated at (its slot, except for int8
+    /// keys, which are rotated when read).
+    rotated_at: Vec<usize>,
+    /// Tokens run through the cache so far.
+    seen: u64,
+    peak_len: usize,
+    peak_bytes: usize,
 }
 
 impl KvCache {
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.len
+        self.tokens.len()
     }
 
     /// True when nothing is cached yet.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.tokens.is_empty()
+    }
+
+    /// Stream index of each cached position, oldest first: which positions
+    /// survived eviction.
+    pub fn positions(&self) -> &[u64] {
+        &self.positions
+    }
+
+    /// Token id of each cached position, oldest first.
+    pub fn tokens(&self) -> &[i64] {
+        &self.tokens
+    }
+
+    /// Tokens run through this cache so far (cached or evicted).
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Bytes of keys and values held now.
+    pub fn bytes(&self) -> usize {
+        self.kv.iter().flatten().map(Rows::bytes).sum()
+    }
+
+    /// Most bytes of keys and values held at once (just before an eviction).
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
+    /// Most positions held at once (just before an eviction).
+    pub fn peak_len(&self) -> usize {
+        self.peak_len
     }
 }
 
@@ -120,7 +178,11 @@ impl Decoder {
                 )
             })?;
         let cache_dtype = ty.map_or(DType::F32, |t| t.dtype);
-        Ok(Decoder {
+        let rotary = rotary_keys(g).map_err(|e| e.to_string());
+        let meta = |key: &str| model.metadata.get(key).cloned();
+        let policy = meta(POLICY_KEY);
+        let separators = meta(SEPARATORS_KEY);
+        let mut decoder = Decoder {
             ids_input,
             positions_input: input("position_ids"),
             mask_input: input("attention_mask"),
@@ -131,7 +193,66 @@ impl Decoder {
             cache_dtype,
             model,
             executor: None,
-        })
+            policy: KvPolicy::default(),
+            separators: HashSet::new(),
+            rotary,
+        };
+        if let Some(spec) = policy {
+            let policy = spec
+                .parse()
+                .map_err(|e| RuntimeError::msg(format!("model metadata {POLICY_KEY}: {e}")))?;
+            let seps = parse_separators(separators.as_deref().unwrap_or(""))?;
+            decoder.set_kv_policy(policy, &seps)?;
+        }
+        Ok(decoder)
+    }
+
+    /// Use `policy` for caches made from now on ([`Decoder::empty_cache`]),
+    /// with `separators` the token ids SepLLM keeps (see
+    /// [`crate::kv_policy::separator_ids`]). Errors when the policy evicts and
+    /// the graph's keys cannot be shifted, when SepLLM gets no separators, when
+    /// the graph's cache is not f32 and the policy evicts or stores int8, or
+    /// when the capacity reaches the positions the model's rotary tables cover.
+    pub fn set_kv_policy(&mut self, policy: KvPolicy, separators: &[i64]) -> Result<()> {
+        if policy.evicts() {
+            let rotary = self
+                .rotary
+                .as_ref()
+                .map_err(|e| RuntimeError::msg(e.clone()))?;
+            if rotary.len() != self.layers() {
+                return Err(RuntimeError::msg(format!(
+                    "KV policy {policy}: {} layers have rotary keys, the cache has {}",
+                    rotary.len(),
+                    self.layers()
+                )));
+            }
+            let room = rotary.iter().map(RotaryKeys::positions).min().unwrap_or(0);
+            if policy.capacity().is_some_and(|c| c >= room) {
+                return Err(RuntimeError::msg(format!(
+                    "KV policy {policy}: the capacity must stay below the {room} positions \
+                     the model's rotary tables cover"
+                )));
+            }
+        }
+        if policy.needs_separators() && separators.is_empty() {
+            return Err(RuntimeError::msg(format!(
+                "KV policy {policy}: no separator tokens given (see kv_policy::separator_ids)"
+            )));
+        }
+        if (policy.int8 || policy.evicts()) && self.cache_dtype != DType::F32 {
+            return Err(RuntimeError::msg(format!(
+                "KV policy {policy}: needs an f32 cache, the graph's is {}",
+                self.cache_dtype
+            )));
+        }
+        self.policy = policy;
+        self.separators = separators.iter().copied().collect();
+        Ok(())
+    }
+
+    /// The cache policy in use.
+    pub fn kv_policy(&self) -> KvPolicy {
+        self.policy
     }
 
     /// Run [`Decoder::forward`] on `executor` (built over this decoder's
@@ -151,18 +272,27 @@ impl Decoder {
         self.past_inputs.len()
     }
 
-    /// A cache holding nothing.
+    /// A cache holding nothing, stored as the policy says.
     pub fn empty_cache(&self) -> Result<KvCache> {
         let [h, d] = self.cache_dims;
-        let empty = Tensor::from_bytes(self.cache_dtype, vec![1, h, 0, d], &[])?;
+        let rows = if self.policy.int8 {
+            Rows::empty(h, d, true)?
+        } else {
+            Rows::F32(Tensor::from_bytes(self.cache_dtype, vec![1, h, 0, d], &[])?)
+        };
         Ok(KvCache {
-            kv: vec![[empty.clone(), empty]; self.layers()],
-            len: 0,
+            kv: vec![[rows.clone(), rows]; self.layers()],
+            tokens: Vec::new(),
+            positions: Vec::new(),
+            rotated_at: Vec::new(),
+            seen: 0,
+            peak_len: 0,
+            peak_bytes: 0,
         })
     }
 
-    /// Run `ids` (one sequence) after what `cache` holds; append them to the cache
-    /// and return the logits `[ids.len(), vocab]` as f32.
+    /// Run `ids` (one sequence) after what `cache` holds; append them to the cache,
+    /// evict what the policy says, and return the logits `[ids.len(), vocab]` as f32.
     ///
     /// The pass runs on a worker of the rayon pool (inline when the caller is
     /// one). From any other thread each parallel kernel would hand its work
@@ -173,7 +303,7 @@ impl Decoder {
         rayon::scope(|_| match &self.executor {
             Some(exec) => {
                 let outs = exec.execute(self.inputs(ids, cache)?)?;
-                self.absorb(outs, ids.len(), cache)
+                self.absorb(outs, ids, cache)
             }
             None => self.forward_observed(ids, cache, &mut |_, _| {}),
         })
@@ -190,13 +320,13 @@ impl Decoder {
     ) -> Result<Tensor> {
         let inputs = self.inputs(ids, cache)?;
         let outs = Interpreter::new(&self.model.graph)?.run_observed(inputs, observe)?;
-        self.absorb(outs, ids.len(), cache)
+        self.absorb(outs, ids, cache)
     }
 
     /// The graph inputs for running `ids` after `cache`.
     fn inputs(&self, ids: &[i64], cache: &KvCache) -> Result<Vec<Value>> {
         let g = &self.model.graph;
-        let (n, past) = (ids.len(), cache.len);
+        let (n, past) = (ids.len(), cache.len());
         let i64s = |shape: Vec<usize>, v: Vec<i64>| -> Result<Value> {
             Ok(Value::Tensor(Tensor::from_vec(shape, v)?))
         };
@@ -209,9 +339,11 @@ impl Decoder {
         if let Some(m) = self.mask_input {
             inputs[m] = Some(i64s(vec![1, past + n], vec![1; past + n])?);
         }
-        for (slots, kv) in self.past_inputs.iter().zip(&cache.kv) {
-            inputs[slots[0]] = Some(Value::Tensor(kv[0].clone()));
-            inputs[slots[1]] = Some(Value::Tensor(kv[1].clone()));
+        for (i, (slots, kv)) in self.past_inputs.iter().zip(&cache.kv).enumerate() {
+            let rope = self.rotary.as_ref().ok().and_then(|r| r.get(i));
+            let key = kv[0].to_tensor(rope, &cache.rotated_at)?;
+            inputs[slots[0]] = Some(Value::Tensor(key));
+            inputs[slots[1]] = Some(Value::Tensor(kv[1].to_tensor(None, &cache.rotated_at)?));
         }
         inputs
             .into_iter()
@@ -225,10 +357,10 @@ impl Decoder {
             .collect()
     }
 
-    /// Take the logits and the grown cache from the outputs of a run over `n`
-    /// new tokens.
-    fn absorb(&self, outs: Vec<Value>, n: usize, cache: &mut KvCache) -> Result<Tensor> {
-        let past = cache.len;
+    /// Take the logits and the grown cache from the outputs of a run over the
+    /// new tokens `ids`, then evict by the policy.
+    fn absorb(&self, outs: Vec<Value>, ids: &[i64], cache: &mut KvCache) -> Result<Tensor> {
+        let (n, past) = (ids.len(), cache.len());
         let mut outs: Vec<Option<Value>> = outs.into_iter().map(Some).collect();
         let mut take = |slot: usize| -> Result<Tensor> {
             outs.get_mut(slot)
@@ -253,8 +385,17 @@ impl Decoder {
             }
             kv.push([k, v]);
         }
-        cache.kv = kv;
-        cache.len = past + n;
+        for (rows, [k, v]) in cache.kv.iter_mut().zip(kv) {
+            rows[0].absorb(k, past)?;
+            rows[1].absorb(v, past)?;
+        }
+        cache.tokens.extend_from_slice(ids);
+        cache.positions.extend(cache.seen..cache.seen + n as u64);
+        cache.rotated_at.extend(past..past + n);
+        cache.seen += n as u64;
+        cache.peak_len = cache.peak_len.max(cache.len());
+        cache.peak_bytes = cache.peak_bytes.max(cache.bytes());
+        self.evict(cache)?;
         let vocab = match logits.shape() {
             [1, s, v] if *s == n => *v,
             other => {
@@ -270,6 +411,33 @@ impl Decoder {
             )));
         }
         Ok(logits.reshaped(vec![n, vocab])?)
+    }
+}
+
+impl Decoder {
+    /// Drop the positions the policy evicts, shifting the keys that move.
+    fn evict(&self, cache: &mut KvCache) -> Result<()> {
+        let is_sep = |t: i64| self.separators.contains(&t);
+        let Some(keep) = self.policy.keep(&cache.tokens, &is_sep) else {
+            return Ok(());
+        };
+        let rotary = self
+            .rotary
+            .as_ref()
+            .map_err(|e| RuntimeError::msg(e.clone()))?;
+        for (rows, rope) in cache.kv.iter_mut().zip(rotary) {
+            rows[0].retain(&keep, Some(rope))?;
+            rows[1].retain(&keep, None)?;
+        }
+        let pick = |v: &[u64]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        cache.positions = pick(&cache.positions);
+        cache.tokens = keep.iter().map(|&i| cache.tokens[i]).collect();
+        cache.rotated_at = if self.policy.int8 {
+            keep.iter().map(|&i| cache.rotated_at[i]).collect()
+        } else {
+            (0..keep.len()).collect()
+        };
+        Ok(())
     }
 }
 
@@ -300,6 +468,8 @@ pub struct GenerationStats {
     pub decode_time: Duration,
     /// Every generated token id, in order.
     pub tokens: Vec<i64>,
+    /// Most bytes of keys and values the cache held at once.
+    pub peak_kv_bytes: usize,
 }
 
 fn per_second(n: usize, t: Duration) -> f64 {
@@ -369,5 +539,6 @@ pub fn generate(
         stats.decode_tokens += 1;
     }
     stats.decode_time = start.elapsed();
+    stats.peak_kv_bytes = cache.peak_bytes();
     Ok(stats)
 }

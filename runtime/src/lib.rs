@@ -17,6 +17,7 @@ pub mod fold;
 pub mod generate;
 pub mod interpreter;
 pub mod kernels;
+pub mod kv_policy;
 pub mod ops;
 pub mod perplexity;
 pub mod registry;

@@ -7,9 +7,15 @@
 //! full window predicts `window - 1` tokens. The perplexity is
 //! `exp(total negative log-likelihood / predicted tokens)` over all windows,
 //! with log-softmax computed in f64.
+//!
+//! [`streaming_perplexity`] is the other protocol: the whole stream runs through
+//! one cache, `chunk` tokens at a time (1 = token by token), and the decoder's
+//! KV policy evicts as it goes, so every token but the first is predicted with
+//! whatever context the policy kept.
 
 use crate::error::{Result, RuntimeError};
 use crate::generate::Decoder;
+use std::time::{Duration, Instant};
 
 /// The score of one window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,6 +40,8 @@ impl WindowScore {
 pub struct PerplexityReport {
     /// Every scored window, in order.
     pub windows: Vec<WindowScore>,
+    /// Most bytes of keys and values a window's cache held.
+    pub peak_kv_bytes: usize,
 }
 
 impl PerplexityReport {
@@ -112,9 +120,11 @@ pub fn perplexity(
         )));
     }
     let mut scores = Vec::with_capacity(chunks.len());
+    let mut peak_kv_bytes = 0;
     for (n, w) in chunks.iter().enumerate() {
         let mut cache = decoder.empty_cache()?;
         let logits = decoder.forward(w, &mut cache)?;
+        peak_kv_bytes = peak_kv_bytes.max(cache.peak_bytes());
         let vocab = logits.shape().get(1).copied().unwrap_or(0);
         let nll = token_nll(logits.as_slice::<f32>()?, vocab, &w[1..])?;
         scores.push(WindowScore {
@@ -124,7 +134,88 @@ pub fn perplexity(
         });
         progress(n + 1, chunks.len());
     }
-    Ok(PerplexityReport { windows: scores })
+    Ok(PerplexityReport {
+        windows: scores,
+        peak_kv_bytes,
+    })
+}
+
+/// The result of [`streaming_perplexity`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamReport {
+    /// Tokens run.
+    pub tokens: usize,
+    /// Tokens predicted (`tokens - 1`).
+    pub predicted: usize,
+    /// Sum of the negative log-likelihoods (nats).
+    pub nll: f64,
+    /// Most positions the cache held at once.
+    pub peak_kv_len: usize,
+    /// Most bytes of keys and values the cache held at once.
+    pub peak_kv_bytes: usize,
+    /// Positions cached at the end.
+    pub final_kv_len: usize,
+    /// Wall time of the runs.
+    pub elapsed: Duration,
+}
+
+impl StreamReport {
+    /// Mean negative log-likelihood per predicted token (nats).
+    pub fn mean_nll(&self) -> f64 {
+        self.nll / self.predicted.max(1) as f64
+    }
+
+    /// The perplexity of the stream.
+    pub fn perplexity(&self) -> f64 {
+        self.mean_nll().exp()
+    }
+
+    /// Tokens run per second.
+    pub fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Score `ids` as one stream through one cache, `chunk` tokens per run, with
+/// the decoder's KV policy evicting (see the module docs). `progress(done,
+/// total)` is called after each run with tokens done.
+pub fn streaming_perplexity(
+    decoder: &Decoder,
+    ids: &[i64],
+    chunk: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<StreamReport> {
+    if ids.len() < 2 {
+        return Err(RuntimeError::msg(format!(
+            "perplexity needs at least 2 tokens, the text has {}",
+            ids.len()
+        )));
+    }
+    if chunk == 0 {
+        return Err(RuntimeError::msg("the streaming chunk must hold a token"));
+    }
+    let mut cache = decoder.empty_cache()?;
+    let (mut nll, mut predicted) = (0.0, 0);
+    let start = Instant::now();
+    for (n, piece) in ids.chunks(chunk).enumerate() {
+        let at = n * chunk;
+        let logits = decoder.forward(piece, &mut cache)?;
+        let vocab = logits.shape().get(1).copied().unwrap_or(0);
+        let targets = &ids[at + 1..(at + 1 + piece.len()).min(ids.len())];
+        let scores = token_nll(logits.as_slice::<f32>()?, vocab, targets)?;
+        nll += scores.iter().sum::<f64>();
+        predicted += scores.len();
+        progress(at + piece.len(), ids.len());
+    }
+    Ok(StreamReport {
+        tokens: ids.len(),
+        predicted,
+        nll,
+        peak_kv_len: cache.peak_len(),
+        peak_kv_bytes: cache.peak_bytes(),
+        final_kv_len: cache.len(),
+        elapsed: start.elapsed(),
+    })
 }
 
 #[cfg(test)]
@@ -158,6 +249,7 @@ mod tests {
                 predicted: 2,
                 nll: nll.iter().sum(),
             }],
+            peak_kv_bytes: 0,
         };
         assert!((r.perplexity() - ((nll[0] + nll[1]) / 2.0).exp()).abs() < 1e-12);
     }

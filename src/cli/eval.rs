@@ -11,7 +11,7 @@ use super::{load, table};
 use anyhow::{bail, Context, Result};
 use egret_runtime::eval::{agreement, cosine, Embedder};
 use egret_runtime::generate::{set_threads, Decoder};
-use egret_runtime::perplexity::{perplexity as score_windows, windows};
+use egret_runtime::perplexity::{perplexity as score_windows, streaming_perplexity, windows};
 use egret_runtime::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -29,6 +29,12 @@ from an empty cache (token j+1 under the logits at j, so a full window predicts
 window-1 tokens). --windows K scores only the first K windows. The result is
 exp(mean negative log-likelihood) over every predicted token.
 
+With --stream the text runs instead as one stream through one KV cache, --chunk
+tokens per step (1 = token by token), and the cache policy (--kv-policy, else the
+one the model records, else full) evicts as it goes; position ids are
+cache-relative. --max-tokens N scores only the first N tokens (either protocol).
+The report gives the peak bytes of keys and values cached and tokens/s.
+
 The similarity file holds one sentence pair per line, the two sentences separated
 by a tab. Each sentence is embedded as the mean of the encoder's last hidden state
 over its real tokens, L2-normalised (the sentence-transformers recipe).
@@ -39,6 +45,8 @@ Examples:
   egret eval ~/.cache/egret/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
       --perplexity ~/.cache/egret/texts/devils_dictionary.txt --windows 4
   egret eval model.gguf --perplexity tests/fixtures/texts/eiffel_paragraph.txt --json
+  egret eval model.gguf --perplexity ~/.cache/egret/texts/devils_dictionary.txt \
+      --stream --kv-policy sepllm:4,32,224,324 --max-tokens 8192 --json
   egret eval ~/.cache/egret/models/minilm --similarity tests/fixtures/similarity-pairs.tsv
   egret eval model.safetensors --similarity pairs.tsv --json")]
 pub struct EvalArgs {
@@ -54,6 +62,18 @@ pub struct EvalArgs {
     /// Score only the first K windows (default: all of the text).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub windows: Option<u64>,
+    /// Score the text as one stream through one KV cache (see below).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: tokens per step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk: u64,
+    /// Score only the first N tokens of the text.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub max_tokens: Option<u64>,
+    /// KV-cache policy (overrides the model's).
+    #[arg(long, value_name = "POLICY", long_help = super::kv::HELP)]
+    pub kv_policy: Option<String>,
     /// Sentence pairs (one per line, tab-separated) to score by embedding cosine.
     #[arg(long, value_name = "FILE")]
     pub similarity: Option<PathBuf>,
@@ -87,16 +107,29 @@ struct Perplexity {
     file: String,
     /// Tokens in the whole text.
     text_tokens: usize,
+    /// `windows` (each from an empty cache) or `stream` (one cache).
+    protocol: &'static str,
+    /// The KV-cache policy used.
+    kv_policy: String,
+    /// Tokens per window (`windows`) or per step (`stream`).
     window: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     windows: Vec<Window>,
+    /// Tokens run.
+    tokens: usize,
     /// Tokens predicted over all windows.
     predicted: usize,
     /// Mean negative log-likelihood per predicted token (nats).
     mean_nll: f64,
     perplexity: f64,
     eval_ms: f64,
-    /// Window tokens run per second.
+    /// Tokens run per second.
     tokens_per_s: f64,
+    /// Most bytes of keys and values cached at once.
+    peak_kv_bytes: usize,
+    /// Most positions cached at once (`stream` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_kv_len: Option<usize>,
 }
 
 /// One scored sentence pair.
@@ -146,6 +179,11 @@ pub fn main(args: &EvalArgs) -> Result<()> {
     if args.perplexity.is_none() && args.similarity.is_none() {
         bail!("nothing to evaluate: give --perplexity FILE or --similarity FILE");
     }
+    if args.perplexity.is_none()
+        && (args.stream || args.kv_policy.is_some() || args.max_tokens.is_some())
+    {
+        bail!("--stream, --kv-policy and --max-tokens go with --perplexity");
+    }
     set_threads(args.threads)?;
     let t0 = Instant::now();
     let loaded = load(&args.model)?;
@@ -181,11 +219,31 @@ pub fn main(args: &EvalArgs) -> Result<()> {
     if let Some(file) = &args.perplexity {
         let tokenizer = Tokenizer::from_json(tok()?)?;
         let mut decoder = Decoder::new(loaded.model).context("--perplexity needs a causal LM")?;
+        super::kv::override_policy(
+            &mut decoder,
+            args.kv_policy.as_deref(),
+            loaded.tokenizer_json.as_deref(),
+        )?;
         super::backend::attach_to_decoder(&mut decoder, args.backend);
         let windows = args.windows.map(|k| k as usize);
-        let window = usize::try_from(args.window).context("--window is too large")?;
+        let size =
+            |v: u64, what: &str| usize::try_from(v).with_context(|| format!("{what} is too large"));
+        let protocol = if args.stream {
+            Protocol::Stream {
+                chunk: size(args.chunk, "--chunk")?,
+            }
+        } else {
+            Protocol::Windows {
+                window: size(args.window, "--window")?,
+                max_windows: windows,
+            }
+        };
+        let max_tokens = args
+            .max_tokens
+            .map(|n| size(n, "--max-tokens"))
+            .transpose()?;
         report.perplexity = Some(perplexity(
-            &decoder, &tokenizer, file, window, windows, !args.json,
+            &decoder, &tokenizer, file, protocol, max_tokens, !args.json,
         )?);
     }
     report.peak_rss_bytes = peak_rss();
@@ -289,19 +347,61 @@ fn similarity(
     })
 }
 
+/// How the perplexity text is scored.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// Windows of `window` tokens, each from an empty cache.
+    Windows {
+        window: usize,
+        max_windows: Option<usize>,
+    },
+    /// One stream through one cache, `chunk` tokens per step.
+    Stream { chunk: usize },
+}
+
 /// Score the text of `file` with the decoder (see the command's help).
 fn perplexity(
     decoder: &Decoder,
     tokenizer: &Tokenizer,
     file: &Path,
-    window: usize,
-    max_windows: Option<usize>,
+    protocol: Protocol,
+    max_tokens: Option<usize>,
     show_progress: bool,
 ) -> Result<Perplexity> {
     let t0 = Instant::now();
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the perplexity text {}", file.display()))?;
-    let ids = tokenizer.encode(&text, false)?;
+    let all = tokenizer.encode(&text, false)?;
+    let ids = &all[..max_tokens.unwrap_or(all.len()).min(all.len())];
+    let (window, max_windows) = match protocol {
+        Protocol::Windows {
+            window,
+            max_windows,
+        } => (window, max_windows),
+        Protocol::Stream { chunk } => {
+            let bar = Progress::new(ids.len() as u64, "tokens", show_progress);
+            let r = streaming_perplexity(decoder, ids, chunk, &mut |done, _| bar.set(done as u64))
+                .with_context(|| format!("scoring {}", file.display()))?;
+            bar.finish();
+            return Ok(Perplexity {
+                file: file.display().to_string(),
+                text_tokens: all.len(),
+                protocol: "stream",
+                kv_policy: decoder.kv_policy().to_string(),
+                window: chunk,
+                windows: Vec::new(),
+                tokens: r.tokens,
+                predicted: r.predicted,
+                mean_nll: r.mean_nll(),
+                perplexity: r.perplexity(),
+                eval_ms: ms(t0.elapsed()),
+                tokens_per_s: r.tokens_per_s(),
+                peak_kv_bytes: r.peak_kv_bytes,
+                peak_kv_len: Some(r.peak_kv_len),
+            });
+        }
+    };
+    let ids = ids.to_vec();
     let total = windows(&ids, window, max_windows).len();
     let bar = Progress::new(total as u64, "windows", show_progress);
     let r = score_windows(decoder, &ids, window, max_windows, &mut |done, _| {
@@ -313,8 +413,11 @@ fn perplexity(
     let run: usize = r.windows.iter().map(|w| w.tokens).sum();
     Ok(Perplexity {
         file: file.display().to_string(),
-        text_tokens: ids.len(),
+        text_tokens: all.len(),
+        protocol: "windows",
+        kv_policy: decoder.kv_policy().to_string(),
         window,
+        tokens: run,
         windows: r
             .windows
             .iter()
@@ -329,6 +432,8 @@ fn perplexity(
         perplexity: r.perplexity(),
         eval_ms: ms(elapsed),
         tokens_per_s: run as f64 / elapsed.as_secs_f64().max(1e-9),
+        peak_kv_bytes: r.peak_kv_bytes,
+        peak_kv_len: None,
     })
 }
 
@@ -393,20 +498,40 @@ fn render(r: &Report) -> String {
                 ]
             })
             .collect();
-        out.push_str(&format!(
-            "\nperplexity {:.3} ({}: {} of {} tokens in {} window(s) of {}, \
-             {} predicted; {:.1} s, {:.0} tokens/s)\n",
-            p.perplexity,
-            p.file,
-            p.windows.iter().map(|w| w.tokens).sum::<usize>(),
-            p.text_tokens,
-            p.windows.len(),
-            p.window,
-            p.predicted,
-            p.eval_ms / 1e3,
-            p.tokens_per_s
-        ));
-        out.push_str(&table(&["window", "tokens", "perplexity"], &rows));
+        if p.protocol == "stream" {
+            out.push_str(&format!(
+                "\nperplexity {:.3} ({}: {} of {} tokens streamed {} per step, KV policy {}, \
+                 {} predicted; {:.1} s, {:.1} tokens/s; peak KV {} in {} positions)\n",
+                p.perplexity,
+                p.file,
+                p.tokens,
+                p.text_tokens,
+                p.window,
+                p.kv_policy,
+                p.predicted,
+                p.eval_ms / 1e3,
+                p.tokens_per_s,
+                super::human_bytes(p.peak_kv_bytes),
+                p.peak_kv_len.unwrap_or(0),
+            ));
+        } else {
+            out.push_str(&format!(
+                "\nperplexity {:.3} ({}: {} of {} tokens in {} window(s) of {}, \
+                 {} predicted; {:.1} s, {:.0} tokens/s; KV policy {}, peak KV {})\n",
+                p.perplexity,
+                p.file,
+                p.tokens,
+                p.text_tokens,
+                p.windows.len(),
+                p.window,
+                p.predicted,
+                p.eval_ms / 1e3,
+                p.tokens_per_s,
+                p.kv_policy,
+                super::human_bytes(p.peak_kv_bytes),
+            ));
+            out.push_str(&table(&["window", "tokens", "perplexity"], &rows));
+        }
     }
     if let Some(s) = &r.similarity {
         let rows: Vec<Vec<String>> = s

@@ -24,7 +24,9 @@ Examples:
       --prompt 'The capital of France is' --max-tokens 12
   egret generate model.gguf --prompt 'Once upon a time' --temperature 0.8 \\
       --top-k 40 --top-p 0.95 --seed 1
-  egret generate model.gguf --prompt 'Hello' --threads 1 --json")]
+  egret generate model.gguf --prompt 'Hello' --threads 1 --json
+  egret generate model.gguf --prompt 'Once upon a time' --max-tokens 2000 \
+      --kv-policy streaming:4,252+int8")]
 pub struct GenerateArgs {
     /// The model: a .gguf file, a safetensors model folder, or a decoder .onnx
     /// with the HF export convention (input_ids, past_key_values.*, logits).
@@ -47,6 +49,10 @@ pub struct GenerateArgs {
     /// Seed of the sampling stream.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// KV-cache policy (overrides the model's); with an evicting policy the
+    /// generation can run past the model's context.
+    #[arg(long, value_name = "POLICY", long_help = super::kv::HELP)]
+    pub kv_policy: Option<String>,
     /// Threads for the kernels; 0 = RAYON_NUM_THREADS if set, else one per core.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
@@ -77,6 +83,10 @@ struct Report {
     text: String,
     prefill: Phase,
     decode: Phase,
+    /// The KV-cache policy used.
+    kv_policy: String,
+    /// Most bytes of keys and values cached at once.
+    peak_kv_bytes: usize,
 }
 
 /// Prints the growing continuation as its text becomes complete UTF-8: a
@@ -128,6 +138,7 @@ pub fn main(args: &GenerateArgs) -> Result<()> {
         .context("the model carries no tokenizer (GGUF vocabulary or tokenizer.json)")?;
     let tokenizer = Tokenizer::from_json(json)?;
     let mut decoder = Decoder::new(loaded.model)?;
+    super::kv::override_policy(&mut decoder, args.kv_policy.as_deref(), Some(json))?;
     super::backend::attach_to_decoder(&mut decoder, args.backend);
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let prompt_ids = tokenizer.encode(&args.prompt, false)?;
@@ -166,6 +177,8 @@ pub fn main(args: &GenerateArgs) -> Result<()> {
             text,
             prefill: phase(&stats, true),
             decode: phase(&stats, false),
+            kv_policy: decoder.kv_policy().to_string(),
+            peak_kv_bytes: stats.peak_kv_bytes,
             generated_ids: stats.tokens,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);

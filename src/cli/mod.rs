@@ -7,6 +7,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod kv;
 pub mod optimize;
 pub mod passes;
 pub mod quantize;

@@ -75,6 +75,9 @@ pub struct OptimizeArgs {
     /// Quantization (after the pass pipeline).
     #[command(flatten)]
     pub quant: super::quantize::QuantizeArgs,
+    /// Record a KV-cache policy in the model (see `egret eval --help`).
+    #[arg(long, value_name = "POLICY", long_help = super::kv::HELP)]
+    pub kv_policy: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -198,6 +201,12 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     } else {
         None
     };
+    super::kv::record(
+        &mut model,
+        args.kv_policy.as_deref(),
+        loaded.tokenizer_json.as_deref(),
+        &args.output,
+    )?;
     let ext = args
         .output
         .extension()
