@@ -276,7 +276,7 @@ impl Decoder {
     pub fn empty_cache(&self) -> Result<KvCache> {
         let [h, d] = self.cache_dims;
         let rows = if self.policy.int8 {
-            Rows::empty(h, d, true)?
+            Rows::empty_int8(h, d)
         } else {
             Rows::F32(Tensor::from_bytes(self.cache_dtype, vec![1, h, 0, d], &[])?)
         };
@@ -429,8 +429,7 @@ impl Decoder {
             rows[0].retain(&keep, Some(rope))?;
             rows[1].retain(&keep, None)?;
         }
-        let pick = |v: &[u64]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
-        cache.positions = pick(&cache.positions);
+        cache.positions = keep.iter().map(|&i| cache.positions[i]).collect();
         cache.tokens = keep.iter().map(|&i| cache.tokens[i]).collect();
         cache.rotated_at = if self.policy.int8 {
             keep.iter().map(|&i| cache.rotated_at[i]).collect()

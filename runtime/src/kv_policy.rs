@@ -324,13 +324,13 @@ impl RotaryKeys {
         let sign = if to > from { 1.0 } else { -1.0 };
         let cos = &self.cos.as_slice::<f32>()?[delta * self.half..][..self.half];
         let sin = &self.sin.as_slice::<f32>()?[delta * self.half..][..self.half];
-        for j in 0..self.half {
+        for (j, (&c, &s)) in cos.iter().zip(sin).enumerate() {
             let (a, b) = if self.interleaved {
                 (2 * j, 2 * j + 1)
             } else {
                 (j, j + self.half)
             };
-            let (c, s) = (f64::from(cos[j]), sign * f64::from(sin[j]));
+            let (c, s) = (f64::from(c), sign * f64::from(s));
             let (x1, x2) = (f64::from(row[a]), f64::from(row[b]));
             row[a] = (x1 * c - x2 * s) as f32;
             row[b] = (x2 * c + x1 * s) as f32;
@@ -456,17 +456,13 @@ pub(crate) enum Rows {
 }
 
 impl Rows {
-    /// An empty store of `heads` heads of `dim` values.
-    pub(crate) fn empty(heads: usize, dim: usize, int8: bool) -> Result<Rows> {
-        Ok(if int8 {
-            Rows::Int8 {
-                codes: vec![Vec::new(); heads],
-                scales: vec![Vec::new(); heads],
-                dim,
-            }
-        } else {
-            Rows::F32(Tensor::from_vec::<f32>(vec![1, heads, 0, dim], Vec::new())?)
-        })
+    /// An empty int8 store of `heads` heads of `dim` values.
+    pub(crate) fn empty_int8(heads: usize, dim: usize) -> Rows {
+        Rows::Int8 {
+            codes: vec![Vec::new(); heads],
+            scales: vec![Vec::new(); heads],
+            dim,
+        }
     }
 
     /// Bytes held.

@@ -401,10 +401,9 @@ fn perplexity(
             });
         }
     };
-    let ids = ids.to_vec();
-    let total = windows(&ids, window, max_windows).len();
+    let total = windows(ids, window, max_windows).len();
     let bar = Progress::new(total as u64, "windows", show_progress);
-    let r = score_windows(decoder, &ids, window, max_windows, &mut |done, _| {
+    let r = score_windows(decoder, ids, window, max_windows, &mut |done, _| {
         bar.set(done as u64)
     })
     .with_context(|| format!("scoring {}", file.display()))?;
