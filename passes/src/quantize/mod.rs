@@ -430,12 +430,10 @@ fn build_weights(
                 else {
                     continue;
                 };
-                // A factorization does one multiply-add per stored value.
-                let macs = if scheme.is_factorization() {
-                    bytes / 4
-                } else {
-                    shape[0] * shape[1]
-                };
+                let macs = mine
+                    .first()
+                    .and_then(|m| rules::factorized_macs(eg, m, shape[0], shape[1]))
+                    .unwrap_or(shape[0] * shape[1]);
                 w.schemes.push(Some(scheme));
                 w.options.push(Option_ {
                     cost: objective_cost(cfg, Some(scheme), bytes, macs),

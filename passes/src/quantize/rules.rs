@@ -256,6 +256,22 @@ pub fn kronecker_geometry(
     (terms > 0 && ak == terms * k1 && bn == terms * n2).then_some((n1, k1, n2, k2, terms))
 }
 
+/// Multiply-adds per input row of a factorized alternative of an `n × k`
+/// weight (`None` for a quantization): low rank `r·(k + n)`, one per stored
+/// value; Kronecker `R·(k1·k2·n2 + n1·k1·n2)`, many per stored value.
+pub fn factorized_macs(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<usize> {
+    let a = eg.analysis.tensor(*m.tensors.first()?)?;
+    let b = eg.analysis.tensor(*m.tensors.get(1)?)?;
+    match m.scheme {
+        Scheme::LowRank(_) => Some(a.numel() + b.numel()),
+        Scheme::Kronecker(_) => {
+            let (n1, k1, n2, k2, terms) = kronecker_geometry(a.shape(), b.shape(), n, k)?;
+            Some(terms * (k1 * k2 * n2 + n1 * k1 * n2))
+        }
+        _ => None,
+    }
+}
+
 /// An i64 shape constant, made once per value.
 fn shape_constant(eg: &EGraph, dims: &[i64]) -> Option<usize> {
     eg.analysis.derived(format!("shape:{dims:?}"), || {
