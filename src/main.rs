@@ -82,7 +82,7 @@ Examples:
     /// prefill and decode speed.
     Generate(cli::generate::GenerateArgs),
     /// Optimize a model by equality saturation (or a chosen pass pipeline).
-    Optimize(cli::optimize::OptimizeArgs),
+    Optimize(Box<cli::optimize::OptimizeArgs>),
     /// Write a model in another format (ONNX).
     Export(cli::export::ExportArgs),
     /// Emit a model as a standalone C program (no runtime, no malloc) and

@@ -105,6 +105,7 @@ fn every_scheme_on_a_small_network() {
         let fused = match scheme {
             Scheme::Int8 | Scheme::W8A8 => "MatMulInt8",
             Scheme::Blocks(_) => "MatMulBlocks",
+            Scheme::LowRank(_) | Scheme::Kronecker(_) => unreachable!("all() quantizes"),
         };
         // The Gemm, the MatMul (its weight transposed) and the table are all replaced.
         assert_eq!(
@@ -137,6 +138,184 @@ fn every_scheme_on_a_small_network() {
                 "{scheme:?} output {o}: quantization changed nothing"
             );
         }
+    }
+}
+
+/// The constant named `name` in `m`.
+fn constant(m: &Model, name: &str) -> Tensor {
+    let g = &m.graph;
+    g.node_ids()
+        .find_map(|id| match &g.node(id).op {
+            Op::Const(t) if g.node(id).name == name => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no constant {name}"))
+}
+
+/// `m` with its constant `name` replaced by `t`.
+fn with_constant(m: &Model, name: &str, t: Tensor) -> Model {
+    let mut m = m.clone();
+    let ids: Vec<_> = m.graph.node_ids().collect();
+    for id in ids {
+        let node = m.graph.node_mut(id);
+        if node.name == name {
+            node.op = Op::Const(t.clone());
+        }
+    }
+    m
+}
+
+/// The low-rank and Kronecker alternatives compute exactly what their factors
+/// stand for: the factorized model matches the original graph run with each
+/// weight replaced by its reconstruction (rel. 1e-5), and loses accuracy
+/// against the original as the reconstruction says.
+#[test]
+fn factorizations_compute_their_reconstruction() {
+    use egret_passes::compress::{factorize, kronecker::Factors};
+    use egret_passes::quantize::rules::kronecker_geometry;
+    let m = mlp();
+    let mut s = 5u64;
+    let x: Vec<f32> = (0..4 * 128).map(|_| rnd(&mut s)).collect();
+    let inputs = vec![
+        Value::Tensor(Tensor::from_vec(vec![4, 128], x).unwrap()),
+        Value::Tensor(Tensor::from_vec(vec![3], vec![0i64, 9, 4]).unwrap()),
+    ];
+    let want = run(&m, &inputs)[0].clone();
+    for scheme in [Scheme::LowRank(50), Scheme::Kronecker(50)] {
+        let cfg = QuantizeConfig {
+            schemes: vec![scheme],
+            ..QuantizeConfig::default()
+        };
+        let (q, report) = quantize(&m, &cfg, None).unwrap();
+        let kinds = ops(&q);
+        assert!(!kinds.contains(&"Gemm".to_string()), "{kinds:?}");
+        // w1 (Gemm, [n, k] = [128, 128]) and w2 (MatMul, stored [k, n] = [128, 32]).
+        let mut dense = m.clone();
+        for (name, n, k, stored_nk) in [("w1", 128, 128, true), ("w2", 32, 128, false)] {
+            let base = if stored_nk {
+                name.to_string()
+            } else {
+                format!("{name}.t")
+            };
+            let w: Vec<f32> = match scheme {
+                Scheme::LowRank(_) => {
+                    let p = constant(&q, &format!("{base}.lowrank_p"));
+                    let qm = constant(&q, &format!("{base}.lowrank_q"));
+                    assert_eq!(p.shape()[0], k);
+                    factorize::low_rank_dense(
+                        p.as_slice::<f32>().unwrap(),
+                        qm.as_slice::<f32>().unwrap(),
+                        n,
+                        k,
+                    )
+                }
+                _ => {
+                    let a = constant(&q, &format!("{base}.kron_a"));
+                    let b = constant(&q, &format!("{base}.kron_b"));
+                    let (n1, k1, n2, k2, _) =
+                        kronecker_geometry(a.shape(), b.shape(), n, k).unwrap();
+                    let f = Factors { n1, k1, n2, k2 };
+                    let kr = factorize::kronecker_from_layout(
+                        a.as_slice::<f32>().unwrap(),
+                        b.as_slice::<f32>().unwrap(),
+                        f,
+                    )
+                    .unwrap();
+                    assert!(kr.params() <= n * k / 2, "{scheme:?} {name}");
+                    kr.dense()
+                }
+            };
+            // Back to the stored orientation.
+            let t = if stored_nk {
+                Tensor::from_vec(vec![n, k], w).unwrap()
+            } else {
+                let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+                Tensor::from_vec(vec![k, n], wt).unwrap()
+            };
+            dense = with_constant(&dense, name, t);
+        }
+        let got = run(&q, &inputs)[0].clone();
+        let reference = run(&dense, &inputs)[0].clone();
+        let rel = |a: &[f32], b: &[f32]| {
+            let num: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+            let den: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum();
+            (num / den).sqrt()
+        };
+        let exact = rel(&got, &reference);
+        let lossy = rel(&got, &want);
+        println!("{scheme:?}: vs reconstruction {exact:.2e}, vs original {lossy:.3}");
+        assert!(exact < 1e-5, "{scheme:?}: {exact}");
+        // Random weights have a flat spectrum: half the parameters lose a lot.
+        assert!(lossy > 0.05 && lossy < 1.0, "{scheme:?}: {lossy}");
+        assert!(report.model_bytes_after < report.model_bytes_before);
+        assert!(report.layers.iter().any(|l| l.scheme == scheme.name()));
+    }
+}
+
+/// A sweep from one saturation: the budgeted mixes shrink as their budget
+/// grows, each is measured, and the uniform schemes are reference points.
+#[test]
+fn pareto_sweep_orders_mixes_by_budget() {
+    let m = mlp();
+    let mut s = 11u64;
+    let x: Vec<f32> = (0..4 * 128).map(|_| rnd(&mut s)).collect();
+    let inputs = vec![
+        Value::Tensor(Tensor::from_vec(vec![4, 128], x).unwrap()),
+        Value::Tensor(Tensor::from_vec(vec![3], vec![0i64, 9, 4]).unwrap()),
+    ];
+    let want = run(&m, &inputs)[0].clone();
+    let mut measure = |q: &Model| -> Result<f64, String> {
+        let got = run(q, &inputs)[0].clone();
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|x| f64::from(*x).powi(2)).sum();
+        Ok(num / den)
+    };
+    let cfg = QuantizeConfig {
+        schemes: vec![
+            Scheme::Int8,
+            Scheme::Blocks(egret_ir::BlockFormat::Q4_0),
+            Scheme::LowRank(25),
+        ],
+        ..QuantizeConfig::default()
+    };
+    let mut seen = 0;
+    let (_, _, variants) =
+        egret_passes::quantize::quantize_sweep(&m, &cfg, Some(&mut measure), 5, &mut |v, q| {
+            seen += 1;
+            assert_eq!(model_bytes(q), v.model_bytes);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, variants.len());
+    let uniform: Vec<&str> = variants
+        .iter()
+        .filter(|v| v.uniform)
+        .map(|v| v.label.as_str())
+        .collect();
+    assert_eq!(
+        uniform,
+        ["uniform int8", "uniform q4_0", "uniform lowrank25"]
+    );
+    let mixes: Vec<_> = variants.iter().filter(|v| !v.uniform).collect();
+    assert!(!mixes.is_empty(), "{variants:?}");
+    for pair in mixes.windows(2) {
+        assert!(pair[1].model_bytes <= pair[0].model_bytes, "{variants:?}");
+        assert!(
+            pair[1].predicted_err >= pair[0].predicted_err,
+            "{variants:?}"
+        );
+    }
+    for v in &variants {
+        let e = v.measured.unwrap();
+        println!(
+            "{:<20} {:>7} B  predicted {:.2e}  measured {e:.2e}",
+            v.label, v.model_bytes, v.predicted_err
+        );
+        assert!((0.0..1.0).contains(&e), "{v:?}");
     }
 }
 

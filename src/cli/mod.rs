@@ -9,6 +9,7 @@ pub mod generate;
 pub mod inspect;
 pub mod kv;
 pub mod optimize;
+pub mod pareto;
 pub mod passes;
 pub mod quantize;
 pub mod run;
@@ -16,6 +17,17 @@ pub mod run;
 use anyhow::{Context, Result};
 use egret_ir::Model;
 use std::path::Path;
+
+/// Write `bytes` to `path` atomically: a temporary file beside it, then a
+/// rename, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
 
 /// Load a model with [`egret_frontends::load`], which picks the frontend by
 /// file extension.

@@ -31,11 +31,15 @@ Examples:
   egret optimize model.gguf -o model-q4.egret --quantize q4_0
   egret optimize model.gguf -o model-auto.egret --quantize auto --budget 1% \
       --calibration ~/.cache/egret/texts/devils_dictionary.txt
+  egret optimize ~/.cache/egret/models/minilm -o minilm-mix.egret --quantize int8,q4_0 \
+      --lowrank 50,25 --kronecker 50 --budget 2% --calibration pairs.tsv
 
 With --quantize, weights of MatMul/Gemm/embedding Gather are quantized after the
 pass pipeline; norms, softmax and residuals stay f32. auto chooses a scheme per
 layer: the smallest model whose error, predicted from calibration statistics and
-then measured on the calibration text, is within --budget.")]
+then measured on the calibration text, is within --budget. --lowrank and
+--kronecker add factorized alternatives (f32 factors holding the given
+percentages of each weight's parameters) to the same per-layer choice.")]
 pub struct OptimizeArgs {
     /// The model file.
     pub model: PathBuf,
@@ -145,13 +149,6 @@ fn timed_pair(
     Ok(out)
 }
 
-/// Write `text` to `path` atomically (temp file + rename).
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
 /// Run `egret optimize`.
 pub fn main(args: &OptimizeArgs) -> Result<()> {
     let loaded = load(&args.model)?;
@@ -226,7 +223,7 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
             }
             super::export::write_gguf(&model, Path::new(&source), &args.output)?;
         }
-        _ => write_atomic(&args.output, &egret_ir::text::print_model(&model))?,
+        _ => super::write_atomic(&args.output, egret_ir::text::print_model(&model).as_bytes())?,
     }
     let report = Report {
         passes,

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use egret_ir::Model;
 use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder};
 use egret_passes::quantize::{
-    quantize, Calibration, Objective, QuantizeConfig, QuantizeReport, Scheme,
+    quantize, quantize_sweep, Calibration, Objective, QuantizeConfig, QuantizeReport, Scheme,
 };
 use egret_passes::saturate::Limits;
 use egret_runtime::eval::{agreement, Embedder};
@@ -26,9 +26,21 @@ use std::path::PathBuf;
 pub struct QuantizeArgs {
     /// Quantize weights: int8 (per-channel), w8a8 (int8 activations too), int4
     /// (= i4a_g64), q8_0, q4_0, q4_1, i4s_g64, i4s_g128, i4a_g64, i4a_g128, or
-    /// auto (choose per layer within --budget).
+    /// auto (all of them); several, comma-separated, are chosen among per
+    /// layer within --budget.
     #[arg(long, value_name = "SCHEME")]
     pub quantize: Option<String>,
+    /// Offer low-rank factorizations of each matrix product's weight,
+    /// keeping these percentages of its parameters (`50,25`). With
+    /// calibration the SVD is activation-aware. Alone, every weight takes the
+    /// smallest; with --budget they compete with the --quantize schemes.
+    #[arg(long, value_name = "PCTS")]
+    pub lowrank: Option<String>,
+    /// Offer Kronecker factorizations (sums of Kronecker products, Van
+    /// Loan's nearest-Kronecker-product) keeping these percentages of each
+    /// weight's parameters (`50,25`).
+    #[arg(long, value_name = "PCTS")]
+    pub kronecker: Option<String>,
     /// Error budget: `1%` or `0.01`. For a language model, the relative
     /// perplexity increase; for an embedding model, 1 − mean cosine to the
     /// original embeddings. Measured on the calibration text.
@@ -59,6 +71,15 @@ pub struct QuantizeArgs {
     /// is one). Needs --calibration.
     #[arg(long)]
     pub awq: bool,
+    /// Also write a sweep along the size–error front into DIR, from the same
+    /// saturation: --pareto-points budgeted mixes and one uniform model per
+    /// scheme, each measured on the calibration data (`NN-<label>.egret`),
+    /// with `pareto.json` and `pareto.html` (an SVG plot and a table).
+    #[arg(long, value_name = "DIR")]
+    pub pareto: Option<PathBuf>,
+    /// Budgeted mixes in the --pareto sweep.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub pareto_points: u64,
 }
 
 /// `--objective`.
@@ -114,6 +135,13 @@ type Meter = Box<dyn FnMut(&Model) -> Result<f64, String>>;
 struct Data {
     calibration: Calibration,
     meter: Option<Meter>,
+    /// What the meter measures, for reports.
+    metric: &'static str,
+}
+
+/// Whether the flags need the real error measured.
+fn measured(args: &QuantizeArgs) -> bool {
+    args.budget.is_some() || args.pareto.is_some()
 }
 
 fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
@@ -137,16 +165,19 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
         let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
         Ok(r.perplexity())
     };
-    if args.budget.is_none() {
+    let metric = "relative perplexity increase";
+    if !measured(args) {
         return Ok(Data {
             calibration,
             meter: None,
+            metric,
         });
     }
     let reference = score(model, &held).map_err(anyhow::Error::msg)?;
     Ok(Data {
         calibration,
         meter: Some(Box::new(move |m| Ok(score(m, &held)? / reference - 1.0))),
+        metric,
     })
 }
 
@@ -165,10 +196,12 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let calibration = calibrate_encoder(model, tokenizer, &refs, args.gptq || args.awq)
         .map_err(anyhow::Error::msg)?;
-    if args.budget.is_none() {
+    let metric = "1 − mean cosine to the original embeddings";
+    if !measured(args) {
         return Ok(Data {
             calibration,
             meter: None,
+            metric,
         });
     }
     let tokenizer = tokenizer.to_string();
@@ -184,10 +217,36 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
             let got = embed(m, &sentences)?;
             Ok(1.0 - agreement(&got, &reference).0)
         })),
+        metric,
     })
 }
 
-/// Quantize `model` in place as the flags say; `None` when `--quantize` is absent.
+/// The schemes the flags enable: `--quantize`'s, then the factorizations;
+/// `None` when there are none.
+fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
+    let mut out = Vec::new();
+    if let Some(q) = &args.quantize {
+        out.extend(Scheme::parse_list(q).map_err(anyhow::Error::msg)?);
+    }
+    for (list, make, flag) in [
+        (
+            &args.lowrank,
+            Scheme::LowRank as fn(u8) -> Scheme,
+            "--lowrank",
+        ),
+        (&args.kronecker, Scheme::Kronecker, "--kronecker"),
+    ] {
+        if let Some(list) = list {
+            out.extend(
+                Scheme::parse_factorizations(list, make)
+                    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
+            );
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// Compress `model` in place as the flags say; `None` when no scheme is enabled.
 pub fn run(
     model: &mut Model,
     tokenizer: Option<&str>,
@@ -195,14 +254,20 @@ pub fn run(
     limits: Limits,
     cost: egret_passes::extract::CostModel,
 ) -> Result<Option<QuantizeReport>> {
-    let Some(q) = &args.quantize else {
-        if args.budget.is_some() || args.calibration.is_some() || args.gptq || args.awq {
-            bail!("--budget, --calibration, --gptq and --awq go with --quantize");
+    let Some(schemes) = schemes(args)? else {
+        if args.budget.is_some()
+            || args.calibration.is_some()
+            || args.gptq
+            || args.awq
+            || args.pareto.is_some()
+        {
+            bail!(
+                "--budget, --calibration, --gptq, --awq and --pareto go with --quantize, --lowrank or --kronecker"
+            );
         }
         return Ok(None);
     };
-    let schemes = Scheme::parse_list(q).map_err(anyhow::Error::msg)?;
-    if q == "auto" && args.budget.is_none() {
+    if args.quantize.as_deref() == Some("auto") && args.budget.is_none() {
         bail!("--quantize auto needs --budget (e.g. --budget 1%)");
     }
     let data = match &args.calibration {
@@ -236,9 +301,9 @@ pub fn run(
     if args.budget.is_some() && data.is_none() {
         bail!("--budget needs --calibration: the budget is checked by measuring the error on it");
     }
-    let (calibration, mut meter) = match data {
-        Some(d) => (Some(d.calibration), d.meter),
-        None => (None, None),
+    let (calibration, mut meter, metric) = match data {
+        Some(d) => (Some(d.calibration), d.meter, d.metric),
+        None => (None, None, "predicted error"),
     };
     let cfg = QuantizeConfig {
         schemes,
@@ -257,9 +322,51 @@ pub fn run(
     let measure = meter
         .as_mut()
         .map(|f| f.as_mut() as &mut dyn FnMut(&Model) -> Result<f64, String>);
-    let (m, report) = quantize(model, &cfg, measure).map_err(anyhow::Error::msg)?;
+    let (m, report) = match &args.pareto {
+        None => quantize(model, &cfg, measure).map_err(anyhow::Error::msg)?,
+        Some(dir) => pareto(model, &cfg, measure, args, dir, tokenizer, metric)?,
+    };
     *model = m;
     Ok(Some(report))
+}
+
+/// The run with a `--pareto` sweep into `dir`.
+fn pareto(
+    model: &Model,
+    cfg: &QuantizeConfig,
+    measure: Option<egret_passes::quantize::Measure<'_>>,
+    args: &QuantizeArgs,
+    dir: &std::path::Path,
+    tokenizer: Option<&str>,
+    metric: &str,
+) -> Result<(Model, QuantizeReport)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = 0usize;
+    let mut sink = |v: &egret_passes::quantize::Variant, m: &Model| -> Result<(), String> {
+        let path = dir.join(super::pareto::variant_file(written, v));
+        egret_frontends::container::write(&path, m, tokenizer)
+            .map_err(|e| format!("writing {}: {e:#}", path.display()))?;
+        eprintln!(
+            "  pareto {:>2}: {:<22} {:>8.2} MB  {}",
+            written,
+            v.label,
+            v.model_bytes as f64 / 1e6,
+            v.measured
+                .map_or("-".into(), |e| format!("{:.4}%", 100.0 * e))
+        );
+        written += 1;
+        Ok(())
+    };
+    let points = args.pareto_points as usize;
+    let (m, report, variants) =
+        quantize_sweep(model, cfg, measure, points, &mut sink).map_err(anyhow::Error::msg)?;
+    super::pareto::write_report(dir, &variants, metric)?;
+    eprintln!(
+        "  pareto: {} variants, pareto.json and pareto.html in {}",
+        variants.len(),
+        dir.display()
+    );
+    Ok((m, report))
 }
 
 /// Print the per-layer table and the summary.

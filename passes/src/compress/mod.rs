@@ -2,8 +2,10 @@
 //! truncated SVD ([`svd`], the low-rank family and the engine of the next
 //! one), Van Loan's nearest Kronecker product ([`kronecker`]) with the
 //! factored product that never forms the dense matrix, and pruning masks
-//! ([`prune`]: magnitude, Wanda, 2:4). The rewrites that offer them as
-//! e-graph alternatives build on these.
+//! ([`prune`]: magnitude, Wanda, 2:4). [`factorize`] puts the low-rank and
+//! Kronecker factors in the layouts the rewrites compute with; the
+//! quantization pass offers them as e-graph alternatives
+//! ([`crate::quantize::Scheme::LowRank`], [`crate::quantize::Scheme::Kronecker`]).
 //!
 //! They are written here rather than taken from a linear-algebra crate
 //! because the passes only need the top few singular triplets of matrices of
@@ -11,6 +13,7 @@
 //! (already a dependency) plus a small Jacobi eigensolver does that in a
 //! fraction of a full SVD's time, without another large dependency.
 
+pub mod factorize;
 pub mod kronecker;
 pub mod prune;
 pub mod svd;

@@ -134,6 +134,30 @@ pub struct Attempt {
     pub measured: Option<f64>,
 }
 
+/// One model of a Pareto sweep ([`quantize_sweep`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Variant {
+    /// `uniform <scheme>` for a reference point (every weight that can take
+    /// the scheme does), else `budget <predicted budget>`.
+    pub label: String,
+    /// True for a uniform reference point.
+    pub uniform: bool,
+    /// Bytes of all constants.
+    pub model_bytes: usize,
+    /// Bits per weight over the selectable matrices.
+    pub bits_per_weight: f64,
+    /// Predicted total error.
+    pub predicted_err: f64,
+    /// Measured error, if a measure was given.
+    pub measured: Option<f64>,
+    /// How many weights took each scheme (`keep` for kept ones).
+    pub schemes: BTreeMap<String, usize>,
+}
+
+/// Receives each variant of a sweep with its model (to write it out), so
+/// the sweep never holds more than one model.
+pub type Sink<'a> = &'a mut dyn FnMut(&Variant, &Model) -> Result<(), String>;
+
 /// What a quantization run did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct QuantizeReport {
@@ -300,7 +324,7 @@ fn awq_inputs(
             let scheme = schemes
                 .iter()
                 .copied()
-                .filter(|s| s.fits(k, false))
+                .filter(|s| !s.is_factorization() && s.fits(k, false))
                 .min_by_key(|s| s.bytes(1, k, false))?;
             let st = cal.stats.get(*name)?;
             let imp = st.importance()?;
@@ -406,9 +430,13 @@ fn build_weights(
                 else {
                     continue;
                 };
+                let macs = mine
+                    .first()
+                    .and_then(|m| rules::factorized_macs(eg, m, shape[0], shape[1]))
+                    .unwrap_or(shape[0] * shape[1]);
                 w.schemes.push(Some(scheme));
                 w.options.push(Option_ {
-                    cost: objective_cost(cfg, Some(scheme), bytes, shape[0] * shape[1]),
+                    cost: objective_cost(cfg, Some(scheme), bytes, macs),
                     err,
                 });
                 w.bytes.push(bytes);
@@ -419,8 +447,9 @@ fn build_weights(
     out
 }
 
-/// The cost of storing `elems` weights in `bytes` under `scheme` (`None`: kept).
-fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize, elems: usize) -> f64 {
+/// The cost of storing a weight in `bytes` under `scheme` (`None`: kept),
+/// computing with it in `macs` multiply-adds per input row.
+fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize, macs: usize) -> f64 {
     match cfg.objective {
         Objective::Size => bytes as f64,
         Objective::Latency => {
@@ -429,8 +458,8 @@ fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize, el
                 Some(Scheme::W8A8) => 0.5,
                 _ => 1.0,
             };
-            // Every byte read once, one multiply-add (2 flops) per weight.
-            bytes as f64 * per_byte + arith * 2.0 * elems as f64 * cfg.cost.flop_ns
+            // Every byte read once, 2 flops per multiply-add.
+            bytes as f64 * per_byte + arith * 2.0 * macs as f64 * cfg.cost.flop_ns
         }
     }
 }
@@ -480,10 +509,13 @@ fn extract_choice(
             };
             for (i, &t) in m.tensors.iter().enumerate() {
                 if let Some(c) = eg.lookup(ENode::Const(t)) {
-                    let name = if i == 0 {
-                        base.clone()
-                    } else {
-                        format!("{base}.scale")
+                    let name = match (i, scheme) {
+                        (0, Scheme::LowRank(_)) => format!("{base}.lowrank_p"),
+                        (_, Scheme::LowRank(_)) => format!("{base}.lowrank_q"),
+                        (0, Scheme::Kronecker(_)) => format!("{base}.kron_a"),
+                        (_, Scheme::Kronecker(_)) => format!("{base}.kron_b"),
+                        (0, _) => base.clone(),
+                        _ => format!("{base}.scale"),
                     };
                     names.push((eg.find(c), name));
                 }
@@ -533,8 +565,25 @@ pub type Measure<'a> = &'a mut dyn FnMut(&Model) -> Result<f64, String>;
 pub fn quantize(
     model: &Model,
     cfg: &QuantizeConfig,
-    mut measure: Option<Measure<'_>>,
+    measure: Option<Measure<'_>>,
 ) -> Result<(Model, QuantizeReport), String> {
+    let (m, report, _) = quantize_sweep(model, cfg, measure, 0, &mut |_, _| Ok(()))?;
+    Ok((m, report))
+}
+
+/// [`quantize`], then, from the same saturated e-graph, a sweep along the
+/// size–error front: `points` selections at predicted budgets spaced
+/// geometrically from the smallest error an alternative has to the error of
+/// the cheapest choice, plus one uniform reference per scheme. Each variant
+/// is measured (if `measure` is given) and handed to `sink`; duplicates
+/// (the same choice twice) are skipped.
+pub fn quantize_sweep(
+    model: &Model,
+    cfg: &QuantizeConfig,
+    mut measure: Option<Measure<'_>>,
+    points: usize,
+    sink: Sink<'_>,
+) -> Result<(Model, QuantizeReport, Vec<Variant>), String> {
     let t0 = Instant::now();
     let g = &model.graph;
     let imported = import(g).map_err(|e| e.to_string())?;
@@ -628,7 +677,7 @@ pub fn quantize(
             weight: w.name.clone(),
             shape: w.shape,
             scheme: match w.schemes.get(i).copied().flatten() {
-                Some(s) => s.name().to_string(),
+                Some(s) => s.name(),
                 None => format!("keep ({})", w.dtype),
             },
             bytes_before: w.bytes[0],
@@ -642,14 +691,19 @@ pub fn quantize(
         (Some(b), Some(x)) => x <= b,
         (Some(b), None) => predicted_err <= b,
     };
-    let (bits, elems) = layers.iter().fold((0.0, 0.0), |(b, n), l| {
-        (
-            b + 8.0 * l.bytes_after as f64,
-            n + (l.shape[0] * l.shape[1]) as f64,
-        )
-    });
+    let variants = sweep(
+        &mut sat,
+        &weights,
+        &opts,
+        &made,
+        model,
+        cfg,
+        &mut measure,
+        points,
+        sink,
+    )?;
     let report = QuantizeReport {
-        bits_per_weight: if elems > 0.0 { bits / elems } else { 0.0 },
+        bits_per_weight: bits_per_weight(&weights, &choice),
         layers,
         model_bytes_before: before,
         model_bytes_after: model_bytes(&m),
@@ -661,7 +715,119 @@ pub fn quantize(
         saturation: stats,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    Ok((m, report))
+    Ok((m, report, variants))
+}
+
+/// Bits per weight of `choice` over the weights' matrices.
+fn bits_per_weight(weights: &[Weight], choice: &[usize]) -> f64 {
+    let (bits, elems) = weights
+        .iter()
+        .zip(choice)
+        .fold((0.0, 0.0), |(b, n), (w, &i)| {
+            (
+                b + 8.0 * w.bytes.get(i).copied().unwrap_or(0) as f64,
+                n + (w.shape[0] * w.shape[1]) as f64,
+            )
+        });
+    if elems > 0.0 {
+        bits / elems
+    } else {
+        0.0
+    }
+}
+
+/// The choices of a sweep: `points` budgets spaced geometrically, then one
+/// uniform choice per scheme, with labels. Uniform references always appear;
+/// a budgeted mix equal to one of them or to an earlier mix is left out.
+fn sweep_choices(
+    weights: &[Weight],
+    opts: &[Vec<Option_>],
+    schemes: &[Scheme],
+    points: usize,
+) -> Vec<(String, bool, Vec<usize>)> {
+    if points == 0 {
+        return Vec::new();
+    }
+    let uniform: Vec<(String, bool, Vec<usize>)> = schemes
+        .iter()
+        .map(|&s| {
+            let choice = weights
+                .iter()
+                .map(|w| w.schemes.iter().position(|&c| c == Some(s)).unwrap_or(0))
+                .collect();
+            (format!("uniform {}", s.name()), true, choice)
+        })
+        .collect();
+    let mut mixes: Vec<(String, bool, Vec<usize>)> = Vec::new();
+    let top = select::total_err(opts, &cheapest_scheme(opts));
+    let floor = opts
+        .iter()
+        .flatten()
+        .map(|o| o.err)
+        .filter(|&e| e > 0.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(top);
+    if top > 0.0 && floor.is_finite() {
+        for i in 0..points {
+            let t = if points == 1 {
+                1.0
+            } else {
+                i as f64 / (points - 1) as f64
+            };
+            let budget = floor * (top / floor).powf(t);
+            let choice = select::within_budget(opts, budget);
+            if !mixes.iter().chain(&uniform).any(|(_, _, c)| *c == choice) {
+                mixes.push((format!("budget {budget:.3e}"), false, choice));
+            }
+        }
+    }
+    mixes.extend(uniform);
+    mixes
+}
+
+/// Extract, measure and hand over every choice of the sweep.
+#[allow(clippy::too_many_arguments)]
+fn sweep(
+    sat: &mut Saturated<'_>,
+    weights: &[Weight],
+    opts: &[Vec<Option_>],
+    made: &[Made],
+    template: &Model,
+    cfg: &QuantizeConfig,
+    measure: &mut Option<Measure<'_>>,
+    points: usize,
+    sink: Sink<'_>,
+) -> Result<Vec<Variant>, String> {
+    let mut out = Vec::new();
+    for (label, uniform, choice) in sweep_choices(weights, opts, &cfg.schemes, points) {
+        let (m, _) = extract_choice(sat, weights, &choice, made, template, &cfg.cost)?;
+        let measured = match measure.as_mut() {
+            Some(f) => Some(f(&m)?),
+            None => None,
+        };
+        let mut schemes = BTreeMap::new();
+        for (w, &i) in weights.iter().zip(&choice) {
+            let name = w
+                .schemes
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or("keep".into(), Scheme::name);
+            *schemes.entry(name).or_insert(0) += 1;
+        }
+        let v = Variant {
+            label,
+            uniform,
+            model_bytes: model_bytes(&m),
+            bits_per_weight: bits_per_weight(weights, &choice),
+            predicted_err: select::total_err(opts, &choice),
+            measured,
+            schemes,
+        };
+        sink(&v, &m)?;
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// Make every site's quantized tensors, in parallel over (site, scheme): the

@@ -10,7 +10,7 @@
 //! * W8A8 adds the measured per-token int8 activation noise.
 
 use super::awq::scale_columns;
-use super::rules::{Made, SourceStats};
+use super::rules::{kronecker_geometry, Made, SourceStats};
 use super::scheme::Scheme;
 use super::site::oriented_f32;
 use crate::egraph::EGraph;
@@ -84,8 +84,13 @@ pub(crate) fn values(w: &Tensor, scales: Option<&Tensor>) -> Option<Vec<f32>> {
     Some(blocks::dequantize(w).ok()?.as_slice::<f32>().ok()?.to_vec())
 }
 
-/// The f32 values a made alternative stands for, AWQ's column scaling undone.
-fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
+/// The f32 values a made alternative stands for (`n × k`): dequantized with
+/// AWQ's column scaling undone, or multiplied out from a factorization's
+/// factors.
+fn dequantized(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<Vec<f32>> {
+    if m.scheme.is_factorization() {
+        return factorized_dense(eg, m, n, k);
+    }
     let w = eg.analysis.tensor(*m.tensors.first()?)?;
     let scales = m.tensors.get(1).and_then(|&t| eg.analysis.tensor(t));
     let v = values(&w, scales.as_ref())?;
@@ -95,6 +100,22 @@ fn dequantized(eg: &EGraph, m: &Made) -> Option<Vec<f32>> {
             eg.analysis.tensor(inv)?.as_slice::<f32>().ok()?,
         )),
         None => Some(v),
+    }
+}
+
+/// The dense `n × k` matrix a factorization's factors stand for.
+fn factorized_dense(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<Vec<f32>> {
+    use crate::compress::{factorize, kronecker::Factors};
+    let a = eg.analysis.tensor(*m.tensors.first()?)?;
+    let b = eg.analysis.tensor(*m.tensors.get(1)?)?;
+    let (av, bv) = (a.as_slice::<f32>().ok()?, b.as_slice::<f32>().ok()?);
+    match m.scheme {
+        Scheme::LowRank(_) => Some(factorize::low_rank_dense(av, bv, n, k)),
+        _ => {
+            let (n1, k1, n2, k2, _) = kronecker_geometry(a.shape(), b.shape(), n, k)?;
+            let f = Factors { n1, k1, n2, k2 };
+            Some(factorize::kronecker_from_layout(av, bv, f)?.dense())
+        }
     }
 }
 
@@ -115,9 +136,9 @@ pub fn alternative_cost(
             }
         }
         let a = oriented_f32(src, m.transposed)?;
-        let k = *a.shape().last()?;
+        let (n, k) = (*a.shape().first()?, *a.shape().last()?);
         let a = a.as_slice::<f32>().ok()?;
-        let b = dequantized(eg, m)?;
+        let b = dequantized(eg, m, n, k)?;
         let hessian = stats.hessians.get(&m.source).filter(|_| !m.table);
         err += match hessian.and_then(|h| hessian_rel_err(a, &b, h, k)) {
             Some(e) => e,

@@ -11,6 +11,7 @@ use super::scheme::Scheme;
 use super::site::{const_leaf, oriented_f32, site, Site, SiteKind};
 use crate::egraph::{EGraph, ENode, OpKey, Rewrite};
 use crate::rules::rhs::{FnRule, Rhs};
+use crate::rules::util::facts;
 use egg::Id;
 use egret_ir::{Attr, OpCall};
 use std::collections::HashMap;
@@ -104,6 +105,9 @@ pub fn quantized(
     if !scheme.fits(s.k, table) {
         return None;
     }
+    if scheme.is_factorization() {
+        return factorized(eg, s, scheme, stats, prov);
+    }
     // Calibration statistics belong to the source, whichever use asks first,
     // so a tied embedding's table and LM head get the same tensor (made
     // once, stored once) when their storage agrees.
@@ -176,6 +180,142 @@ pub fn quantized(
     Some(made)
 }
 
+/// The factors of `s`'s weight under a factorization scheme
+/// ([`crate::compress::factorize`]), made on first use: low rank `[P, Q]`,
+/// Kronecker `[Acat, Bcat]`. Low rank is activation-aware where calibration
+/// gave the input's mean squares.
+fn factorized(
+    eg: &EGraph,
+    s: &Site,
+    scheme: Scheme,
+    stats: &SourceStats,
+    prov: &Provenance,
+) -> Option<Made> {
+    use crate::compress::factorize;
+    use egret_ir::Tensor;
+    let key = format!("{}:{}:{}", scheme.name(), s.source, s.transposed);
+    let (n, k) = (s.n, s.k);
+    let mut second: Option<Tensor> = None;
+    let first = eg.analysis.derived(format!("{key}:0"), || {
+        let src = eg.analysis.tensor(s.source)?;
+        let w = oriented_f32(&src, s.transposed)?;
+        let w = w.as_slice::<f32>().ok()?;
+        let (a, b) = match scheme {
+            Scheme::LowRank(p) => {
+                let ms = stats.importance.get(&s.source).map(Vec::as_slice);
+                let (pm, qm, r) = factorize::low_rank(w, n, k, p, ms)?;
+                (
+                    Tensor::from_vec(vec![k, r], pm).ok()?,
+                    Tensor::from_vec(vec![r, n], qm).ok()?,
+                )
+            }
+            Scheme::Kronecker(p) => {
+                let kr = factorize::kronecker(w, n, k, p)?;
+                let f = kr.shape;
+                let terms = kr.terms();
+                let (acat, bcat) = factorize::kronecker_layout(&kr);
+                (
+                    Tensor::from_vec(vec![f.n1, terms * f.k1], acat).ok()?,
+                    Tensor::from_vec(vec![f.k2, terms * f.n2], bcat).ok()?,
+                )
+            }
+            _ => return None,
+        };
+        second = Some(b);
+        Some(a)
+    })?;
+    let second = eg.analysis.derived(format!("{key}:1"), || second.take())?;
+    let made = Made {
+        source: s.source,
+        scheme,
+        table: false,
+        transposed: s.transposed,
+        tensors: vec![first, second],
+        input_scale: None,
+    };
+    prov.record(made.clone());
+    Some(made)
+}
+
+/// The Kronecker geometry `(n1, k1, n2, k2, terms)` of the factors `Acat`
+/// (`n1 × R·k1`) and `Bcat` (`k2 × R·n2`) of an `n × k` weight.
+pub fn kronecker_geometry(
+    acat: &[usize],
+    bcat: &[usize],
+    n: usize,
+    k: usize,
+) -> Option<(usize, usize, usize, usize, usize)> {
+    let (&[n1, ak], &[k2, bn]) = (acat, bcat) else {
+        return None;
+    };
+    if n1 == 0 || k2 == 0 || !n.is_multiple_of(n1) || !k.is_multiple_of(k2) {
+        return None;
+    }
+    let (n2, k1) = (n / n1, k / k2);
+    let terms = ak / k1.max(1);
+    (terms > 0 && ak == terms * k1 && bn == terms * n2).then_some((n1, k1, n2, k2, terms))
+}
+
+/// Multiply-adds per input row of a factorized alternative of an `n × k`
+/// weight (`None` for a quantization): low rank `r·(k + n)`, one per stored
+/// value; Kronecker `R·(k1·k2·n2 + n1·k1·n2)`, many per stored value.
+pub fn factorized_macs(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<usize> {
+    let a = eg.analysis.tensor(*m.tensors.first()?)?;
+    let b = eg.analysis.tensor(*m.tensors.get(1)?)?;
+    match m.scheme {
+        Scheme::LowRank(_) => Some(a.numel() + b.numel()),
+        Scheme::Kronecker(_) => {
+            let (n1, k1, n2, k2, terms) = kronecker_geometry(a.shape(), b.shape(), n, k)?;
+            Some(terms * (k1 * k2 * n2 + n1 * k1 * n2))
+        }
+        _ => None,
+    }
+}
+
+/// An i64 shape constant, made once per value.
+fn shape_constant(eg: &EGraph, dims: &[i64]) -> Option<usize> {
+    eg.analysis.derived(format!("shape:{dims:?}"), || {
+        egret_ir::Tensor::from_vec(vec![dims.len()], dims.to_vec()).ok()
+    })
+}
+
+/// `x·Ŵᵀ` on Kronecker factors (see [`crate::compress::factorize`]): with
+/// `L` leading axes of `x`, `x → [L…, k1, k2] · Bcat → [L…, k1, R, n2] →
+/// [L…, R, k1, n2] → [L…, R·k1, n2]`, then `Acat ·` it gives `[L…, n1, n2]`,
+/// reshaped to `[L…, n]`.
+fn kronecker_rhs(eg: &EGraph, s: &Site, b: &mut Rhs, x: Id, t: &[usize]) -> Option<Id> {
+    let (a_t, b_t) = (
+        eg.analysis.tensor(*t.first()?)?,
+        eg.analysis.tensor(*t.get(1)?)?,
+    );
+    let (n1, k1, n2, k2, terms) = kronecker_geometry(a_t.shape(), b_t.shape(), s.n, s.k)?;
+    let lead = facts(eg, s.x).dims()?.len().checked_sub(1)?;
+    let dims = |tail: &[usize]| -> Vec<i64> {
+        let mut v = vec![0i64; lead];
+        v.extend(tail.iter().map(|&d| d as i64));
+        v
+    };
+    let reshape = |b: &mut Rhs, v: Id, tail: &[usize]| -> Option<Id> {
+        let shape = b.constant(shape_constant(eg, &dims(tail))?);
+        Some(b.op(OpCall::new("Reshape"), &[v, shape]))
+    };
+    let x = reshape(b, x, &[k1, k2])?;
+    let bcat = b.constant(*t.get(1)?);
+    let xb = b.op(OpCall::new("MatMul"), &[x, bcat]);
+    let split = reshape(b, xb, &[k1, terms, n2])?;
+    let mut perm: Vec<i64> = (0..lead as i64).collect();
+    let l = lead as i64;
+    perm.extend([l + 1, l, l + 2]);
+    let swapped = b.op(
+        OpCall::new("Transpose").with("perm", Attr::Ints(perm)),
+        &[split],
+    );
+    let stacked = reshape(b, swapped, &[terms * k1, n2])?;
+    let acat = b.constant(*t.first()?);
+    let y = b.op(OpCall::new("MatMul"), &[acat, stacked]);
+    reshape(b, y, &[n1 * n2])
+}
+
 /// The norm ops whose scale (and shift) AWQ's `1/s` folds into.
 const FOLDABLE_NORMS: &[&str] = &["RMSNormalization", "LayerNormalization"];
 
@@ -246,6 +386,19 @@ fn site_rhs(
     match (s.kind, scheme) {
         (SiteKind::Gather, _) => {
             b.op(egret_op("GatherBlocks"), &[w, x]);
+        }
+        (SiteKind::MatMul, Some(Scheme::LowRank(_) | Scheme::Kronecker(_))) => {
+            let y = match scheme {
+                Some(Scheme::LowRank(_)) => {
+                    let q = b.constant(*t.get(1)?);
+                    let xp = b.op(OpCall::new("MatMul"), &[x, w]);
+                    b.op(OpCall::new("MatMul"), &[xp, q])
+                }
+                _ => kronecker_rhs(eg, s, &mut b, x, t)?,
+            };
+            if let Some(bias) = bias {
+                b.op(OpCall::new("Add"), &[y, bias]);
+            }
         }
         (SiteKind::MatMul, Some(sc @ (Scheme::Int8 | Scheme::W8A8))) => {
             let scale = b.constant(*t.get(1)?);

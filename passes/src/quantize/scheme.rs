@@ -1,10 +1,13 @@
-//! Quantization schemes: what a weight can become, what it then costs in bytes,
-//! and how its quantized tensors are made.
+//! Schemes: what a weight can become. Quantization schemes say what a
+//! quantized weight costs in bytes and how its tensors are made; the
+//! factorizations ([`Scheme::LowRank`], [`Scheme::Kronecker`]) are made by
+//! [`crate::compress::factorize`] and ride the same selection, so one budget
+//! chooses across both families.
 
 use super::gptq;
 use egret_ir::{blocks, BlockFormat, DType, IrError, Tensor};
 
-/// How one weight matrix is stored after quantization.
+/// How one weight matrix is stored after compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
     /// int8, one symmetric scale per output channel; activations stay f32
@@ -16,6 +19,13 @@ pub enum Scheme {
     /// A block format: GGML Q8_0 / Q4_0 / Q4_1 or egret's int4 groups of 64 and
     /// 128 (`egret::MatMulBlocks`).
     Blocks(BlockFormat),
+    /// Low rank, `Wᵀ ≈ P·Q` in f32, the rank chosen so the factors hold this
+    /// percentage of the weight's parameters (activation-aware with
+    /// calibration): two `MatMul`s.
+    LowRank(u8),
+    /// A sum of Kronecker products `Σ Aᵣ ⊗ Bᵣ` in f32 holding this percentage
+    /// of the weight's parameters: reshapes around two `MatMul`s.
+    Kronecker(u8),
 }
 
 /// The block formats a user can quantize to: those egret has a quantizer for
@@ -34,10 +44,22 @@ impl Scheme {
         v
     }
 
-    /// Parse a `--quantize` value: one scheme name, `int4` (int4 in groups of
-    /// 64 with a minimum: 4.5 bits per weight, like Q4_0 but asymmetric), or
-    /// `auto` (every scheme).
+    /// Parse a `--quantize` value: scheme names separated by commas, where
+    /// `int4` is int4 in groups of 64 with a minimum (4.5 bits per weight,
+    /// like Q4_0 but asymmetric) and `auto` is every scheme.
     pub fn parse_list(s: &str) -> Result<Vec<Scheme>, String> {
+        let mut out: Vec<Scheme> = Vec::new();
+        for name in s.split(',').map(str::trim) {
+            for scheme in Scheme::parse_one(name)? {
+                if !out.contains(&scheme) {
+                    out.push(scheme);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_one(s: &str) -> Result<Vec<Scheme>, String> {
         match s {
             "auto" => Ok(Scheme::all()),
             "int8" => Ok(vec![Scheme::Int8]),
@@ -56,13 +78,38 @@ impl Scheme {
         }
     }
 
-    /// The scheme's name, as `--quantize` spells it.
-    pub fn name(self) -> &'static str {
+    /// Parse `--lowrank` / `--kronecker` strengths: percentages of the
+    /// parameters kept, comma-separated (`50,25`), each in 1..=99.
+    pub fn parse_factorizations(list: &str, make: fn(u8) -> Scheme) -> Result<Vec<Scheme>, String> {
+        list.split(',')
+            .map(|p| {
+                let p = p.trim().trim_end_matches('%');
+                match p.parse::<u8>() {
+                    Ok(v) if (1..=99).contains(&v) => Ok(make(v)),
+                    _ => Err(format!(
+                        "`{p}` is not a percentage of parameters to keep (1 to 99)"
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// The scheme's name, as the command line spells it (`lowrank50` for
+    /// `--lowrank 50`).
+    pub fn name(self) -> String {
         match self {
-            Scheme::Int8 => "int8",
-            Scheme::W8A8 => "w8a8",
-            Scheme::Blocks(f) => f.name(),
+            Scheme::Int8 => "int8".into(),
+            Scheme::W8A8 => "w8a8".into(),
+            Scheme::Blocks(f) => f.name().into(),
+            Scheme::LowRank(p) => format!("lowrank{p}"),
+            Scheme::Kronecker(p) => format!("kronecker{p}"),
         }
+    }
+
+    /// True for the factorizations, which replace a matrix product by
+    /// products with f32 factors (and never serve a table lookup).
+    pub fn is_factorization(self) -> bool {
+        matches!(self, Scheme::LowRank(_) | Scheme::Kronecker(_))
     }
 
     /// The block format an embedding table (a `Gather` source) gets: int8
@@ -70,14 +117,19 @@ impl Scheme {
     /// row is what Q8_0 refines.
     pub fn table_format(self) -> BlockFormat {
         match self {
-            Scheme::Int8 | Scheme::W8A8 => BlockFormat::Q8_0,
             Scheme::Blocks(f) => f,
+            _ => BlockFormat::Q8_0,
         }
     }
 
-    /// Whether an `[n, k]` matrix can take this scheme (`k` a whole number of
-    /// blocks); `table`: as a `Gather` source.
+    /// Whether an `[n, k]` matrix can take this quantization scheme (`k` a
+    /// whole number of blocks); `table`: as a `Gather` source. Whether a
+    /// factorization saves anything depends on both dimensions, which
+    /// [`crate::compress::factorize`] decides; here they fit matrix products.
     pub fn fits(self, k: usize, table: bool) -> bool {
+        if self.is_factorization() {
+            return !table && k > 0;
+        }
         let f = match (self, table) {
             (Scheme::Int8 | Scheme::W8A8, false) => return k > 0,
             _ => self.table_format(),
@@ -85,9 +137,12 @@ impl Scheme {
         k > 0 && k.is_multiple_of(f.block_elems())
     }
 
-    /// Bytes an `[n, k]` matrix takes in this scheme (`table`: as a `Gather` source).
+    /// Bytes an `[n, k]` matrix takes in this quantization scheme (`table`: as
+    /// a `Gather` source); a factorization's bytes depend on the rank it
+    /// finds, so this is the dense f32 size for them.
     pub fn bytes(self, n: usize, k: usize, table: bool) -> usize {
         match (self, table) {
+            (Scheme::LowRank(_) | Scheme::Kronecker(_), _) => 4 * n * k,
             (Scheme::Int8 | Scheme::W8A8, false) => n * k + 4 * n,
             _ => {
                 let f = self.table_format();
@@ -98,7 +153,7 @@ impl Scheme {
 
     /// Quantize the f32 matrix `w` (`[n, k]`, rows = output channels). Returns
     /// the weight tensor and, for the int8 schemes outside tables, the per-row
-    /// scales. `importance` (length `k`) weights the error the block
+    /// scales. A factorization is not a quantization: it is an error here. `importance` (length `k`) weights the error the block
     /// quantizers' scale search minimises; `gptq_factor` (`[k, k]`, from
     /// [`gptq::inverse_factor`]) turns on GPTQ error compensation.
     pub fn quantize(
@@ -116,6 +171,10 @@ impl Scheme {
             ))),
         };
         match (self, table) {
+            (Scheme::LowRank(_) | Scheme::Kronecker(_), _) => Err(IrError::Invalid(format!(
+                "{} is a factorization, not a quantization",
+                self.name()
+            ))),
             (Scheme::Int8 | Scheme::W8A8, false) => {
                 let (n, k) = matrix()?;
                 let x = w.as_slice::<f32>()?;
@@ -153,10 +212,21 @@ mod tests {
     #[test]
     fn names_parse_back() {
         for s in Scheme::all() {
-            assert_eq!(Scheme::parse_list(s.name()).unwrap(), vec![s]);
+            assert_eq!(Scheme::parse_list(&s.name()).unwrap(), vec![s]);
         }
+        assert_eq!(
+            Scheme::parse_factorizations("50, 25%", Scheme::LowRank).unwrap(),
+            vec![Scheme::LowRank(50), Scheme::LowRank(25)]
+        );
+        assert_eq!(Scheme::Kronecker(30).name(), "kronecker30");
+        assert!(Scheme::parse_factorizations("100", Scheme::LowRank).is_err());
+        assert!(Scheme::parse_factorizations("x", Scheme::Kronecker).is_err());
         assert_eq!(Scheme::parse_list("auto").unwrap().len(), 9);
         assert!(Scheme::parse_list("q6_k").is_err());
+        assert_eq!(
+            Scheme::parse_list("int8, q4_0,int8").unwrap(),
+            vec![Scheme::Int8, Scheme::Blocks(BlockFormat::Q4_0)]
+        );
     }
 
     #[test]

@@ -45,13 +45,48 @@ pub fn total_err(weights: &[Vec<Option_>], choice: &[usize]) -> f64 {
 }
 
 /// The cheapest choice whose total predicted error is at most `budget`, found
-/// by bisection on the multiplier. Every weight must have a zero-error option
-/// (keeping it), so a choice within any budget ≥ 0 exists.
+/// by bisection on the multiplier, then filled greedily: the relaxation only
+/// reaches choices on the convex hull, so budget it leaves unspent goes to
+/// the cheaper options with the largest saving that still fit. Every weight
+/// must have a zero-error option (keeping it), so a choice within any budget
+/// ≥ 0 exists.
 pub fn within_budget(weights: &[Vec<Option_>], budget: f64) -> Vec<usize> {
     let cheapest = pick(weights, 0.0);
     if total_err(weights, &cheapest) <= budget {
         return cheapest;
     }
+    let mut choice = bisect(weights, budget);
+    fill(weights, &mut choice, budget);
+    choice
+}
+
+/// Spend what `budget` leaves: while some weight has a cheaper option that
+/// keeps the total within it, take the one saving the most.
+fn fill(weights: &[Vec<Option_>], choice: &mut [usize], budget: f64) {
+    let mut total = total_err(weights, choice);
+    loop {
+        let mut best: Option<(usize, usize, f64)> = None;
+        for (w, opts) in weights.iter().enumerate() {
+            let cur = &opts[choice[w]];
+            for (i, o) in opts.iter().enumerate() {
+                let saving = cur.cost - o.cost;
+                if saving > 0.0
+                    && total - cur.err + o.err <= budget
+                    && best.is_none_or(|(_, _, s)| saving > s)
+                {
+                    best = Some((w, i, saving));
+                }
+            }
+        }
+        let Some((w, i, _)) = best else { return };
+        total += weights[w][i].err - weights[w][choice[w]].err;
+        choice[w] = i;
+    }
+}
+
+/// The bisection on the multiplier: the cheapest choice within `budget`
+/// among those some multiplier picks.
+fn bisect(weights: &[Vec<Option_>], budget: f64) -> Vec<usize> {
     let (mut lo, mut hi) = (1e-6f64, 1e-6f64);
     while total_err(weights, &pick(weights, hi)) > budget && hi < 1e30 {
         lo = hi;
@@ -91,5 +126,19 @@ mod tests {
         for b in [1.0, 0.03, 0.0025, 0.0015, 0.0] {
             assert!(total_err(&w, &within_budget(&w, b)) <= b);
         }
+    }
+
+    /// A small weight whose saving per unit of error is poor is never picked
+    /// by the multiplier alone when a large weight's option is better per
+    /// error but too big for the budget; the fill takes it.
+    #[test]
+    fn unspent_budget_is_filled() {
+        let w = vec![
+            vec![o(5120.0, 0.0), o(1360.0, 1.4e-5)],
+            vec![o(65536.0, 0.0), o(16896.0, 4.0e-5)],
+        ];
+        assert_eq!(within_budget(&w, 2.0e-5), vec![1, 0]);
+        assert_eq!(within_budget(&w, 1.0e-4), vec![1, 1]);
+        assert_eq!(within_budget(&w, 1.0e-5), vec![0, 0]);
     }
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue-8 compression results on MiniLM: low-rank and Kronecker factorizations
+# at three strengths, uniform quantization, budgeted mixes across both
+# families, and a --pareto sweep (its HTML page is kept in OUT_DIR).
+# Prints the Markdown tables of docs/compression.md.
+#
+#   scripts/bench-compress.sh                 # OUT_DIR defaults to a temp folder
+#   OUT_DIR=/tmp/compress scripts/bench-compress.sh
+#
+# Needs the models and texts (scripts/fetch-models.sh minilm, scripts/fetch-texts.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${EGRET_CACHE:-$HOME/.cache/egret}"
+scripts/setup-python.sh >/dev/null
+cargo build --release --quiet --bin egret
+out="${OUT_DIR:-$(mktemp -d)}"
+mkdir -p "$out"
+"$cache/venv/bin/python" scripts/bench-compress.py "$out"
+echo
+echo "outputs in $out"
