@@ -126,14 +126,6 @@ struct Report {
     kernels: Vec<String>,
 }
 
-/// Write `bytes` to `dir/name` through a temporary file and a rename.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))
-}
-
 /// Whether `cc` runs.
 fn have(cc: &str) -> bool {
     Command::new(cc)
@@ -224,7 +216,7 @@ pub fn main(args: &BuildArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.output.display()))?;
     let list = emitted.files.list();
     for (name, bytes) in &list {
-        write_atomic(&args.output, name, bytes)?;
+        super::write_atomic(&args.output.join(name), bytes)?;
     }
     let target = args.target;
     let not_compiled = match args.compile {
