@@ -24,6 +24,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod shape;
+pub mod sparse;
 pub mod tensor;
 pub mod text;
 pub mod value;
