@@ -4,6 +4,7 @@
 //! over their common length (tails scalar), so no load leaves a slice.
 
 use egret_ir::blocks::f16_at;
+use egret_ir::sparse::SparseValuesRef;
 use std::arch::x86_64::*;
 
 /// Sum of the 8 lanes.
@@ -315,4 +316,91 @@ pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i64 {
         total += lanes.iter().map(|&v| i64::from(v)).sum::<i64>();
     }
     total + super::portable::dot_i8_i8(bytemuck::cast_slice(&a[i..]), bytemuck::cast_slice(&b[i..]))
+}
+
+/// For each mask byte `b`, the value index of every lane: lane `i` takes the
+/// `popcount(b & ((1 << i) - 1))`-th of the byte's kept values (0 where the
+/// bit is clear; those lanes are zeroed after the permute).
+static SPARSE_PERM: [[i32; 8]; 256] = sparse_perm();
+
+const fn sparse_perm() -> [[i32; 8]; 256] {
+    let mut t = [[0i32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let (mut i, mut c) = (0, 0);
+        while i < 8 {
+            if (b >> i) & 1 == 1 {
+                t[b][i] = c;
+                c += 1;
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    t
+}
+
+/// `x · row` for one bitmap-sparse row (unscaled), as
+/// [`super::portable::sparse_dot`]: per nonzero mask byte, the next 8 values
+/// are loaded, expanded to their columns with `_mm256_permutevar8x32`, the
+/// lanes not kept zeroed, and multiplied by 8 entries of `x`. A byte whose 8
+/// values would pass the end of the values (or whose 8 columns pass `x`) is
+/// done in scalar.
+#[target_feature(enable = "avx2,fma")]
+pub fn sparse_dot(mask: &[u8], values: SparseValuesRef<'_>, start: usize, x: &[f32]) -> f32 {
+    match values {
+        SparseValuesRef::F32(v) => sparse_dot_as::<false>(mask, v, &[], values, start, x),
+        SparseValuesRef::Int8 { q, .. } => {
+            sparse_dot_as::<true>(mask, &[], bytemuck::cast_slice(q), values, start, x)
+        }
+    }
+}
+
+/// [`sparse_dot`] on f32 values `vf`, or with `I8` on int8 values `vq`.
+#[target_feature(enable = "avx2,fma")]
+fn sparse_dot_as<const I8: bool>(
+    mask: &[u8],
+    vf: &[f32],
+    vq: &[u8],
+    values: SparseValuesRef<'_>,
+    start: usize,
+    x: &[f32],
+) -> f32 {
+    let len = if I8 { vq.len() } else { vf.len() };
+    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut tail = 0f32;
+    let mut p = start;
+    for (w, word) in mask.chunks(8).enumerate() {
+        if word.len() == 8 && u64::from_le_bytes(word.try_into().unwrap_or([0; 8])) == 0 {
+            continue;
+        }
+        for (o, &byte) in word.iter().enumerate() {
+            if byte == 0 {
+                continue;
+            }
+            let base = 8 * (8 * w + o);
+            if base + 8 <= x.len() && p + 8 <= len {
+                let perm = &SPARSE_PERM[usize::from(byte)];
+                // SAFETY: `perm` holds exactly 8 i32 (32 bytes); unaligned load.
+                let idx = unsafe { _mm256_loadu_si256(perm.as_ptr().cast()) };
+                let keep = _mm256_cmpeq_epi32(
+                    _mm256_and_si256(_mm256_set1_epi32(i32::from(byte)), bits),
+                    bits,
+                );
+                let v = if I8 {
+                    let q = _mm256_cvtepi8_epi32(load_bytes8(vq, p));
+                    _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(q, idx))
+                } else {
+                    _mm256_permutevar8x32_ps(load8(vf, p), idx)
+                };
+                let v = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
+                acc[o & 1] = _mm256_fmadd_ps(v, load8(x, base), acc[o & 1]);
+            } else {
+                tail += super::portable::sparse_byte(byte, base, values, p, x);
+            }
+            p += byte.count_ones() as usize;
+        }
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1])) + tail
 }

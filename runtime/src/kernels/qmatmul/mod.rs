@@ -33,6 +33,7 @@ mod portable;
 use crate::bail;
 use crate::error::Result;
 use egret_ir::blocks::dequantize_into;
+use egret_ir::sparse::{SparseValuesRef, SparseView};
 use egret_ir::{BlockFormat, DType};
 use rayon::prelude::*;
 
@@ -128,6 +129,10 @@ impl Isa {
     fn dot_i8_i8(self, a: &[i8], b: &[i8]) -> i64 {
         dispatch!(self, dot_i8_i8(a, b))
     }
+
+    fn sparse_dot(self, mask: &[u8], values: SparseValuesRef<'_>, start: usize, x: &[f32]) -> f32 {
+        dispatch!(self, sparse_dot(mask, values, start, x))
+    }
 }
 
 /// A weight matrix of `n` rows of `k` (output channels x input features).
@@ -148,6 +153,9 @@ pub enum Weight<'a> {
         /// `n` row scales.
         scale: &'a [f32],
     },
+    /// A row-pruned matrix in the bitmap format of [`egret_ir::sparse`]
+    /// (validated when the view was built): f32 values, or int8 with row scales.
+    Sparse(SparseView<'a>),
 }
 
 /// The results of one register tile.
@@ -169,12 +177,15 @@ enum RowDot {
     Dense,
     /// Int8 rows with a scale.
     Int8,
+    /// Bitmap-sparse rows: only the kept values are read.
+    Sparse,
 }
 
 impl Weight<'_> {
     fn row_dot_kind(&self) -> RowDot {
         let fmt = match self {
             Weight::Int8 { .. } => return RowDot::Int8,
+            Weight::Sparse(_) => return RowDot::Sparse,
             Weight::Packed {
                 dtype: DType::Block(f),
                 ..
@@ -224,6 +235,11 @@ impl Weight<'_> {
                     );
                 }
             }
+            Weight::Sparse(v) => {
+                if (v.n(), v.k()) != (n, k) {
+                    bail!("sparse weights of [{}, {}] for [{n}, {k}]", v.n(), v.k());
+                }
+            }
         }
         Ok(())
     }
@@ -233,6 +249,7 @@ impl Weight<'_> {
         let (dtype, bytes) = match *self {
             Weight::Packed { dtype, bytes } => (dtype, bytes),
             Weight::Int8 { q, .. } => (DType::I8, bytemuck::cast_slice(q)),
+            Weight::Sparse(_) => bail!("sparse weights have no packed rows"),
         };
         let rb = dtype.storage_bytes(&[k]).unwrap_or(0);
         match bytes.get(r * rb..(r + 1) * rb) {
@@ -252,13 +269,19 @@ impl Weight<'_> {
                     *o = f32::from(q as i8) * s;
                 }
             }
+            Weight::Sparse(_) => bail!("sparse weights have no packed rows"),
         }
         Ok(())
     }
 
     /// Row `r` into `out` (`k` values) for the GEMM tiles: dequantized, except
-    /// int8 rows, which are widened without their scale (applied per output).
+    /// int8 rows, which are widened without their scale (applied per output);
+    /// sparse rows are decompressed the same way (zeros where dropped).
     fn tile_row(&self, isa: Isa, r: usize, out: &mut [f32]) -> Result<()> {
+        if let Weight::Sparse(v) = self {
+            v.row_unscaled_into(r, out);
+            return Ok(());
+        }
         let row = self.packed_row(r, out.len())?;
         #[cfg(target_arch = "x86_64")]
         if isa.avx2 {
@@ -288,7 +311,7 @@ impl Weight<'_> {
                 isa.widen_i8(row, out);
                 Ok(())
             }
-            Weight::Packed { .. } => self.dequant_row(r, out),
+            Weight::Packed { .. } | Weight::Sparse(_) => self.dequant_row(r, out),
         }
     }
 
@@ -303,6 +326,10 @@ impl Weight<'_> {
         scratch: &mut [f32],
     ) -> Result<f32> {
         let k = x.len();
+        if let Weight::Sparse(v) = self {
+            let dot = isa.sparse_dot(v.mask_row(r), v.values(), v.row_start(r), x);
+            return Ok(dot * v.row_scale(r));
+        }
         let row = self.packed_row(r, k)?;
         Ok(match kind {
             RowDot::Q8 => isa.row_dot_q8(row, x),
@@ -312,10 +339,11 @@ impl Weight<'_> {
             RowDot::Int8 => {
                 let s = match self {
                     Weight::Int8 { scale, .. } => scale.get(r).copied().unwrap_or(0.0),
-                    Weight::Packed { .. } => 1.0,
+                    Weight::Packed { .. } | Weight::Sparse(_) => 1.0,
                 };
                 s * isa.dot_i8_f32(row, x)
             }
+            RowDot::Sparse => bail!("sparse rows are read above"),
             RowDot::Dense => {
                 self.dequant_row(r, scratch)?;
                 isa.dot_f32(scratch, x)
@@ -384,6 +412,11 @@ pub fn matmul(
                 let finish = |_: usize, r: usize, v: f64| {
                     v as f32 * scale.get(r).copied().unwrap_or(0.0) + bias_at(bias, r)
                 };
+                gemm_tiles(isa, x, m, k, n, false, &fill, &finish, out)
+            }
+            Weight::Sparse(sv) => {
+                let finish =
+                    |_: usize, r: usize, v: f64| v as f32 * sv.row_scale(r) + bias_at(bias, r);
                 gemm_tiles(isa, x, m, k, n, false, &fill, &finish, out)
             }
             Weight::Packed { .. } => {
@@ -642,5 +675,7 @@ pub fn matmul_w8a8(
     Ok(())
 }
 
+#[cfg(test)]
+mod sparse_tests;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! the same sums (in a different order).
 
 use egret_ir::blocks::f16_at;
+use egret_ir::sparse::SparseValuesRef;
 
 /// `Σ a_j b_j` over the common length.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -111,4 +112,42 @@ pub fn tile(
             };
         }
     }
+}
+
+/// `x · row` for one bitmap-sparse row (unscaled): `mask` holds the row's keep
+/// bits (LSB first), its kept values start at `start` of `values`. Zero 8-byte
+/// words of the mask are skipped whole; values or `x` entries missing (never
+/// for a validated view) count as 0.
+pub fn sparse_dot(mask: &[u8], values: SparseValuesRef<'_>, start: usize, x: &[f32]) -> f32 {
+    let mut p = start;
+    let mut acc = 0f32;
+    for (w, word) in mask.chunks(8).enumerate() {
+        if word.iter().all(|&b| b == 0) {
+            continue;
+        }
+        for (o, &byte) in word.iter().enumerate() {
+            acc += sparse_byte(byte, 8 * (8 * w + o), values, p, x);
+            p += byte.count_ones() as usize;
+        }
+    }
+    acc
+}
+
+/// `Σ x[base + i] · value` over the set bits `i` of `byte`, the values read in
+/// order from position `p`.
+pub fn sparse_byte(byte: u8, base: usize, values: SparseValuesRef<'_>, p: usize, x: &[f32]) -> f32 {
+    let mut bits = byte;
+    let mut p = p;
+    let mut acc = 0f32;
+    while bits != 0 {
+        let j = base + bits.trailing_zeros() as usize;
+        let v = match values {
+            SparseValuesRef::F32(v) => v.get(p).copied(),
+            SparseValuesRef::Int8 { q, .. } => q.get(p).map(|&q| f32::from(q)),
+        };
+        acc += v.unwrap_or(0.0) * x.get(j).copied().unwrap_or(0.0);
+        p += 1;
+        bits &= bits - 1;
+    }
+    acc
 }
