@@ -14,6 +14,15 @@
 //!   default 0): `x · (w · scale)ᵀ (+ bias)` for f32 `x [..., K]`, int8
 //!   `w [N, K]`, f32 per-row `scale [N]`; with `act_quant = 1` the rows of `x` are
 //!   quantized to int8 per token first (W8A8). Output `[..., N]`.
+//! * `egret::MatMulSparse(x, mask, values, row_ptr, scale?) -> f32`: `x · Wᵀ`
+//!   for f32 `x [..., K]` and a row-pruned `W [N, K]` in the bitmap format of
+//!   [`crate::sparse`]: u8 `mask [N, ceil(K/8)]`, f32 or i8 `values [nnz]`,
+//!   i64 `row_ptr [N + 1]`, and f32 `scale [N]` exactly when the values are i8.
+//!   No bias. Output `[..., N]`. The kernel validates the arrays' contents.
+//! * `egret::MatMulActSparse(x, w, threshold) -> f32`: `(x ⊙ [|x| > t]) · w`
+//!   for f32 `x [..., K]`, f32 `w [K, N]` (ONNX `MatMul` layout) and an f32
+//!   scalar `threshold` (shape `[]` or `[1]`): activation sparsity. Output
+//!   `[..., N]`.
 
 use super::common::{tensor, R};
 use super::{InferCtx, InferFn};
@@ -30,6 +39,8 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
         "GatherBlocks" => gather_blocks,
         "MatMulBlocks" => matmul_blocks,
         "MatMulInt8" => matmul_int8,
+        "MatMulSparse" => matmul_sparse,
+        "MatMulActSparse" => matmul_act_sparse,
         _ => return None,
     })
 }
@@ -181,6 +192,85 @@ fn matmul_int8(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
     Ok(vec![tensor(DType::F32, shape)])
 }
 
+/// The dims of `t` when known, checking its rank is `rank` (`what` in messages).
+fn dims_of<'a>(t: &'a TensorType, rank: usize, what: &str) -> R<Option<&'a [Dim]>> {
+    match &t.shape {
+        Some(s) if s.rank() != rank => {
+            Err(format!("{what} must have rank {rank}, not {}", s.rank()))
+        }
+        Some(s) => Ok(Some(s.dims())),
+        None => Ok(None),
+    }
+}
+
+/// `x`'s dims (rank >= 1, f32) when known.
+fn x_dims(x: &TensorType) -> R<Option<&[Dim]>> {
+    expect_dtype(x, DType::F32, "x")?;
+    match &x.shape {
+        Some(s) if s.rank() == 0 => Err("x must have rank >= 1 (a K axis)".into()),
+        Some(s) => Ok(Some(s.dims())),
+        None => Ok(None),
+    }
+}
+
+/// `[..., n]` from `x`'s dims.
+fn with_last(xd: Option<&[Dim]>, n: Option<&Dim>) -> Option<Shape> {
+    let (xd, n) = (xd?, n?);
+    let mut d = xd[..xd.len() - 1].to_vec();
+    d.push(n.clone());
+    Some(Shape(d))
+}
+
+fn matmul_sparse(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    let x = ctx.tensor(0)?;
+    let (mask, values, row_ptr) = (ctx.tensor(1)?, ctx.tensor(2)?, ctx.tensor(3)?);
+    let xd = x_dims(x)?;
+    expect_dtype(mask, DType::U8, "mask")?;
+    expect_dtype(row_ptr, DType::I64, "row_ptr")?;
+    let md = dims_of(mask, 2, "mask")?;
+    dims_of(values, 1, "values")?;
+    dims_of(row_ptr, 1, "row_ptr")?;
+    if let (Some(Dim::Known(k)), Some([_, Dim::Known(kb)])) = (xd.and_then(|d| d.last()), md) {
+        if k.div_ceil(8) != *kb {
+            return Err(format!(
+                "mask rows of {kb} bytes for K = {k} (want {})",
+                k.div_ceil(8)
+            ));
+        }
+    }
+    let n = md.map(|d| &d[0]);
+    match (values.dtype, ctx.opt_tensor(4)?) {
+        (DType::F32, None) => {}
+        (DType::I8, Some(s)) => expect_vector(s, n, "scale")?,
+        (dt, s) => {
+            return Err(format!(
+                "values must be f32 without a scale or i8 with one, not {dt} {}",
+                if s.is_some() { "with one" } else { "without" }
+            ))
+        }
+    }
+    Ok(vec![tensor(DType::F32, with_last(xd, n))])
+}
+
+fn matmul_act_sparse(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    let (x, w, t) = (ctx.tensor(0)?, ctx.tensor(1)?, ctx.tensor(2)?);
+    let xd = x_dims(x)?;
+    expect_dtype(w, DType::F32, "w")?;
+    expect_dtype(t, DType::F32, "threshold")?;
+    let wd = dims_of(w, 2, "w")?;
+    if let Some(s) = &t.shape {
+        if !matches!(s.dims(), [] | [Dim::Known(1)]) {
+            return Err(format!("threshold must be a scalar ([] or [1]), not {s:?}"));
+        }
+    }
+    if let (Some(Dim::Known(a)), Some([Dim::Known(b), _])) = (xd.and_then(|d| d.last()), wd) {
+        if a != b {
+            return Err(format!("x has K = {a} but w has K = {b}"));
+        }
+    }
+    Ok(vec![tensor(DType::F32, with_last(xd, wd.map(|d| &d[1])))])
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Attr, BlockFormat, DType, Dim, Graph, OpCall, Shape, TensorType, ValueType};
@@ -250,6 +340,63 @@ mod tests {
         );
         bad(&[Some(ty(DType::F16, &["64"])), w.clone()], "x must be f32");
         bad(&[x, Some(ty(DType::I8, &["10", "64"]))], "block format");
+    }
+
+    #[test]
+    fn sparse_ops_shapes_and_errors() {
+        let x = Some(ty(DType::F32, &["b", "3", "20"]));
+        let mask = Some(ty(DType::U8, &["7", "3"]));
+        let vf = Some(ty(DType::F32, &["nnz"]));
+        let vq = Some(ty(DType::I8, &["nnz"]));
+        let rp = Some(ty(DType::I64, &["8"]));
+        let s = Some(ty(DType::F32, &["7"]));
+        let want = Ok(ty(DType::F32, &["b", "3", "7"]));
+        let f32_in = [x.clone(), mask.clone(), vf.clone(), rp.clone()];
+        assert_eq!(infer("MatMulSparse", &f32_in, 0), want);
+        let i8_in = [x.clone(), mask.clone(), vq.clone(), rp.clone(), s.clone()];
+        assert_eq!(infer("MatMulSparse", &i8_in, 0), want);
+        let bad = |op: &str, inputs: &[Option<ValueType>], needle: &str| {
+            let e = infer(op, inputs, 0).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        };
+        bad(
+            "MatMulSparse",
+            &[x.clone(), mask.clone(), vq, rp.clone()],
+            "without",
+        );
+        bad(
+            "MatMulSparse",
+            &[x.clone(), mask.clone(), vf.clone(), rp.clone(), s],
+            "with one",
+        );
+        let short = Some(ty(DType::U8, &["7", "2"]));
+        bad(
+            "MatMulSparse",
+            &[x.clone(), short, vf.clone(), rp.clone()],
+            "2 bytes",
+        );
+        let i32p = Some(ty(DType::I32, &["8"]));
+        bad(
+            "MatMulSparse",
+            &[x.clone(), mask.clone(), vf, i32p],
+            "row_ptr must be i64",
+        );
+
+        let w = Some(ty(DType::F32, &["20", "11"]));
+        let t = Some(ty(DType::F32, &[]));
+        let want = Ok(ty(DType::F32, &["b", "3", "11"]));
+        assert_eq!(
+            infer("MatMulActSparse", &[x.clone(), w.clone(), t.clone()], 0),
+            want
+        );
+        let t1 = Some(ty(DType::F32, &["1"]));
+        assert!(infer("MatMulActSparse", &[x.clone(), w.clone(), t1], 0).is_ok());
+        let t2 = Some(ty(DType::F32, &["2"]));
+        bad("MatMulActSparse", &[x.clone(), w.clone(), t2], "scalar");
+        let w19 = Some(ty(DType::F32, &["19", "11"]));
+        bad("MatMulActSparse", &[x.clone(), w19, t.clone()], "K = 19");
+        let wq = Some(ty(DType::I8, &["20", "11"]));
+        bad("MatMulActSparse", &[x, wq, t], "w must be f32");
     }
 
     #[test]

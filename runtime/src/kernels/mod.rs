@@ -2,6 +2,7 @@
 //! views of tensors, broadcasting and input access. Op files in [`crate::ops`]
 //! use these instead of re-deriving them.
 
+pub mod act_sparse;
 pub mod attention;
 pub mod bandwidth;
 pub mod convert;

@@ -20,6 +20,7 @@ pub mod rnn;
 pub mod sequence;
 pub mod shape;
 pub mod signal;
+pub mod sparse;
 pub mod statespace;
 pub mod strings;
 pub mod tfidf;
@@ -43,6 +44,7 @@ pub fn register_all(r: &mut crate::registry::Registry) {
     resize::register(r);
     quant::register(r);
     blocks::register(r);
+    sparse::register(r);
     rnn::register(r);
     control::register(r);
     attention::register(r);
