@@ -37,6 +37,14 @@
 //!   `[rows, width/32]`, `axis = 1`, `block_size = 32`, exact); every other type
 //!   → the f32 table as a constant (as above). Then `Gather(axis = 0)`.
 //!   A tied weight read by both a gather and a matmul is written in both forms.
+//! * `egret::MatMulSparse(x, mask, values, row_ptr, scale?)` (constant sparse
+//!   arrays, `K` known from `x`'s type) → the densified weight as an f32
+//!   `[K, N]` constant and a plain `MatMul`: **the sparsity is not kept in
+//!   ONNX** (the file holds the dense matrix, dropped entries 0; int8 values
+//!   are dequantized with their row scales).
+//! * `egret::MatMulActSparse(x, w, threshold)` → `Where(Greater(Abs(x), t), x,
+//!   0)` then `MatMul` with `w` (any value, not only a constant): the same
+//!   products, computed densely.
 
 use super::{ExportError, Exporter};
 use egret_frontends::onnx::proto::{
@@ -44,6 +52,7 @@ use egret_frontends::onnx::proto::{
 };
 use egret_frontends::onnx::tensor_to_proto;
 use egret_ir::blocks::{dequantize_into, f16_to_f32};
+use egret_ir::sparse::SparseMatrix;
 use egret_ir::{Attr, BlockFormat, DType, Graph, NodeId, Op, OpCall, OutletId, Tensor};
 use std::collections::{HashMap, HashSet};
 
@@ -62,9 +71,20 @@ pub(super) fn weight_slot(call: &OpCall) -> Option<usize> {
         return None;
     }
     match call.op_type.as_str() {
-        "MatMulBlocks" | "MatMulInt8" => Some(1),
+        "MatMulBlocks" | "MatMulInt8" | "MatMulSparse" | "MatMulActSparse" => Some(1),
         "GatherBlocks" | "DequantizeBlocks" => Some(0),
         _ => None,
+    }
+}
+
+/// True when input `slot` of `call` is a constant [`lower`] writes in its
+/// lowered form (the weight of a quantized op; every sparse array of
+/// `MatMulSparse`; nothing of `MatMulActSparse`, whose `w` is written as is).
+fn lowers_input(call: &OpCall, slot: usize) -> bool {
+    match call.op_type.as_str() {
+        "MatMulSparse" => call.domain == EGRET && (1..=4).contains(&slot),
+        "MatMulActSparse" => false,
+        _ => weight_slot(call) == Some(slot),
     }
 }
 
@@ -82,8 +102,7 @@ pub(super) fn lowered_weights(g: &Graph) -> HashSet<NodeId> {
                     g.node(n)
                         .op
                         .as_call()
-                        .and_then(weight_slot)
-                        .is_some_and(|w| w == slot)
+                        .is_some_and(|c| lowers_input(c, slot))
                 })
         })
         .collect()
@@ -198,12 +217,11 @@ pub(super) fn lower(
     );
     let err = |m: &str| ExportError::Unsupported(format!("{what}: {m}"));
     let ins = node.inputs();
-    let w = ins
-        .get(slot)
-        .copied()
-        .flatten()
-        .and_then(|o| g.const_value(o))
-        .ok_or_else(|| err("the weight must be a constant"))?;
+    let const_at = |k: usize| ins.get(k).copied().flatten().and_then(|o| g.const_value(o));
+    let w = match call.op_type.as_str() {
+        "MatMulActSparse" => None,
+        _ => Some(const_at(slot).ok_or_else(|| err("the weight must be a constant"))?),
+    };
     let mut input = |k: usize| -> Result<Option<String>, ExportError> {
         match ins.get(k).copied().flatten() {
             None => Ok(None),
@@ -215,7 +233,12 @@ pub(super) fn lower(
         }
     };
     let x = input(if slot == 0 { 1 } else { 0 })?;
-    let extra: Vec<Option<String>> = (2..4).map(&mut input).collect::<Result<_, _>>()?;
+    let extra: Vec<Option<String>> = match call.op_type.as_str() {
+        // Read as constants below.
+        "MatMulSparse" => vec![None, None],
+        "MatMulActSparse" => vec![input(1)?, input(2)?],
+        _ => (2..4).map(&mut input).collect::<Result<_, _>>()?,
+    };
     let out = cx.fresh(g.value_name(OutletId::new(id, 0)));
     names.insert(OutletId::new(id, 0), out.clone());
     let mut e = Emit {
@@ -224,7 +247,50 @@ pub(super) fn lower(
         base: node.label().to_string(),
     };
     let need = |v: Option<String>, m: &str| v.ok_or_else(|| err(m));
+    let Some(w) = w else {
+        // MatMulActSparse: w and threshold by name.
+        let (x, w) = (
+            need(x, "x is missing")?,
+            need(extra[0].clone(), "w is missing")?,
+        );
+        let t = need(extra[1].clone(), "threshold is missing")?;
+        act_sparse(&mut e, &x, &w, &t, &out).map_err(|m| err(&m))?;
+        return Ok(());
+    };
     match call.op_type.as_str() {
+        "MatMulSparse" => {
+            let k = ins
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|o| match g.value_type(o) {
+                    egret_ir::ValueType::Tensor(t) => t.shape.as_ref()?.dims().last()?.known(),
+                    _ => None,
+                })
+                .ok_or_else(|| err("x must have a known last dimension K"))?;
+            let arrays = [2, 3].map(const_at);
+            let [Some(values), Some(row_ptr)] = arrays else {
+                return Err(err("the sparse arrays must be constants"));
+            };
+            let scale = match ins.get(4).copied().flatten() {
+                None => None,
+                Some(o) => Some(
+                    g.const_value(o)
+                        .ok_or_else(|| err("scale must be a constant"))?,
+                ),
+            };
+            let sm = SparseMatrix::from_tensors(w, values, row_ptr, scale, k)
+                .map_err(|e| err(&e.to_string()))?;
+            let t =
+                tensor(vec![k, sm.n], transposed(&sm.densify(), sm.n, k)).map_err(|m| err(&m))?;
+            let wt = e.init("weight_t", &t)?;
+            e.node(
+                ("", "MatMul"),
+                vec![need(x, "x is missing")?, wt],
+                vec![],
+                Some(&out),
+            );
+        }
         "MatMulBlocks" => matmul_blocks(
             &mut e,
             need(x, "x is missing")?,
@@ -259,6 +325,16 @@ pub(super) fn lower(
             e.node(("", "Identity"), vec![table], vec![], Some(&out));
         }
     }
+    Ok(())
+}
+
+/// `MatMul(Where(Greater(Abs(x), t), x, 0), w)` writing `out`.
+fn act_sparse(e: &mut Emit<'_>, x: &str, w: &str, t: &str, out: &str) -> Step<()> {
+    let a = e.op("Abs", &[x], vec![]);
+    let keep = e.op("Greater", &[&a, t], vec![]);
+    let zero = e.scalar("zero", 0.0).map_err(|x| x.to_string())?;
+    let xs = e.op("Where", &[&keep, x, &zero], vec![]);
+    e.node(("", "MatMul"), vec![xs, w.to_string()], vec![], Some(out));
     Ok(())
 }
 
