@@ -340,13 +340,16 @@ const fn sparse_perm() -> [[i32; 8]; 256] {
     t
 }
 
-/// `x · row` for one bitmap-sparse row (unscaled), as
+/// `x · row` for one bitmap-sparse row (unscaled; needs POPCNT too, which
+/// [`super::Isa::avx2`] checks), as
 /// [`super::portable::sparse_dot`]: per nonzero mask byte, the next 8 values
 /// are loaded, expanded to their columns with `_mm256_permutevar8x32`, the
-/// lanes not kept zeroed, and multiplied by 8 entries of `x`. A byte whose 8
-/// values would pass the end of the values (or whose 8 columns pass `x`) is
-/// done in scalar.
-#[target_feature(enable = "avx2,fma")]
+/// lanes not kept zeroed, and multiplied by 8 entries of `x`. The mask is read
+/// a u64 word at a time: zero words are skipped, and each byte's value offset
+/// is the popcount of the lower bytes of its word, so the bytes of a word do
+/// not wait on each other. A byte whose 8 values would pass the end of the
+/// values (or whose 8 columns pass `x`) is done in scalar.
+#[target_feature(enable = "avx2,fma,popcnt")]
 pub fn sparse_dot(mask: &[u8], values: SparseValuesRef<'_>, start: usize, x: &[f32]) -> f32 {
     match values {
         SparseValuesRef::F32(v) => sparse_dot_as::<false>(mask, v, &[], values, start, x),
@@ -356,8 +359,29 @@ pub fn sparse_dot(mask: &[u8], values: SparseValuesRef<'_>, start: usize, x: &[f
     }
 }
 
+/// The kept values of mask byte `byte` (from position `p`) expanded to their
+/// 8 columns, zeros elsewhere; `p + 8` must be within the values.
+#[target_feature(enable = "avx2,fma,popcnt")]
+fn expand<const I8: bool>(byte: u8, vf: &[f32], vq: &[u8], p: usize) -> __m256 {
+    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let perm = &SPARSE_PERM[usize::from(byte)];
+    // SAFETY: `perm` holds exactly 8 i32 (32 bytes); unaligned load.
+    let idx = unsafe { _mm256_loadu_si256(perm.as_ptr().cast()) };
+    let keep = _mm256_cmpeq_epi32(
+        _mm256_and_si256(_mm256_set1_epi32(i32::from(byte)), bits),
+        bits,
+    );
+    let v = if I8 {
+        let q = _mm256_cvtepi8_epi32(load_bytes8(vq, p));
+        _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(q, idx))
+    } else {
+        _mm256_permutevar8x32_ps(load8(vf, p), idx)
+    };
+    _mm256_and_ps(v, _mm256_castsi256_ps(keep))
+}
+
 /// [`sparse_dot`] on f32 values `vf`, or with `I8` on int8 values `vq`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 fn sparse_dot_as<const I8: bool>(
     mask: &[u8],
     vf: &[f32],
@@ -367,40 +391,55 @@ fn sparse_dot_as<const I8: bool>(
     x: &[f32],
 ) -> f32 {
     let len = if I8 { vq.len() } else { vf.len() };
-    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut tail = 0f32;
     let mut p = start;
-    for (w, word) in mask.chunks(8).enumerate() {
-        if word.len() == 8 && u64::from_le_bytes(word.try_into().unwrap_or([0; 8])) == 0 {
+    let (words, rest) = mask.split_at(mask.len() / 8 * 8);
+    for (w, word) in words.chunks_exact(8).enumerate() {
+        let bits = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        if bits == 0 {
             continue;
         }
-        for (o, &byte) in word.iter().enumerate() {
-            if byte == 0 {
-                continue;
+        let base = 64 * w;
+        // Every fast byte of this word reads x[base..base + 64] and at most
+        // values[p..p + 64]: check once.
+        let fast = base + 64 <= x.len() && p + bits.count_ones() as usize + 8 <= len;
+        if fast {
+            // Two accumulators, even and odd bytes, kept in registers.
+            let mut h = 0;
+            while h < 8 {
+                let (b0, b1) = ((bits >> (8 * h)) as u8, (bits >> (8 * h + 8)) as u8);
+                if b0 != 0 {
+                    let off = p + (bits & ((1u64 << (8 * h)) - 1)).count_ones() as usize;
+                    acc0 = _mm256_fmadd_ps(
+                        expand::<I8>(b0, vf, vq, off),
+                        load8(x, base + 8 * h),
+                        acc0,
+                    );
+                }
+                if b1 != 0 {
+                    let off = p + (bits & ((1u64 << (8 * h + 8)) - 1)).count_ones() as usize;
+                    acc1 = _mm256_fmadd_ps(
+                        expand::<I8>(b1, vf, vq, off),
+                        load8(x, base + 8 * h + 8),
+                        acc1,
+                    );
+                }
+                h += 2;
             }
-            let base = 8 * (8 * w + o);
-            if base + 8 <= x.len() && p + 8 <= len {
-                let perm = &SPARSE_PERM[usize::from(byte)];
-                // SAFETY: `perm` holds exactly 8 i32 (32 bytes); unaligned load.
-                let idx = unsafe { _mm256_loadu_si256(perm.as_ptr().cast()) };
-                let keep = _mm256_cmpeq_epi32(
-                    _mm256_and_si256(_mm256_set1_epi32(i32::from(byte)), bits),
-                    bits,
-                );
-                let v = if I8 {
-                    let q = _mm256_cvtepi8_epi32(load_bytes8(vq, p));
-                    _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(q, idx))
-                } else {
-                    _mm256_permutevar8x32_ps(load8(vf, p), idx)
-                };
-                let v = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
-                acc[o & 1] = _mm256_fmadd_ps(v, load8(x, base), acc[o & 1]);
-            } else {
-                tail += super::portable::sparse_byte(byte, base, values, p, x);
+        } else {
+            let mut off = p;
+            for (h, &byte) in word.iter().enumerate() {
+                tail += super::portable::sparse_byte(byte, base + 8 * h, values, off, x);
+                off += byte.count_ones() as usize;
             }
-            p += byte.count_ones() as usize;
         }
+        p += bits.count_ones() as usize;
     }
-    hsum(_mm256_add_ps(acc[0], acc[1])) + tail
+    let base = 8 * words.len();
+    for (o, &byte) in rest.iter().enumerate() {
+        tail += super::portable::sparse_byte(byte, base + 8 * o, values, p, x);
+        p += byte.count_ones() as usize;
+    }
+    hsum(_mm256_add_ps(acc0, acc1)) + tail
 }

@@ -67,7 +67,7 @@ macro_rules! dispatch {
         #[cfg(target_arch = "x86_64")]
         if $isa.avx2 {
             // SAFETY: `avx2` is only set by `Isa::avx2`, after
-            // `is_x86_feature_detected!` confirmed AVX2 and FMA.
+            // `is_x86_feature_detected!` confirmed AVX2, FMA and POPCNT.
             return unsafe { avx2::$f($($a),*) };
         }
         portable::$f($($a),*)
@@ -80,10 +80,14 @@ impl Isa {
         Isa { avx2: false }
     }
 
-    /// AVX2 + FMA, if this CPU has both.
+    /// AVX2 + FMA (and POPCNT, which every AVX2 CPU has; the sparse rows use
+    /// it), if this CPU has them.
     pub fn avx2() -> Option<Isa> {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("popcnt")
+        {
             return Some(Isa { avx2: true });
         }
         None
