@@ -56,7 +56,10 @@ fn model() -> (Model, Vec<Value>) {
     let wkn = g.add_const("w_kn", Tensor::from_vec(vec![K, N], w).unwrap());
     let t = g.add_const("t", Tensor::scalar(0.4f32));
     let call = egret_call("MatMulActSparse");
-    outs.push(g.call("mm_act", call, &[Some(x), Some(wkn), Some(t)], 1).unwrap()[0]);
+    outs.push(
+        g.call("mm_act", call, &[Some(x), Some(wkn), Some(t)], 1)
+            .unwrap()[0],
+    );
     g.outputs = outs;
     let x = Tensor::from_vec(vec![2, 3, K], values(6 * K, 3)).unwrap();
     let m = Model {
