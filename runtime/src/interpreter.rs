@@ -133,8 +133,10 @@ impl<'g> Interpreter<'g> {
         self.run_observed(ordered, observe)
     }
 
-    /// Run, calling `observe(node, outputs)` after every operator node. Used by
-    /// calibration and by debugging tools that diff intermediate values.
+    /// Run, calling `observe(node, outputs)` for every graph input (its input
+    /// node, one value) and after every operator node. Used by calibration
+    /// (a first layer reads a graph input) and by debugging tools that diff
+    /// intermediate values.
     pub fn run_observed(
         &self,
         inputs: Vec<Value>,
@@ -153,6 +155,7 @@ impl<'g> Interpreter<'g> {
         let mut remaining = self.uses.clone();
         for (&o, v) in g.inputs.iter().zip(inputs) {
             check_input(g, o, &v)?;
+            observe(o.node, std::slice::from_ref(&v));
             env.insert(o, v);
         }
         let pinned: BTreeSet<OutletId> = g.outputs.iter().copied().collect();

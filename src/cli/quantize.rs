@@ -10,7 +10,7 @@
 use super::table;
 use anyhow::{bail, Context, Result};
 use egret_ir::Model;
-use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder};
+use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder, Gather};
 use egret_passes::quantize::{
     quantize, quantize_sweep, Calibration, Objective, QuantizeConfig, QuantizeReport, Scheme,
 };
@@ -41,6 +41,23 @@ pub struct QuantizeArgs {
     /// weight's parameters (`50,25`).
     #[arg(long, value_name = "PCTS")]
     pub kronecker: Option<String>,
+    /// Offer pruned forms of each matrix product's weight, stored sparse
+    /// (a bitmap and the kept values) and multiplied by a kernel that skips
+    /// the dropped weights: METHOD then a percentage to drop, or METHOD-2of4,
+    /// optionally -int8 for int8 kept values; METHOD is magnitude, wanda
+    /// (|W|·‖X_j‖, needs --calibration to differ from magnitude) or sparsegpt
+    /// (OBS error compensation, needs --calibration). `wanda50,sparsegpt-2of4`.
+    #[arg(long, value_name = "SPECS")]
+    pub prune: Option<String>,
+    /// Offer TEAL activation sparsity at these percentages (`40,50`): the
+    /// input of each matrix product drops its entries below a magnitude
+    /// threshold calibrated to drop that share, and the product skips the
+    /// weight rows they multiply (weights stay f32). Needs --calibration.
+    /// It saves time, not bytes: the size objective never picks it, use
+    /// --objective latency, or it alone. `0` is the dense f32 baseline
+    /// (the same weights under a plain MatMul).
+    #[arg(long, value_name = "PCTS")]
+    pub act_sparsity: Option<String>,
     /// Error budget: `1%` or `0.01`. For a language model, the relative
     /// perplexity increase; for an embedding model, 1 − mean cosine to the
     /// original embeddings. Measured on the calibration text.
@@ -158,8 +175,7 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     } else {
         (all.clone(), all.concat())
     };
-    let calibration =
-        calibrate_decoder(model, &cal, args.gptq || args.awq).map_err(anyhow::Error::msg)?;
+    let calibration = calibrate_decoder(model, &cal, gather(args)).map_err(anyhow::Error::msg)?;
     let score = move |m: &Model, ids: &[i64]| -> Result<f64, String> {
         let d = Decoder::new(m.clone()).map_err(|e| e.to_string())?;
         let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
@@ -194,8 +210,8 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
         bail!("the calibration file has no sentences");
     }
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let calibration = calibrate_encoder(model, tokenizer, &refs, args.gptq || args.awq)
-        .map_err(anyhow::Error::msg)?;
+    let calibration =
+        calibrate_encoder(model, tokenizer, &refs, gather(args)).map_err(anyhow::Error::msg)?;
     let metric = "1 − mean cosine to the original embeddings";
     if !measured(args) {
         return Ok(Data {
@@ -228,22 +244,40 @@ fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
     if let Some(q) = &args.quantize {
         out.extend(Scheme::parse_list(q).map_err(anyhow::Error::msg)?);
     }
-    for (list, make, flag) in [
+    for (list, min, make, flag) in [
         (
             &args.lowrank,
+            1,
             Scheme::LowRank as fn(u8) -> Scheme,
             "--lowrank",
         ),
-        (&args.kronecker, Scheme::Kronecker, "--kronecker"),
+        (&args.kronecker, 1, Scheme::Kronecker, "--kronecker"),
+        (&args.act_sparsity, 0, Scheme::ActSparse, "--act-sparsity"),
     ] {
         if let Some(list) = list {
             out.extend(
-                Scheme::parse_factorizations(list, make)
+                Scheme::parse_percentages(list, min, make)
                     .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
             );
         }
     }
+    if let Some(list) = &args.prune {
+        out.extend(Scheme::parse_pruning(list).map_err(|e| anyhow::anyhow!("--prune: {e}"))?);
+    }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// What calibration must gather for the flags: second moments for GPTQ,
+/// AWQ's search and SparseGPT; row samples for activation sparsity.
+fn gather(args: &QuantizeArgs) -> Gather {
+    let sparsegpt = args
+        .prune
+        .as_deref()
+        .is_some_and(|p| p.contains("sparsegpt"));
+    Gather {
+        gram: args.gptq || args.awq || sparsegpt,
+        samples: args.act_sparsity.is_some(),
+    }
 }
 
 /// Compress `model` in place as the flags say; `None` when no scheme is enabled.
@@ -262,7 +296,8 @@ pub fn run(
             || args.pareto.is_some()
         {
             bail!(
-                "--budget, --calibration, --gptq, --awq and --pareto go with --quantize, --lowrank or --kronecker"
+                "--budget, --calibration, --gptq, --awq and --pareto go with --quantize, --prune, \
+                 --act-sparsity, --lowrank or --kronecker"
             );
         }
         return Ok(None);
@@ -297,6 +332,20 @@ pub fn run(
     }
     if args.awq && data.is_none() {
         bail!("--awq needs --calibration: it scales channels by the calibration's activations");
+    }
+    if data.is_none() {
+        if args
+            .act_sparsity
+            .as_deref()
+            .is_some_and(|a| a.split(',').any(|p| p.trim().trim_end_matches('%') != "0"))
+        {
+            bail!(
+                "--act-sparsity needs --calibration: its thresholds are set on the calibration's activations"
+            );
+        }
+        if gather(args).gram && !args.gptq && !args.awq {
+            bail!("--prune sparsegpt needs --calibration: it compensates along the calibration's activations");
+        }
     }
     if args.budget.is_some() && data.is_none() {
         bail!("--budget needs --calibration: the budget is checked by measuring the error on it");

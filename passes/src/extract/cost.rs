@@ -51,7 +51,8 @@ impl CostModel {
                 .and_then(|&c| eg[c].data.dims().map(|d| d.to_vec()))
         };
         match op.key().op_type() {
-            "MatMul" | "Gemm" | "MatMulInteger" | "MatMulBlocks" | "MatMulInt8" => {
+            "MatMul" | "Gemm" | "MatMulInteger" | "MatMulBlocks" | "MatMulInt8"
+            | "MatMulSparse" | "MatMulActSparse" => {
                 let Some(a) = dims(0) else { return out };
                 let k = a.last().and_then(|d| d.known()).unwrap_or(sym) as f64;
                 2.0 * out * k

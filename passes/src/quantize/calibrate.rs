@@ -25,6 +25,33 @@ pub struct ChannelStats {
     /// `Σ xᵀx` over rows, row-major `[width, width]`, when the calibration
     /// asked for second moments (GPTQ); empty otherwise.
     pub gram: Vec<f64>,
+    /// A uniform subsample of the rows (every `sample_stride`-th, at most
+    /// [`SAMPLE_ROWS`]), row-major, when the calibration asked for samples
+    /// (activation-sparsity thresholds); empty otherwise.
+    pub sample: Vec<f32>,
+    /// Rows between two sampled rows (doubles whenever the sample fills).
+    pub sample_stride: usize,
+}
+
+/// Most rows an activation's sample holds.
+pub const SAMPLE_ROWS: usize = 256;
+
+/// What a TEAL threshold drops from one activation ([`ChannelStats::act_drop`]).
+#[derive(Clone, Debug)]
+pub struct ActDrop {
+    /// Entries with `|x|` at or below this are dropped.
+    pub threshold: f32,
+    /// Per channel, the fraction of its power `E[x²]` the dropped entries held.
+    pub dropped_power: Vec<f32>,
+}
+
+/// What a calibration run gathers besides per-channel mean squares.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gather {
+    /// Second-moment matrices (GPTQ, SparseGPT).
+    pub gram: bool,
+    /// Row samples (activation-sparsity thresholds).
+    pub samples: bool,
 }
 
 impl ChannelStats {
@@ -54,22 +81,80 @@ impl ChannelStats {
         })
     }
 
-    fn add(&mut self, x: &[f32], width: usize, gram: bool) {
+    /// The magnitude threshold dropping `sparsity` of the sampled entries,
+    /// and what it drops per channel, if rows were sampled.
+    pub fn act_drop(&self, sparsity: f64) -> Option<ActDrop> {
+        let width = self.sum_sq.len();
+        if width == 0 || self.sample.is_empty() {
+            return None;
+        }
+        let mut mags: Vec<f32> = self.sample.iter().map(|v| v.abs()).collect();
+        let at = ((sparsity.clamp(0.0, 1.0) * mags.len() as f64) as usize).min(mags.len() - 1);
+        let (_, &mut threshold, _) = mags.select_nth_unstable_by(at, f32::total_cmp);
+        let (mut dropped, mut total) = (vec![0f64; width], vec![0f64; width]);
+        for row in self.sample.chunks_exact(width) {
+            for (j, &v) in row.iter().enumerate() {
+                let p = f64::from(v) * f64::from(v);
+                total[j] += p;
+                if v.abs() <= threshold {
+                    dropped[j] += p;
+                }
+            }
+        }
+        let dropped_power = dropped
+            .iter()
+            .zip(&total)
+            .map(|(&d, &t)| if t > 0.0 { (d / t) as f32 } else { 0.0 })
+            .collect();
+        Some(ActDrop {
+            threshold,
+            dropped_power,
+        })
+    }
+
+    /// Keep row `row` (the `index`-th seen) in the sample if it falls on the
+    /// stride; when the sample is full, every other kept row goes and the
+    /// stride doubles, so the sample stays uniform over everything seen.
+    fn sample_row(&mut self, index: usize, row: &[f32]) {
+        let stride = self.sample_stride.max(1);
+        if !index.is_multiple_of(stride) {
+            return;
+        }
+        self.sample.extend_from_slice(row);
+        let width = row.len();
+        if self.sample.len() / width > SAMPLE_ROWS {
+            let kept: Vec<f32> = self
+                .sample
+                .chunks_exact(width)
+                .step_by(2)
+                .flatten()
+                .copied()
+                .collect();
+            self.sample = kept;
+            self.sample_stride = stride * 2;
+        }
+    }
+
+    fn add(&mut self, x: &[f32], width: usize, what: Gather) {
         if self.sum_sq.len() != width {
             *self = ChannelStats {
                 sum_sq: vec![0.0; width],
-                gram: if gram {
+                gram: if what.gram {
                     vec![0.0; width * width]
                 } else {
                     Vec::new()
                 },
+                sample_stride: 1,
                 ..ChannelStats::default()
             };
         }
-        if gram {
+        if what.gram {
             add_gram(&mut self.gram, x, width);
         }
         for row in x.chunks_exact(width) {
+            if what.samples {
+                self.sample_row(self.rows, row);
+            }
             let mut ss = 0.0f64;
             let mut amax = 0.0f32;
             for (acc, &v) in self.sum_sq.iter_mut().zip(row) {
@@ -108,9 +193,10 @@ fn add_gram(acc: &mut [f64], x: &[f32], width: usize) {
 pub struct Calibration {
     /// By activation value name.
     pub stats: HashMap<String, ChannelStats>,
-    /// Whether to gather second-moment matrices ([`ChannelStats::gram`]), as
-    /// GPTQ needs: `width²` f64 per activation.
-    pub gram: bool,
+    /// What to gather besides mean squares: second-moment matrices
+    /// ([`ChannelStats::gram`], `width²` f64 per activation) and row samples
+    /// ([`ChannelStats::sample`]).
+    pub gather: Gather,
 }
 
 /// True if `o` is a constant or computed from constants only (a weight).
@@ -163,11 +249,11 @@ fn watched(g: &Graph) -> HashMap<OutletId, String> {
 }
 
 impl Calibration {
-    /// An empty calibration; `gram`: also gather second-moment matrices.
-    pub fn new(gram: bool) -> Calibration {
+    /// An empty calibration gathering `gather` besides mean squares.
+    pub fn new(gather: Gather) -> Calibration {
         Calibration {
             stats: HashMap::new(),
-            gram,
+            gather,
         }
     }
 
@@ -175,7 +261,7 @@ impl Calibration {
     /// that adds every watched activation to these statistics.
     pub fn observer<'a>(&'a mut self, g: &Graph) -> impl FnMut(NodeId, &[Value]) + 'a {
         let watch = watched(g);
-        let gram = self.gram;
+        let gather = self.gather;
         move |id, outs| {
             for (slot, v) in outs.iter().enumerate() {
                 let Some(name) = watch.get(&OutletId::new(id, slot)) else {
@@ -189,7 +275,7 @@ impl Calibration {
                     self.stats
                         .entry(name.clone())
                         .or_default()
-                        .add(x, width, gram);
+                        .add(x, width, gather);
                 }
             }
         }
@@ -197,14 +283,14 @@ impl Calibration {
 }
 
 /// Calibrate a causal LM (the [`Decoder`] convention) on token windows, each
-/// run from an empty cache; `gram`: also gather second moments (GPTQ).
+/// run from an empty cache, gathering `gather` besides mean squares.
 pub fn calibrate_decoder(
     model: &Model,
     windows: &[&[i64]],
-    gram: bool,
+    gather: Gather,
 ) -> Result<Calibration, String> {
     let decoder = Decoder::new(model.clone()).map_err(|e| e.to_string())?;
-    let mut cal = Calibration::new(gram);
+    let mut cal = Calibration::new(gather);
     let g = decoder.model().graph.clone();
     let mut observe = cal.observer(&g);
     for w in windows {
@@ -218,15 +304,15 @@ pub fn calibrate_decoder(
 }
 
 /// Calibrate an embedding model ([`Embedder`]'s convention) on sentences, run
-/// in batches of eight; `gram`: also gather second moments (GPTQ).
+/// in batches of eight, gathering `gather` besides mean squares.
 pub fn calibrate_encoder(
     model: &Model,
     tokenizer_json: &str,
     sentences: &[&str],
-    gram: bool,
+    gather: Gather,
 ) -> Result<Calibration, String> {
     let embedder = Embedder::new(model, tokenizer_json).map_err(|e| e.to_string())?;
-    let mut cal = Calibration::new(gram);
+    let mut cal = Calibration::new(gather);
     let mut observe = cal.observer(&model.graph);
     for chunk in sentences.chunks(8) {
         let ids = chunk
@@ -249,7 +335,16 @@ mod tests {
     #[test]
     fn stats_of_two_rows() {
         let mut s = ChannelStats::default();
-        s.add(&[1.0, -2.0, 0.0, 0.0, 127.0, 0.0], 3, true);
+        let all = Gather {
+            gram: true,
+            samples: true,
+        };
+        s.add(&[1.0, -2.0, 0.0, 0.0, 127.0, 0.0], 3, all);
+        // Half the six entries are at most 1 in magnitude: 1 of channel 0's
+        // power 1, none of channel 1's, all (zero) of channel 2's.
+        let d = s.act_drop(0.5).unwrap();
+        assert_eq!(d.threshold, 1.0);
+        assert_eq!(d.dropped_power, vec![1.0, 0.0, 0.0]);
         assert_eq!(s.rows, 2);
         assert_eq!(s.sum_sq, vec![1.0, 4.0 + 127.0 * 127.0, 0.0]);
         // Row 1: Δ = 2/127, mean x² = 5/3; row 2: Δ = 1, mean x² = 127²/3.
@@ -276,5 +371,25 @@ mod tests {
         for (got, want) in h.iter().zip(want) {
             assert!((got - want / 2.0).abs() < 1e-9, "{h:?}");
         }
+    }
+
+    /// The sample stays at most SAMPLE_ROWS rows, evenly strided over
+    /// everything seen.
+    #[test]
+    fn the_row_sample_is_bounded_and_uniform() {
+        let mut s = ChannelStats::default();
+        let rows: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let only = Gather {
+            gram: false,
+            samples: true,
+        };
+        s.add(&rows, 1, only);
+        assert_eq!(s.sample_stride, 4);
+        assert_eq!(s.sample.len(), 250);
+        assert!(s
+            .sample
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == (4 * i) as f32));
     }
 }

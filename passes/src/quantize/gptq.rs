@@ -17,6 +17,7 @@
 //! `H` is damped by 1 % of its mean diagonal, and a channel that never fired
 //! (zero diagonal) gets a unit diagonal, as in the reference implementation.
 
+use crate::compress::prune::{Pattern, SPARSEGPT_BLOCK};
 use egret_ir::blocks::{quantize_into, BlockGrid};
 use egret_ir::{BlockFormat, IrError};
 use rayon::prelude::*;
@@ -123,19 +124,35 @@ enum Rounding<'a> {
     },
     /// Per-row int8 with this row scale.
     Int8,
+    /// SparseGPT: "rounding" is dropping to zero or keeping, the mask chosen
+    /// per block of [`SPARSEGPT_BLOCK`] columns (of 4 for 2:4) by the
+    /// OBS saliency `w² / U_jj²` of the weights as compensated so far.
+    Prune(Pattern),
+}
+
+/// What a compensated tile ends as, besides its values.
+struct Compensated {
+    /// Block formats: the grid of every block, per row.
+    grids: Vec<Vec<BlockGrid>>,
+    /// Int8: the row scales.
+    scales: Vec<f32>,
+    /// Pruning: the keep-mask (`rows × k`).
+    keep: Vec<bool>,
 }
 
 /// Compensate one tile of rows (`w`: `rows × k`) in place: on return every
-/// element holds the value it quantizes to. Returns the block grids per row
-/// (block formats) or the row scales (int8, one per row).
+/// element holds the value it quantizes to (0 where pruning dropped it).
 fn compensate_tile(
     w: &mut [f32],
     k: usize,
     u: &[f32],
     rounding: &Rounding<'_>,
-) -> Result<(Vec<Vec<BlockGrid>>, Vec<f32>), IrError> {
+) -> Result<Compensated, IrError> {
     let rows = w.len() / k;
     let mut grids: Vec<Vec<BlockGrid>> = vec![Vec::new(); rows];
+    let pruning = matches!(rounding, Rounding::Prune(_));
+    let mut keep = vec![true; if pruning { w.len() } else { 0 }];
+    let mut saliency = Vec::new();
     let scales: Vec<f32> = w
         .chunks_exact(k)
         .map(|r| r.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0)
@@ -166,6 +183,26 @@ fn compensate_tile(
                         s * (row[j] / s).round().clamp(-127.0, 127.0)
                     }
                 }
+                Rounding::Prune(pattern) => {
+                    let b = match pattern {
+                        Pattern::TwoOfFour => 4,
+                        Pattern::Percent(_) => SPARSEGPT_BLOCK,
+                    };
+                    let mask = &mut keep[r * k..(r + 1) * k];
+                    if j % b == 0 {
+                        let end = (j + b).min(k);
+                        saliency.clear();
+                        saliency.extend(
+                            (j..end).map(|l| (row[l] / u[l * k + l]) * (row[l] / u[l * k + l])),
+                        );
+                        pattern.select(&saliency, j, &mut mask[j..end]);
+                    }
+                    if mask[j] {
+                        row[j]
+                    } else {
+                        0.0
+                    }
+                }
             };
             err[r] = (row[j] - q) / u[j * k + j];
             row[j] = q;
@@ -179,7 +216,11 @@ fn compensate_tile(
             }
         }
     }
-    Ok((grids, scales))
+    Ok(Compensated {
+        grids,
+        scales,
+        keep,
+    })
 }
 
 fn check(w: &[f32], n: usize, k: usize, u: &[f32]) -> Result<(), IrError> {
@@ -219,7 +260,7 @@ pub fn gptq_blocks(
     work.par_chunks_mut(TILE_ROWS * k)
         .zip(out.par_chunks_mut(TILE_ROWS * row_bytes))
         .try_for_each(|(tile, dst)| {
-            let (grids, _) = compensate_tile(tile, k, u, &rounding)?;
+            let grids = compensate_tile(tile, k, u, &rounding)?.grids;
             for ((row, grids), dst) in tile
                 .chunks_exact(k)
                 .zip(&grids)
@@ -252,7 +293,7 @@ pub fn gptq_rows_i8(
     work.par_chunks_mut(TILE_ROWS * k)
         .zip(scales.par_chunks_mut(TILE_ROWS))
         .try_for_each(|(tile, sc)| {
-            let (_, s) = compensate_tile(tile, k, u, &Rounding::Int8)?;
+            let s = compensate_tile(tile, k, u, &Rounding::Int8)?.scales;
             sc.copy_from_slice(&s);
             Ok::<(), IrError>(())
         })?;
@@ -265,6 +306,34 @@ pub fn gptq_rows_i8(
         })
         .collect();
     Ok((q, scales))
+}
+
+/// SparseGPT: prune `w` (`[n, k]`, rows = output channels) to `pattern`
+/// with OBS error compensation (`u` from [`inverse_factor`]). Returns the
+/// compensated weights (dropped ones 0) and the keep-mask.
+pub fn sparsegpt(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    u: &[f32],
+    pattern: Pattern,
+) -> Result<(Vec<f32>, Vec<bool>), IrError> {
+    check(w, n, k, u)?;
+    if !pattern.fits(k) {
+        return Err(IrError::ShapeMismatch(format!(
+            "SparseGPT: rows of {k} cannot take {pattern:?}"
+        )));
+    }
+    let mut work = w.to_vec();
+    let mut keep = vec![true; n * k];
+    work.par_chunks_mut(TILE_ROWS * k)
+        .zip(keep.par_chunks_mut(TILE_ROWS * k))
+        .try_for_each(|(tile, mask)| {
+            let done = compensate_tile(tile, k, u, &Rounding::Prune(pattern))?;
+            mask.copy_from_slice(&done.keep);
+            Ok::<(), IrError>(())
+        })?;
+    Ok((work, keep))
 }
 
 #[cfg(test)]

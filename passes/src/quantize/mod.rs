@@ -232,7 +232,8 @@ fn pinned_sources(eg: &EGraph) -> HashSet<usize> {
 }
 
 /// Per-source calibration statistics ([`SourceStats`]: importance, second
-/// moments, GPTQ factors when `cfg.gptq`, AWQ scales when `cfg.awq`) and W8A8
+/// moments, inverse factors for GPTQ and SparseGPT, AWQ scales when
+/// `cfg.awq`, TEAL thresholds for the activation-sparsity schemes) and W8A8
 /// noise, by the name of each site's activation. Sources reading the same
 /// activation share its matrices and scales, and each is computed once, in
 /// parallel over activations.
@@ -241,9 +242,31 @@ fn per_source_stats(
     names: &HashMap<Id, String>,
     cfg: &QuantizeConfig,
 ) -> (SourceStats, HashMap<usize, f64>) {
-    let (cal, gptq) = (cfg.calibration.as_ref(), cfg.gptq);
     use rayon::prelude::*;
-    let (mut stats, mut act) = (SourceStats::default(), HashMap::new());
+    let cal = cfg.calibration.as_ref();
+    let sparsegpt = cfg.schemes.iter().any(|s| {
+        matches!(
+            s,
+            Scheme::Pruned {
+                method: crate::compress::prune::Method::SparseGpt,
+                ..
+            }
+        )
+    });
+    let factors = cfg.gptq || sparsegpt;
+    let act_pcts: Vec<u8> = cfg
+        .schemes
+        .iter()
+        .filter_map(|s| match s {
+            Scheme::ActSparse(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    let mut stats = SourceStats {
+        gptq: cfg.gptq,
+        ..SourceStats::default()
+    };
+    let mut act = HashMap::new();
     let Some(cal) = cal else {
         return (stats, act);
     };
@@ -267,6 +290,14 @@ fn per_source_stats(
         if let Some(a) = st.act_nsr() {
             act.entry(s.source).or_insert(a);
         }
+        for &p in &act_pcts {
+            if let Some(d) = st.act_drop(f64::from(p) / 100.0) {
+                stats
+                    .act_drop
+                    .entry((s.source, p))
+                    .or_insert_with(|| Arc::new(d));
+            }
+        }
         readers.entry(name.as_str()).or_default().push(s);
     }
     if cfg.awq {
@@ -280,7 +311,7 @@ fn per_source_stats(
             let sources = sites.iter().map(|s| s.source).collect();
             let st = cal.stats.get(name)?;
             let h = st.hessian()?;
-            let u = gptq
+            let u = factors
                 .then(|| gptq::inverse_factor(&h, st.sum_sq.len()))
                 .flatten()
                 .map(Arc::new);
@@ -324,7 +355,7 @@ fn awq_inputs(
             let scheme = schemes
                 .iter()
                 .copied()
-                .filter(|s| !s.is_factorization() && s.fits(k, false))
+                .filter(|s| !s.is_structural() && s.fits(k, false))
                 .min_by_key(|s| s.bytes(1, k, false))?;
             let st = cal.stats.get(*name)?;
             let imp = st.importance()?;
@@ -432,7 +463,7 @@ fn build_weights(
                 };
                 let macs = mine
                     .first()
-                    .and_then(|m| rules::factorized_macs(eg, m, shape[0], shape[1]))
+                    .and_then(|m| rules::alternative_macs(eg, m, shape[0], shape[1]))
                     .unwrap_or(shape[0] * shape[1]);
                 w.schemes.push(Some(scheme));
                 w.options.push(Option_ {
@@ -458,8 +489,13 @@ fn objective_cost(cfg: &QuantizeConfig, scheme: Option<Scheme>, bytes: usize, ma
                 Some(Scheme::W8A8) => 0.5,
                 _ => 1.0,
             };
-            // Every byte read once, 2 flops per multiply-add.
-            bytes as f64 * per_byte + arith * 2.0 * macs as f64 * cfg.cost.flop_ns
+            // Every byte read once (activation sparsity reads the rows its
+            // kept inputs multiply), 2 flops per multiply-add.
+            let read = match scheme {
+                Some(Scheme::ActSparse(p)) => f64::from(100 - p.min(100)) / 100.0,
+                _ => 1.0,
+            };
+            read * bytes as f64 * per_byte + arith * 2.0 * macs as f64 * cfg.cost.flop_ns
         }
     }
 }
@@ -486,7 +522,9 @@ fn extract_choice(
     }
     for m in made {
         let ok = chosen.get(&m.source) == Some(&Some(m.scheme));
-        if let Some(&w) = m.tensors.first() {
+        // Every tensor: two schemes may share a weight and differ in another
+        // tensor (activation sparsity's threshold).
+        for &w in &m.tensors {
             let e = allowed.entry(w).or_insert(false);
             *e = *e || ok;
         }
@@ -514,6 +552,12 @@ fn extract_choice(
                         (_, Scheme::LowRank(_)) => format!("{base}.lowrank_q"),
                         (0, Scheme::Kronecker(_)) => format!("{base}.kron_a"),
                         (_, Scheme::Kronecker(_)) => format!("{base}.kron_b"),
+                        (0, Scheme::Pruned { .. }) => format!("{}.mask", w.name),
+                        (1, Scheme::Pruned { .. }) => format!("{}.values", w.name),
+                        (2, Scheme::Pruned { .. }) => format!("{}.row_ptr", w.name),
+                        (_, Scheme::Pruned { .. }) => format!("{}.scale", w.name),
+                        (0, Scheme::ActSparse(_)) => format!("{}.kn", w.name),
+                        (_, Scheme::ActSparse(_)) => format!("{base}.act_threshold"),
                         (0, _) => base.clone(),
                         _ => format!("{base}.scale"),
                     };

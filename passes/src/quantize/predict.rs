@@ -8,6 +8,11 @@
 //! * Otherwise the diagonal approximation `Σ w_k D² / Σ w_k W²` with `w_k =
 //!   E[x_k²]` (uniform without calibration).
 //! * W8A8 adds the measured per-token int8 activation noise.
+//! * Activation sparsity changes no weight: its error is the power of the
+//!   dropped activations through the weight, `Σ_j d_j w_j ‖W_:j‖² / Σ_j w_j
+//!   ‖W_:j‖²` with `d_j` the fraction of input `j`'s power the threshold
+//!   drops on the calibration sample (cross terms neglected, as in the
+//!   diagonal case).
 
 use super::awq::scale_columns;
 use super::rules::{kronecker_geometry, Made, SourceStats};
@@ -91,6 +96,13 @@ fn dequantized(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<Vec<f32>> {
     if m.scheme.is_factorization() {
         return factorized_dense(eg, m, n, k);
     }
+    if let Scheme::Pruned { .. } = m.scheme {
+        let t = |i: usize| m.tensors.get(i).and_then(|&c| eg.analysis.tensor(c));
+        let sparse =
+            egret_ir::sparse::SparseMatrix::from_tensors(&t(0)?, &t(1)?, &t(2)?, t(3).as_ref(), k)
+                .ok()?;
+        return (sparse.n == n).then(|| sparse.densify());
+    }
     let w = eg.analysis.tensor(*m.tensors.first()?)?;
     let scales = m.tensors.get(1).and_then(|&t| eg.analysis.tensor(t));
     let v = values(&w, scales.as_ref())?;
@@ -138,6 +150,15 @@ pub fn alternative_cost(
         let a = oriented_f32(src, m.transposed)?;
         let (n, k) = (*a.shape().first()?, *a.shape().last()?);
         let a = a.as_slice::<f32>().ok()?;
+        if let Scheme::ActSparse(p) = m.scheme {
+            if p == 0 {
+                continue;
+            }
+            let drop = stats.act_drop.get(&(m.source, p))?;
+            let imp = stats.importance.get(&m.source).map(Vec::as_slice);
+            err += dropped_input_err(a, k, &drop.dropped_power, imp);
+            continue;
+        }
         let b = dequantized(eg, m, n, k)?;
         let hessian = stats.hessians.get(&m.source).filter(|_| !m.table);
         err += match hessian.and_then(|h| hessian_rel_err(a, &b, h, k)) {
@@ -154,9 +175,42 @@ pub fn alternative_cost(
     Some((bytes, err))
 }
 
+/// The relative output power lost when input `j` of the `n × k` weight `w`
+/// loses the fraction `dropped[j]` of its power `imp[j]` (uniform without
+/// calibration).
+fn dropped_input_err(w: &[f32], k: usize, dropped: &[f32], imp: Option<&[f32]>) -> f64 {
+    let mut col = vec![0f64; k];
+    for row in w.chunks_exact(k.max(1)) {
+        for (c, &v) in col.iter_mut().zip(row) {
+            *c += f64::from(v) * f64::from(v);
+        }
+    }
+    let (mut num, mut den) = (0.0, 0.0);
+    for (j, &c) in col.iter().enumerate() {
+        let p = imp.and_then(|v| v.get(j)).map_or(1.0, |&v| f64::from(v)) * c;
+        num += p * dropped.get(j).map_or(0.0, |&d| f64::from(d));
+        den += p;
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_inputs_lose_their_share_of_the_output_power() {
+        // Column 0 carries 1 + 9 = 10 of the power, column 1 carries 4 + 0.
+        let w = [1.0, 2.0, 3.0, 0.0];
+        let e = dropped_input_err(&w, 2, &[0.5, 0.0], None);
+        assert!((e - 5.0 / 14.0).abs() < 1e-12, "{e}");
+        let e = dropped_input_err(&w, 2, &[0.0, 1.0], Some(&[1.0, 2.5]));
+        assert!((e - 10.0 / 20.0).abs() < 1e-12, "{e}");
+    }
 
     #[test]
     fn hessian_error_matches_the_diagonal_one_for_a_diagonal_h() {

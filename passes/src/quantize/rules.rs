@@ -7,6 +7,7 @@
 //! sites (a tied embedding's table and LM head) is quantized and stored once. The rules record what they made
 //! in a [`Provenance`] table, which the selection step reads.
 
+use super::calibrate::ActDrop;
 use super::scheme::Scheme;
 use super::site::{const_leaf, oriented_f32, site, Site, SiteKind};
 use crate::egraph::{EGraph, ENode, OpKey, Rewrite};
@@ -67,9 +68,15 @@ pub struct SourceStats {
     pub importance: HashMap<usize, Vec<f32>>,
     /// The second-moment matrix `E[xᵀx]` (`[k, k]`), when gathered.
     pub hessians: HashMap<usize, Arc<Vec<f64>>>,
-    /// GPTQ's factor of the inverse second moments ([`super::gptq`]), when
-    /// error compensation is on.
+    /// The factor of the inverse second moments ([`super::gptq`]), when GPTQ
+    /// or SparseGPT needs it.
     pub factors: HashMap<usize, Arc<Vec<f32>>>,
+    /// Whether quantization uses [`SourceStats::factors`] (GPTQ); SparseGPT
+    /// uses them regardless.
+    pub gptq: bool,
+    /// By (source, percentage): the TEAL threshold of the activation the
+    /// source multiplies, and what it drops.
+    pub act_drop: HashMap<(usize, u8), Arc<ActDrop>>,
     /// AWQ's input-channel scaling ([`super::awq`]), when it is on.
     pub awq: HashMap<usize, Arc<AwqInput>>,
 }
@@ -105,8 +112,11 @@ pub fn quantized(
     if !scheme.fits(s.k, table) {
         return None;
     }
-    if scheme.is_factorization() {
-        return factorized(eg, s, scheme, stats, prov);
+    match scheme {
+        Scheme::LowRank(_) | Scheme::Kronecker(_) => return factorized(eg, s, scheme, stats, prov),
+        Scheme::Pruned { .. } => return pruned(eg, s, scheme, stats, prov),
+        Scheme::ActSparse(p) => return act_sparse(eg, s, p, stats, prov),
+        _ => {}
     }
     // Calibration statistics belong to the source, whichever use asks first,
     // so a tied embedding's table and LM head get the same tensor (made
@@ -120,7 +130,7 @@ pub fn quantized(
     let factor = stats
         .factors
         .get(&s.source)
-        .filter(|u| awq.is_none() && u.len() == s.k * s.k);
+        .filter(|u| stats.gptq && awq.is_none() && u.len() == s.k * s.k);
     let imp: Option<Vec<f32>> = match (imp, awq) {
         (Some(v), Some(a)) => Some(super::awq::scaled_importance(v, &a.scale)),
         (v, _) => v.cloned(),
@@ -237,6 +247,109 @@ fn factorized(
     Some(made)
 }
 
+/// The pruned form of `s`'s weight ([`crate::compress::prune`]), made on
+/// first use: the tensors of its bitmap storage (mask, values, row offsets,
+/// and the row scales when int8). Wanda weighs by the calibration mean
+/// squares; SparseGPT needs the inverse second moments' factor and is not
+/// offered without it.
+fn pruned(
+    eg: &EGraph,
+    s: &Site,
+    scheme: Scheme,
+    stats: &SourceStats,
+    prov: &Provenance,
+) -> Option<Made> {
+    use crate::compress::prune::{self, Method};
+    use egret_ir::sparse::SparseMatrix;
+    let Scheme::Pruned {
+        method,
+        pattern,
+        int8,
+    } = scheme
+    else {
+        return None;
+    };
+    let (n, k) = (s.n, s.k);
+    let key = format!("{}:{}:{}", scheme.name(), s.source, s.transposed);
+    // The tensors after the first, kept for their own cache entries.
+    let mut rest = Vec::new().into_iter();
+    let first = eg.analysis.derived(format!("{key}:0"), || {
+        let src = eg.analysis.tensor(s.source)?;
+        let w = oriented_f32(&src, s.transposed)?;
+        let w = w.as_slice::<f32>().ok()?;
+        let (values, keep) = match method {
+            Method::SparseGpt => {
+                let u = stats.factors.get(&s.source).filter(|u| u.len() == k * k)?;
+                super::gptq::sparsegpt(w, n, k, u, pattern).ok()?
+            }
+            _ => {
+                let ms = stats.importance.get(&s.source).map(Vec::as_slice);
+                let keep = prune::mask(&prune::scores(w, k, method, ms), k, pattern)?;
+                (w.to_vec(), keep)
+            }
+        };
+        let mut all = SparseMatrix::encode(&values, n, k, &keep, int8)
+            .ok()?
+            .tensors()
+            .into_iter();
+        let first = all.next();
+        rest = all;
+        first
+    })?;
+    let mut tensors = vec![first];
+    for i in 1..if int8 { 4 } else { 3 } {
+        tensors.push(eg.analysis.derived(format!("{key}:{i}"), || rest.next())?);
+    }
+    let made = Made {
+        source: s.source,
+        scheme,
+        table: false,
+        transposed: s.transposed,
+        tensors,
+        input_scale: None,
+    };
+    prov.record(made.clone());
+    Some(made)
+}
+
+/// The TEAL form of `s`'s weight: the f32 weight as `[k, n]` and the scalar
+/// threshold of its activation at `pct` % sparsity, made on first use; not
+/// offered without the calibration's row samples. At 0 % it is the dense
+/// f32 weight alone (the baseline TEAL is measured against).
+fn act_sparse(
+    eg: &EGraph,
+    s: &Site,
+    pct: u8,
+    stats: &SourceStats,
+    prov: &Provenance,
+) -> Option<Made> {
+    let w = eg
+        .analysis
+        .derived(format!("kn:{}:{}", s.source, s.transposed), || {
+            // The weight as the site reads it, `[n, k]`, transposed back to `[k, n]`.
+            let src = eg.analysis.tensor(s.source)?;
+            let nk = oriented_f32(&src, s.transposed)?;
+            oriented_f32(&nk, true)
+        })?;
+    let mut tensors = vec![w];
+    if pct > 0 {
+        let drop = stats.act_drop.get(&(s.source, pct))?;
+        tensors.push(eg.analysis.derived(format!("act{pct}:{}", s.source), || {
+            egret_ir::Tensor::from_vec(vec![], vec![drop.threshold]).ok()
+        })?);
+    }
+    let made = Made {
+        source: s.source,
+        scheme: Scheme::ActSparse(pct),
+        table: false,
+        transposed: s.transposed,
+        tensors,
+        input_scale: None,
+    };
+    prov.record(made.clone());
+    Some(made)
+}
+
 /// The Kronecker geometry `(n1, k1, n2, k2, terms)` of the factors `Acat`
 /// (`n1 × R·k1`) and `Bcat` (`k2 × R·n2`) of an `n × k` weight.
 pub fn kronecker_geometry(
@@ -256,18 +369,22 @@ pub fn kronecker_geometry(
     (terms > 0 && ak == terms * k1 && bn == terms * n2).then_some((n1, k1, n2, k2, terms))
 }
 
-/// Multiply-adds per input row of a factorized alternative of an `n × k`
-/// weight (`None` for a quantization): low rank `r·(k + n)`, one per stored
-/// value; Kronecker `R·(k1·k2·n2 + n1·k1·n2)`, many per stored value.
-pub fn factorized_macs(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<usize> {
-    let a = eg.analysis.tensor(*m.tensors.first()?)?;
-    let b = eg.analysis.tensor(*m.tensors.get(1)?)?;
+/// Multiply-adds per input row of a structural alternative of an `n × k`
+/// weight (`None` for a quantization, which does all `n·k`): low rank
+/// `r·(k + n)`, one per stored value; Kronecker `R·(k1·k2·n2 + n1·k1·n2)`,
+/// many per stored value; pruning one per kept weight; activation sparsity
+/// the kept fraction of `n·k`.
+pub fn alternative_macs(eg: &EGraph, m: &Made, n: usize, k: usize) -> Option<usize> {
+    let t = |i: usize| eg.analysis.tensor(*m.tensors.get(i)?);
     match m.scheme {
-        Scheme::LowRank(_) => Some(a.numel() + b.numel()),
+        Scheme::LowRank(_) => Some(t(0)?.numel() + t(1)?.numel()),
         Scheme::Kronecker(_) => {
+            let (a, b) = (t(0)?, t(1)?);
             let (n1, k1, n2, k2, terms) = kronecker_geometry(a.shape(), b.shape(), n, k)?;
             Some(terms * (k1 * k2 * n2 + n1 * k1 * n2))
         }
+        Scheme::Pruned { .. } => Some(t(1)?.numel()),
+        Scheme::ActSparse(p) => Some(n * k * usize::from(100 - p.min(100)) / 100),
         _ => None,
     }
 }
@@ -381,8 +498,8 @@ fn site_rhs(
         Some(inv) => scaled_input(eg, &mut b, s.x, inv)?,
         None => b.class(s.x),
     };
-    let w = b.constant(*t.first()?);
     let bias = s.bias.map(|c| b.class(c));
+    let w = b.constant(*t.first()?);
     match (s.kind, scheme) {
         (SiteKind::Gather, _) => {
             b.op(egret_op("GatherBlocks"), &[w, x]);
@@ -396,6 +513,19 @@ fn site_rhs(
                 }
                 _ => kronecker_rhs(eg, s, &mut b, x, t)?,
             };
+            if let Some(bias) = bias {
+                b.op(OpCall::new("Add"), &[y, bias]);
+            }
+        }
+        (SiteKind::MatMul, Some(Scheme::Pruned { .. } | Scheme::ActSparse(_))) => {
+            let op = match scheme {
+                Some(Scheme::ActSparse(0)) => OpCall::new("MatMul"),
+                Some(Scheme::ActSparse(_)) => egret_op("MatMulActSparse"),
+                _ => egret_op("MatMulSparse"),
+            };
+            let mut ins = vec![x, w];
+            ins.extend(t[1..].iter().map(|&c| b.constant(c)));
+            let y = b.op(op, &ins);
             if let Some(bias) = bias {
                 b.op(OpCall::new("Add"), &[y, bias]);
             }

@@ -1,10 +1,12 @@
 //! Schemes: what a weight can become. Quantization schemes say what a
 //! quantized weight costs in bytes and how its tensors are made; the
-//! factorizations ([`Scheme::LowRank`], [`Scheme::Kronecker`]) are made by
-//! [`crate::compress::factorize`] and ride the same selection, so one budget
-//! chooses across both families.
+//! factorizations ([`Scheme::LowRank`], [`Scheme::Kronecker`]), pruning
+//! ([`Scheme::Pruned`], [`crate::compress::prune`]) and activation sparsity
+//! ([`Scheme::ActSparse`]) are made by the rules and ride the same
+//! selection, so one budget chooses across every family.
 
 use super::gptq;
+use crate::compress::prune::{Method, Pattern};
 use egret_ir::{blocks, BlockFormat, DType, IrError, Tensor};
 
 /// How one weight matrix is stored after compression.
@@ -26,6 +28,23 @@ pub enum Scheme {
     /// A sum of Kronecker products `Σ Aᵣ ⊗ Bᵣ` in f32 holding this percentage
     /// of the weight's parameters: reshapes around two `MatMul`s.
     Kronecker(u8),
+    /// Pruned to `pattern` by `method`; the kept weights in egret's bitmap
+    /// format, f32 or (with `int8`) per-row int8 (`egret::MatMulSparse`).
+    Pruned {
+        /// How the kept weights are chosen.
+        method: Method,
+        /// Which weights may go.
+        pattern: Pattern,
+        /// Kept values in int8 with a scale per row.
+        int8: bool,
+    },
+    /// TEAL activation sparsity: the f32 weight kept dense (as `[k, n]`), its
+    /// input's entries below a calibrated magnitude threshold dropped at run
+    /// time, this percentage of them on the calibration data
+    /// (`egret::MatMulActSparse`, which skips the weight rows they multiply).
+    /// `ActSparse(0)` is the same f32 weight under a plain `MatMul`: the dense
+    /// baseline at the same weight precision.
+    ActSparse(u8),
 }
 
 /// The block formats a user can quantize to: those egret has a quantizer for
@@ -78,24 +97,66 @@ impl Scheme {
         }
     }
 
-    /// Parse `--lowrank` / `--kronecker` strengths: percentages of the
-    /// parameters kept, comma-separated (`50,25`), each in 1..=99.
-    pub fn parse_factorizations(list: &str, make: fn(u8) -> Scheme) -> Result<Vec<Scheme>, String> {
+    /// Parse `--lowrank` / `--kronecker` strengths (percentages of the
+    /// parameters kept) or `--act-sparsity` ones (percentages of the
+    /// activations dropped): comma-separated (`50,25`), each from `min` to 99.
+    pub fn parse_percentages(
+        list: &str,
+        min: u8,
+        make: fn(u8) -> Scheme,
+    ) -> Result<Vec<Scheme>, String> {
         list.split(',')
             .map(|p| {
                 let p = p.trim().trim_end_matches('%');
                 match p.parse::<u8>() {
-                    Ok(v) if (1..=99).contains(&v) => Ok(make(v)),
-                    _ => Err(format!(
-                        "`{p}` is not a percentage of parameters to keep (1 to 99)"
-                    )),
+                    Ok(v) if (min..=99).contains(&v) => Ok(make(v)),
+                    _ => Err(format!("`{p}` is not a percentage from {min} to 99")),
                 }
             })
             .collect()
     }
 
+    /// Parse `--prune`: comma-separated `METHOD` + `PCT` or `METHOD-2of4`,
+    /// with an optional `-int8` (`wanda50`, `sparsegpt-2of4-int8`), where
+    /// `METHOD` is magnitude, wanda or sparsegpt and `PCT` in 1..=99.
+    pub fn parse_pruning(list: &str) -> Result<Vec<Scheme>, String> {
+        list.split(',')
+            .map(|s| Scheme::parse_pruned(s.trim()))
+            .collect()
+    }
+
+    fn parse_pruned(spec: &str) -> Result<Scheme, String> {
+        let bad = || {
+            format!(
+                "`{spec}` is not a pruning: use METHOD and a percentage, or METHOD-2of4, \
+                 optionally with -int8 (wanda50, sparsegpt-2of4, magnitude70-int8); \
+                 methods: magnitude, wanda, sparsegpt"
+            )
+        };
+        let (body, int8) = match spec.strip_suffix("-int8") {
+            Some(b) => (b, true),
+            None => (spec, false),
+        };
+        let method = Method::ALL
+            .into_iter()
+            .find(|m| body.starts_with(m.name()))
+            .ok_or_else(bad)?;
+        let pattern = match &body[method.name().len()..] {
+            "-2of4" | "2:4" => Pattern::TwoOfFour,
+            pct => match pct.trim_end_matches('%').parse::<u8>() {
+                Ok(p) if (1..=99).contains(&p) => Pattern::Percent(p),
+                _ => return Err(bad()),
+            },
+        };
+        Ok(Scheme::Pruned {
+            method,
+            pattern,
+            int8,
+        })
+    }
+
     /// The scheme's name, as the command line spells it (`lowrank50` for
-    /// `--lowrank 50`).
+    /// `--lowrank 50`, `wanda-2of4-int8`, `act40` for `--act-sparsity 40`).
     pub fn name(self) -> String {
         match self {
             Scheme::Int8 => "int8".into(),
@@ -103,6 +164,19 @@ impl Scheme {
             Scheme::Blocks(f) => f.name().into(),
             Scheme::LowRank(p) => format!("lowrank{p}"),
             Scheme::Kronecker(p) => format!("kronecker{p}"),
+            Scheme::Pruned {
+                method,
+                pattern,
+                int8,
+            } => {
+                let pattern = match pattern {
+                    Pattern::Percent(p) => p.to_string(),
+                    Pattern::TwoOfFour => "-2of4".into(),
+                };
+                let suffix = if int8 { "-int8" } else { "" };
+                format!("{}{pattern}{suffix}", method.name())
+            }
+            Scheme::ActSparse(p) => format!("act{p}"),
         }
     }
 
@@ -110,6 +184,13 @@ impl Scheme {
     /// products with f32 factors (and never serve a table lookup).
     pub fn is_factorization(self) -> bool {
         matches!(self, Scheme::LowRank(_) | Scheme::Kronecker(_))
+    }
+
+    /// True for the schemes the rules make themselves (factorizations,
+    /// pruning, activation sparsity) rather than by [`Scheme::quantize`];
+    /// none of them serves a table lookup.
+    pub fn is_structural(self) -> bool {
+        !matches!(self, Scheme::Int8 | Scheme::W8A8 | Scheme::Blocks(_))
     }
 
     /// The block format an embedding table (a `Gather` source) gets: int8
@@ -127,8 +208,10 @@ impl Scheme {
     /// factorization saves anything depends on both dimensions, which
     /// [`crate::compress::factorize`] decides; here they fit matrix products.
     pub fn fits(self, k: usize, table: bool) -> bool {
-        if self.is_factorization() {
-            return !table && k > 0;
+        match self {
+            Scheme::Pruned { pattern, .. } => return !table && pattern.fits(k),
+            s if s.is_structural() => return !table && k > 0,
+            _ => {}
         }
         let f = match (self, table) {
             (Scheme::Int8 | Scheme::W8A8, false) => return k > 0,
@@ -138,11 +221,11 @@ impl Scheme {
     }
 
     /// Bytes an `[n, k]` matrix takes in this quantization scheme (`table`: as
-    /// a `Gather` source); a factorization's bytes depend on the rank it
-    /// finds, so this is the dense f32 size for them.
+    /// a `Gather` source); the other families' bytes depend on what the rules
+    /// find (a rank, a mask), so this is the dense f32 size for them.
     pub fn bytes(self, n: usize, k: usize, table: bool) -> usize {
         match (self, table) {
-            (Scheme::LowRank(_) | Scheme::Kronecker(_), _) => 4 * n * k,
+            (s, _) if s.is_structural() => 4 * n * k,
             (Scheme::Int8 | Scheme::W8A8, false) => n * k + 4 * n,
             _ => {
                 let f = self.table_format();
@@ -171,8 +254,8 @@ impl Scheme {
             ))),
         };
         match (self, table) {
-            (Scheme::LowRank(_) | Scheme::Kronecker(_), _) => Err(IrError::Invalid(format!(
-                "{} is a factorization, not a quantization",
+            (s, _) if s.is_structural() => Err(IrError::Invalid(format!(
+                "{} is not a quantization",
                 self.name()
             ))),
             (Scheme::Int8 | Scheme::W8A8, false) => {
@@ -215,12 +298,41 @@ mod tests {
             assert_eq!(Scheme::parse_list(&s.name()).unwrap(), vec![s]);
         }
         assert_eq!(
-            Scheme::parse_factorizations("50, 25%", Scheme::LowRank).unwrap(),
+            Scheme::parse_percentages("50, 25%", 1, Scheme::LowRank).unwrap(),
             vec![Scheme::LowRank(50), Scheme::LowRank(25)]
         );
         assert_eq!(Scheme::Kronecker(30).name(), "kronecker30");
-        assert!(Scheme::parse_factorizations("100", Scheme::LowRank).is_err());
-        assert!(Scheme::parse_factorizations("x", Scheme::Kronecker).is_err());
+        assert!(Scheme::parse_percentages("100", 1, Scheme::LowRank).is_err());
+        assert!(Scheme::parse_percentages("0", 1, Scheme::LowRank).is_err());
+        assert!(Scheme::parse_percentages("0", 0, Scheme::ActSparse).is_ok());
+        assert!(Scheme::parse_percentages("x", 1, Scheme::Kronecker).is_err());
+        let pruned = Scheme::parse_pruning("wanda50, sparsegpt-2of4-int8,magnitude2:4").unwrap();
+        assert_eq!(
+            pruned,
+            vec![
+                Scheme::Pruned {
+                    method: Method::Wanda,
+                    pattern: Pattern::Percent(50),
+                    int8: false
+                },
+                Scheme::Pruned {
+                    method: Method::SparseGpt,
+                    pattern: Pattern::TwoOfFour,
+                    int8: true
+                },
+                Scheme::Pruned {
+                    method: Method::Magnitude,
+                    pattern: Pattern::TwoOfFour,
+                    int8: false
+                },
+            ]
+        );
+        for s in pruned {
+            assert_eq!(Scheme::parse_pruning(&s.name()).unwrap(), vec![s]);
+        }
+        for bad in ["wanda", "wanda0", "wanda100", "obs50", "wanda50-int4"] {
+            assert!(Scheme::parse_pruning(bad).is_err(), "{bad}");
+        }
         assert_eq!(Scheme::parse_list("auto").unwrap().len(), 9);
         assert!(Scheme::parse_list("q6_k").is_err());
         assert_eq!(

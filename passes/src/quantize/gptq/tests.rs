@@ -124,3 +124,35 @@ fn bad_shapes_are_errors() {
     assert!(gptq_blocks(&[0.0; 48], 1, 48, BlockFormat::I4S64, &u[..48 * 48], None).is_err());
     assert!(gptq_rows_i8(&[0.0; 64], 1, 64, &u[..10]).is_err());
 }
+
+#[test]
+fn sparsegpt_prunes_to_the_pattern_with_less_output_error_than_wanda() {
+    use crate::compress::prune::{apply, mask, scores, Method, Pattern};
+    let (n, k) = (16, 256);
+    let (x, h) = activations(512, k);
+    let w = noise(n * k, 5);
+    let u = inverse_factor(&h, k).unwrap();
+    let ms: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
+    for pattern in [
+        Pattern::Percent(50),
+        Pattern::TwoOfFour,
+        Pattern::Percent(70),
+    ] {
+        let (g, keep) = sparsegpt(&w, n, k, &u, pattern).unwrap();
+        for (row, m) in g.chunks_exact(k).zip(keep.chunks_exact(k)) {
+            let kept = m.iter().filter(|&&b| b).count();
+            assert_eq!(kept, k - (pattern.sparsity() * k as f64).round() as usize);
+            assert!(row.iter().zip(m).all(|(&v, &b)| b || v == 0.0));
+            if pattern == Pattern::TwoOfFour {
+                assert!(m.chunks(4).all(|c| c.iter().filter(|&&b| b).count() == 2));
+            }
+        }
+        let wanda = apply(
+            &w,
+            &mask(&scores(&w, k, Method::Wanda, Some(&ms)), k, pattern).unwrap(),
+        );
+        let (es, ew) = (output_err(&w, &g, &x, k), output_err(&w, &wanda, &x, k));
+        assert!(es < 0.7 * ew, "{pattern:?}: SparseGPT {es} vs Wanda {ew}");
+    }
+    assert!(sparsegpt(&w[..n * 255], n, 255, &u[..255 * 255], Pattern::TwoOfFour).is_err());
+}
