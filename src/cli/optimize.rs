@@ -87,7 +87,8 @@ pub struct OptimizeArgs {
 #[derive(Serialize)]
 struct Report {
     passes: Vec<PassReport>,
-    quantize: Option<egret_passes::quantize::QuantizeReport>,
+    #[serde(flatten)]
+    compressed: super::quantize::Compressed,
     check: Option<CheckReport>,
 }
 
@@ -180,7 +181,7 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
         cost,
     };
     let passes = pipeline.run(&mut model, &ctx)?;
-    let quantize = super::quantize::run(
+    let compressed = super::quantize::run(
         &mut model,
         loaded.tokenizer_json.as_deref(),
         &args.quant,
@@ -227,7 +228,7 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
     }
     let report = Report {
         passes,
-        quantize,
+        compressed,
         check,
     };
     if args.json {
@@ -273,7 +274,10 @@ pub fn main(args: &OptimizeArgs) -> Result<()> {
             &rows
         )
     );
-    if let Some(q) = &report.quantize {
+    if let Some(s) = &report.compressed.structured {
+        super::quantize::print_structured(s);
+    }
+    if let Some(q) = &report.compressed.quantize {
         super::quantize::print_report(q);
     }
     if let Some(c) = &report.check {

@@ -10,6 +10,9 @@
 use super::table;
 use anyhow::{bail, Context, Result};
 use egret_ir::Model;
+use egret_passes::compress::structured::{
+    prune_ffn, Allocation, Fit, StructuredConfig, StructuredReport, CHANNEL_ALIGN,
+};
 use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder, Gather};
 use egret_passes::quantize::{
     quantize, quantize_sweep, Calibration, Objective, QuantizeConfig, QuantizeReport, Scheme,
@@ -58,6 +61,23 @@ pub struct QuantizeArgs {
     /// (the same weights under a plain MatMul).
     #[arg(long, value_name = "PCTS")]
     pub act_sparsity: Option<String>,
+    /// Structured pruning: drop this percentage (1–90) of every FFN's hidden
+    /// channels (rows of gate/up, columns of down), so the weights shrink
+    /// and stay dense. With --calibration, channels are ranked by the output
+    /// variance they carry and their mean moves into the down projection's
+    /// bias; without, by weight magnitude. Runs before the per-weight choice
+    /// (which recalibrates on the pruned model) and may be used alone.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=90))]
+    pub prune_ffn: Option<u8>,
+    /// How --prune-ffn spreads the channels it drops over the layers:
+    /// the same share everywhere, or one global ranking of each layer's
+    /// standardised scores.
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub prune_allocation: AllocationArg,
+    /// How --prune-ffn's down projections make up for the dropped channels
+    /// (with --calibration; without, they do not).
+    #[arg(long, value_enum, default_value = "refit")]
+    pub prune_fit: FitArg,
     /// Error budget: `1%` or `0.01`. For a language model, the relative
     /// perplexity increase; for an embedding model, 1 − mean cosine to the
     /// original embeddings. Measured on the calibration text.
@@ -97,6 +117,34 @@ pub struct QuantizeArgs {
     /// Budgeted mixes in the --pareto sweep.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub pareto_points: u64,
+}
+
+/// `--prune-allocation`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AllocationArg {
+    /// Every layer drops the same share.
+    Uniform,
+    /// Layers whose channels matter unevenly drop more.
+    Global,
+}
+
+/// `--prune-fit`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FitArg {
+    /// Least squares on the layer output: the dropped channels' work moves
+    /// onto the kept ones they correlate with, their mean into the bias.
+    Refit,
+    /// Only their mean output moves into the bias.
+    Mean,
+}
+
+/// What `--quantize` and the other compression flags did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Compressed {
+    /// `--prune-ffn`.
+    pub structured: Option<StructuredReport>,
+    /// The per-weight choice.
+    pub quantize: Option<QuantizeReport>,
 }
 
 /// `--objective`.
@@ -161,7 +209,8 @@ fn measured(args: &QuantizeArgs) -> bool {
     args.budget.is_some() || args.pareto.is_some()
 }
 
-fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
+/// A language model's calibration and held-out windows of `text`.
+fn decoder_windows(tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<[Vec<i64>; 2]> {
     let tok = Tokenizer::from_json(tokenizer)?;
     let ids = tok.encode(text, false)?;
     let win = args.calibration_window as usize;
@@ -170,34 +219,15 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     if all.is_empty() {
         bail!("the calibration text has fewer than 2 tokens");
     }
-    let (cal, held): (Vec<&[i64]>, Vec<i64>) = if all.len() > n {
-        (all[..n].to_vec(), all[n..].concat())
+    Ok(if all.len() > n {
+        [all[..n].concat(), all[n..].concat()]
     } else {
-        (all.clone(), all.concat())
-    };
-    let calibration = calibrate_decoder(model, &cal, gather(args)).map_err(anyhow::Error::msg)?;
-    let score = move |m: &Model, ids: &[i64]| -> Result<f64, String> {
-        let d = Decoder::new(m.clone()).map_err(|e| e.to_string())?;
-        let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
-        Ok(r.perplexity())
-    };
-    let metric = "relative perplexity increase";
-    if !measured(args) {
-        return Ok(Data {
-            calibration,
-            meter: None,
-            metric,
-        });
-    }
-    let reference = score(model, &held).map_err(anyhow::Error::msg)?;
-    Ok(Data {
-        calibration,
-        meter: Some(Box::new(move |m| Ok(score(m, &held)? / reference - 1.0))),
-        metric,
+        [all.concat(), all.concat()]
     })
 }
 
-fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
+/// The sentences of an embedding model's calibration file (at most 64).
+fn encoder_sentences(text: &str) -> Result<Vec<String>> {
     let sentences: Vec<String> = text
         .lines()
         .flat_map(|l| l.split('\t'))
@@ -209,9 +239,65 @@ fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
     if sentences.is_empty() {
         bail!("the calibration file has no sentences");
     }
-    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let calibration =
-        calibrate_encoder(model, tokenizer, &refs, gather(args)).map_err(anyhow::Error::msg)?;
+    Ok(sentences)
+}
+
+/// Calibrate `model` (of kind `kind`) on `text`.
+fn calibrate(
+    model: &Model,
+    kind: &Kind,
+    tokenizer: &str,
+    text: &str,
+    args: &QuantizeArgs,
+) -> Result<Calibration> {
+    match kind {
+        Kind::Decoder => {
+            let [cal, _] = decoder_windows(tokenizer, text, args)?;
+            let win = args.calibration_window as usize;
+            let chunks: Vec<&[i64]> = cal.chunks(win).collect();
+            calibrate_decoder(model, &chunks, gather(args)).map_err(anyhow::Error::msg)
+        }
+        Kind::Encoder => {
+            let sentences = encoder_sentences(text)?;
+            let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+            calibrate_encoder(model, tokenizer, &refs, gather(args)).map_err(anyhow::Error::msg)
+        }
+        Kind::Other => bail!(NOT_CALIBRATABLE),
+    }
+}
+
+/// The error for `--calibration` on a model of neither kind.
+const NOT_CALIBRATABLE: &str = "--calibration works on language models (input_ids + \
+    past_key_values) and embedding models (input_ids + attention_mask); this model is neither";
+
+fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
+    let calibration = calibrate(model, &Kind::Decoder, tokenizer, text, args)?;
+    let metric = "relative perplexity increase";
+    if !measured(args) {
+        return Ok(Data {
+            calibration,
+            meter: None,
+            metric,
+        });
+    }
+    let [_, held] = decoder_windows(tokenizer, text, args)?;
+    let win = args.calibration_window as usize;
+    let score = move |m: &Model, ids: &[i64]| -> Result<f64, String> {
+        let d = Decoder::new(m.clone()).map_err(|e| e.to_string())?;
+        let r = perplexity(&d, ids, win, None, &mut |_, _| {}).map_err(|e| e.to_string())?;
+        Ok(r.perplexity())
+    };
+    let reference = score(model, &held).map_err(anyhow::Error::msg)?;
+    Ok(Data {
+        calibration,
+        meter: Some(Box::new(move |m| Ok(score(m, &held)? / reference - 1.0))),
+        metric,
+    })
+}
+
+fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
+    let calibration = calibrate(model, &Kind::Encoder, tokenizer, text, args)?;
+    let sentences = encoder_sentences(text)?;
     let metric = "1 − mean cosine to the original embeddings";
     if !measured(args) {
         return Ok(Data {
@@ -274,21 +360,23 @@ fn gather(args: &QuantizeArgs) -> Gather {
         .prune
         .as_deref()
         .is_some_and(|p| p.contains("sparsegpt"));
+    let refit = args.prune_ffn.is_some() && matches!(args.prune_fit, FitArg::Refit);
     Gather {
-        gram: args.gptq || args.awq || sparsegpt,
+        gram: args.gptq || args.awq || sparsegpt || refit,
         samples: args.act_sparsity.is_some(),
     }
 }
 
-/// Compress `model` in place as the flags say; `None` when no scheme is enabled.
+/// Compress `model` in place as the flags say.
 pub fn run(
     model: &mut Model,
     tokenizer: Option<&str>,
     args: &QuantizeArgs,
     limits: Limits,
     cost: egret_passes::extract::CostModel,
-) -> Result<Option<QuantizeReport>> {
-    let Some(schemes) = schemes(args)? else {
+) -> Result<Compressed> {
+    let schemes = schemes(args)?;
+    if schemes.is_none() && args.prune_ffn.is_none() {
         if args.budget.is_some()
             || args.calibration.is_some()
             || args.gptq
@@ -297,33 +385,64 @@ pub fn run(
         {
             bail!(
                 "--budget, --calibration, --gptq, --awq and --pareto go with --quantize, --prune, \
-                 --act-sparsity, --lowrank or --kronecker"
+                 --prune-ffn, --act-sparsity, --lowrank or --kronecker"
             );
         }
-        return Ok(None);
-    };
+        return Ok(Compressed::default());
+    }
     if args.quantize.as_deref() == Some("auto") && args.budget.is_none() {
         bail!("--quantize auto needs --budget (e.g. --budget 1%)");
     }
-    let data = match &args.calibration {
+    let kind = kind(model);
+    let text = match &args.calibration {
         None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading calibration file {}", path.display()))?;
-            let tok = || {
-                tokenizer.context(
-                    "calibration needs the model's tokenizer (tokenizer.json or GGUF vocabulary)",
-                )
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading calibration file {}", path.display()))?,
+        ),
+    };
+    let tok = || {
+        tokenizer
+            .context("calibration needs the model's tokenizer (tokenizer.json or GGUF vocabulary)")
+    };
+    let mut data = match &text {
+        None => None,
+        Some(text) => Some(match kind {
+            Kind::Decoder => decoder_data(model, tok()?, text, args)?,
+            Kind::Encoder => encoder_data(model, tok()?, text, args)?,
+            Kind::Other => bail!(NOT_CALIBRATABLE),
+        }),
+    };
+    let structured = match args.prune_ffn {
+        None => None,
+        Some(pct) => {
+            let cfg = StructuredConfig {
+                ffn_drop_pct: pct,
+                allocation: match args.prune_allocation {
+                    AllocationArg::Uniform => Allocation::Uniform,
+                    AllocationArg::Global => Allocation::Global,
+                },
+                align: CHANNEL_ALIGN,
+                fit: match args.prune_fit {
+                    FitArg::Refit => Fit::Refit,
+                    FitArg::Mean => Fit::Mean,
+                },
             };
-            Some(match kind(model) {
-                Kind::Decoder => decoder_data(model, tok()?, &text, args)?,
-                Kind::Encoder => encoder_data(model, tok()?, &text, args)?,
-                Kind::Other => bail!(
-                    "--calibration works on language models (input_ids + past_key_values) and \
-                     embedding models (input_ids + attention_mask); this model is neither"
-                ),
-            })
+            let cal = data.as_ref().map(|d| &d.calibration);
+            let report =
+                prune_ffn(model, cal, &cfg).map_err(|e| anyhow::anyhow!("--prune-ffn: {e}"))?;
+            // The statistics downstream of the pruned channels changed.
+            if let (Some(d), Some(text), true) = (data.as_mut(), &text, schemes.is_some()) {
+                d.calibration = calibrate(model, &kind, tok()?, text, args)?;
+            }
+            Some(report)
         }
+    };
+    let Some(schemes) = schemes else {
+        return Ok(Compressed {
+            structured,
+            quantize: None,
+        });
     };
     if args.gptq && data.is_none() {
         bail!(
@@ -376,7 +495,10 @@ pub fn run(
         Some(dir) => pareto(model, &cfg, measure, args, dir, tokenizer, metric)?,
     };
     *model = m;
-    Ok(Some(report))
+    Ok(Compressed {
+        structured,
+        quantize: Some(report),
+    })
 }
 
 /// The run with a `--pareto` sweep into `dir`.
@@ -416,6 +538,44 @@ fn pareto(
         dir.display()
     );
     Ok((m, report))
+}
+
+/// Print what `--prune-ffn` did.
+pub fn print_structured(r: &StructuredReport) {
+    let rows: Vec<Vec<String>> = r
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.hidden.clone(),
+                g.before.to_string(),
+                g.after.to_string(),
+                if g.calibrated {
+                    "fluctuation"
+                } else {
+                    "magnitude"
+                }
+                .into(),
+                format!("{:?}", g.fit).to_lowercase(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["FFN hidden", "channels before", "after", "score", "fit"],
+            &rows
+        )
+    );
+    println!(
+        "  prune-ffn: {} groups, {:.2}M -> {:.2}M parameters; {:.2} MB -> {:.2} MB of constants ({:.1} s)",
+        r.groups.len(),
+        r.params_before as f64 / 1e6,
+        r.params_after as f64 / 1e6,
+        r.model_bytes_before as f64 / 1e6,
+        r.model_bytes_after as f64 / 1e6,
+        r.seconds
+    );
 }
 
 /// Print the per-layer table and the summary.

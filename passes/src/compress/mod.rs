@@ -16,4 +16,5 @@
 pub mod factorize;
 pub mod kronecker;
 pub mod prune;
+pub mod structured;
 pub mod svd;

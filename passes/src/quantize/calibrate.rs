@@ -17,6 +17,9 @@ use std::collections::HashMap;
 pub struct ChannelStats {
     /// Sum of squares per channel (last axis).
     pub sum_sq: Vec<f64>,
+    /// Sum per channel (for means: structured pruning's variances and bias
+    /// compensation).
+    pub sum: Vec<f64>,
     /// Rows seen.
     pub rows: usize,
     /// Sum over rows of the noise-to-signal ratio that per-token symmetric int8
@@ -64,6 +67,17 @@ impl ChannelStats {
                 .iter()
                 .map(|&s| ((s / mean) as f32).max(1e-6))
                 .collect()
+        })
+    }
+
+    /// Per channel, the mean `E[x]` and the mean square `E[x²]`.
+    pub fn moments(&self) -> Option<(Vec<f64>, Vec<f64>)> {
+        let r = self.rows as f64;
+        (self.rows > 0 && self.sum.len() == self.sum_sq.len()).then(|| {
+            (
+                self.sum.iter().map(|s| s / r).collect(),
+                self.sum_sq.iter().map(|s| s / r).collect(),
+            )
         })
     }
 
@@ -139,6 +153,7 @@ impl ChannelStats {
         if self.sum_sq.len() != width {
             *self = ChannelStats {
                 sum_sq: vec![0.0; width],
+                sum: vec![0.0; width],
                 gram: if what.gram {
                     vec![0.0; width * width]
                 } else {
@@ -157,9 +172,10 @@ impl ChannelStats {
             }
             let mut ss = 0.0f64;
             let mut amax = 0.0f32;
-            for (acc, &v) in self.sum_sq.iter_mut().zip(row) {
+            for ((acc, sum), &v) in self.sum_sq.iter_mut().zip(&mut self.sum).zip(row) {
                 let v2 = f64::from(v) * f64::from(v);
                 *acc += v2;
+                *sum += f64::from(v);
                 ss += v2;
                 amax = amax.max(v.abs());
             }
@@ -347,6 +363,9 @@ mod tests {
         assert_eq!(d.dropped_power, vec![1.0, 0.0, 0.0]);
         assert_eq!(s.rows, 2);
         assert_eq!(s.sum_sq, vec![1.0, 4.0 + 127.0 * 127.0, 0.0]);
+        let (mean, ms) = s.moments().unwrap();
+        assert_eq!(mean, vec![0.5, 62.5, 0.0]);
+        assert_eq!(ms, vec![0.5, (4.0 + 127.0 * 127.0) / 2.0, 0.0]);
         // Row 1: Δ = 2/127, mean x² = 5/3; row 2: Δ = 1, mean x² = 127²/3.
         let r1 = ((2.0f64 / 127.0).powi(2) / 12.0) / (5.0 / 3.0);
         let r2 = (1.0 / 12.0) / (127.0f64 * 127.0 / 3.0);

@@ -28,7 +28,7 @@ const DAMP: f64 = 0.01;
 const TILE_ROWS: usize = 8;
 
 /// `Σ a_i b_i`, in four lanes so it vectorises.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0f64; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let tail: f64 = ca
@@ -66,25 +66,8 @@ pub fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
             l[a * k + b] = v;
         }
     }
-    // In-place lower Cholesky, row by row.
-    for i in 0..k {
-        let (before, rest) = l.split_at_mut(i * k);
-        let li = &mut rest[..k];
-        for j in 0..=i {
-            let s = if j < i {
-                li[j] - dot(&li[..j], &before[j * k..j * k + j])
-            } else {
-                li[i] - dot(&li[..i], &li[..i])
-            };
-            if j == i {
-                if s <= 0.0 || !s.is_finite() {
-                    return None;
-                }
-                li[i] = s.sqrt();
-            } else {
-                li[j] = s / before[j * k + j];
-            }
-        }
+    if !cholesky_in_place(&mut l, k) {
+        return None;
     }
     // X = L⁻¹, row i = −(Σ_{m<i} L_im X_m) / L_ii, X_ii = 1 / L_ii.
     let mut x = vec![0f64; k * k];
@@ -113,6 +96,32 @@ pub fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
         }
     }
     Some(u)
+}
+
+/// Factor the symmetric positive definite `a` (`[k, k]` row-major, lower
+/// triangle read) into `L·Lᵀ` in place, row by row (`L` in the lower
+/// triangle). False if `a` is not positive definite.
+pub fn cholesky_in_place(l: &mut [f64], k: usize) -> bool {
+    for i in 0..k {
+        let (before, rest) = l.split_at_mut(i * k);
+        let li = &mut rest[..k];
+        for j in 0..=i {
+            let s = if j < i {
+                li[j] - dot(&li[..j], &before[j * k..j * k + j])
+            } else {
+                li[i] - dot(&li[..i], &li[..i])
+            };
+            if j == i {
+                if s <= 0.0 || !s.is_finite() {
+                    return false;
+                }
+                li[i] = s.sqrt();
+            } else {
+                li[j] = s / before[j * k + j];
+            }
+        }
+    }
+    true
 }
 
 /// How one row's elements are rounded while the walk goes on.
