@@ -611,7 +611,7 @@ fn minilm_awq_folds_into_norms_and_beats_plain_q4_0() {
 #[test]
 fn minilm_ffn_pruning_shrinks_the_layers() {
     use egret_passes::compress::structured::{
-        prune_ffn, Allocation, Fit, StructuredConfig, CHANNEL_ALIGN,
+        prune_structured, Allocation, Fit, StructuredConfig, CHANNEL_ALIGN,
     };
     let Some((m, tok)) = minilm() else { return };
     let sentences = fixture_sentences();
@@ -632,12 +632,13 @@ fn minilm_ffn_pruning_shrinks_the_layers() {
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
         let cfg = StructuredConfig {
             ffn_drop_pct: 25,
+            heads_drop_pct: 0,
             allocation: Allocation::Uniform,
             align: CHANNEL_ALIGN,
             fit,
         };
         let mut p = m.clone();
-        let r = prune_ffn(&mut p, (fit != Fit::None).then_some(&cal), &cfg).unwrap();
+        let r = prune_structured(&mut p, (fit != Fit::None).then_some(&cal), &cfg).unwrap();
         assert_eq!(r.groups.len(), 6);
         assert!(r.groups.iter().all(|g| (g.before, g.after) == (1536, 1152)));
         // Each channel is a row of the intermediate weight (384) and a
@@ -763,7 +764,7 @@ fn minilm_auto_meets_a_measured_budget() {
 /// independent hidden channels it has nothing to generalise).
 #[test]
 fn structured_pruning_removes_whole_hidden_channels() {
-    use egret_passes::compress::structured::{prune_ffn, Allocation, Fit, StructuredConfig};
+    use egret_passes::compress::structured::{prune_structured, Allocation, Fit, StructuredConfig};
     let m = mlp();
     let inputs = mlp_inputs(5);
     let want = run(&m, &inputs)[0].clone();
@@ -774,13 +775,14 @@ fn structured_pruning_removes_whole_hidden_channels() {
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
         let cfg = StructuredConfig {
             ffn_drop_pct: 50,
+            heads_drop_pct: 0,
             allocation: Allocation::Uniform,
             align: 16,
             fit,
         };
         let mut p = m.clone();
         let calibrated = (fit != Fit::None).then_some(&cal);
-        let report = prune_ffn(&mut p, calibrated, &cfg).unwrap();
+        let report = prune_structured(&mut p, calibrated, &cfg).unwrap();
         assert_eq!(report.groups.len(), 1);
         assert_eq!((report.groups[0].before, report.groups[0].after), (128, 64));
         assert_eq!(report.groups[0].fit, fit);

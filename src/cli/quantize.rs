@@ -11,7 +11,7 @@ use super::table;
 use anyhow::{bail, Context, Result};
 use egret_ir::Model;
 use egret_passes::compress::structured::{
-    prune_ffn, Allocation, Fit, StructuredConfig, StructuredReport, CHANNEL_ALIGN,
+    prune_structured, Allocation, Fit, StructuredConfig, StructuredReport, CHANNEL_ALIGN,
 };
 use egret_passes::quantize::calibrate::{calibrate_decoder, calibrate_encoder, Gather};
 use egret_passes::quantize::{
@@ -69,13 +69,22 @@ pub struct QuantizeArgs {
     /// (which recalibrates on the pruned model) and may be used alone.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=90))]
     pub prune_ffn: Option<u8>,
+    /// Structured pruning of grouped-query attention: drop this percentage
+    /// (1–90) of the query heads, the same number from every key/value
+    /// group (rounded; one head per group stays), with the rows of the query
+    /// projection and the columns of the output projection they own. The
+    /// keys, values and KV cache are untouched. Scored and refit like
+    /// --prune-ffn.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=90))]
+    pub prune_heads: Option<u8>,
     /// How --prune-ffn spreads the channels it drops over the layers:
     /// the same share everywhere, or one global ranking of each layer's
     /// standardised scores.
     #[arg(long, value_enum, default_value = "uniform")]
     pub prune_allocation: AllocationArg,
-    /// How --prune-ffn's down projections make up for the dropped channels
-    /// (with --calibration; without, they do not).
+    /// How --prune-ffn's down projections and --prune-heads' output
+    /// projections make up for the dropped channels (with --calibration;
+    /// without, they do not).
     #[arg(long, value_enum, default_value = "refit")]
     pub prune_fit: FitArg,
     /// Error budget: `1%` or `0.01`. For a language model, the relative
@@ -360,7 +369,8 @@ fn gather(args: &QuantizeArgs) -> Gather {
         .prune
         .as_deref()
         .is_some_and(|p| p.contains("sparsegpt"));
-    let refit = args.prune_ffn.is_some() && matches!(args.prune_fit, FitArg::Refit);
+    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
+    let refit = structural && matches!(args.prune_fit, FitArg::Refit);
     Gather {
         gram: args.gptq || args.awq || sparsegpt || refit,
         samples: args.act_sparsity.is_some(),
@@ -376,7 +386,8 @@ pub fn run(
     cost: egret_passes::extract::CostModel,
 ) -> Result<Compressed> {
     let schemes = schemes(args)?;
-    if schemes.is_none() && args.prune_ffn.is_none() {
+    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
+    if schemes.is_none() && !structural {
         if args.budget.is_some()
             || args.calibration.is_some()
             || args.gptq
@@ -385,7 +396,7 @@ pub fn run(
         {
             bail!(
                 "--budget, --calibration, --gptq, --awq and --pareto go with --quantize, --prune, \
-                 --prune-ffn, --act-sparsity, --lowrank or --kronecker"
+                 --prune-ffn, --prune-heads, --act-sparsity, --lowrank or --kronecker"
             );
         }
         return Ok(Compressed::default());
@@ -413,11 +424,12 @@ pub fn run(
             Kind::Other => bail!(NOT_CALIBRATABLE),
         }),
     };
-    let structured = match args.prune_ffn {
-        None => None,
-        Some(pct) => {
+    let structured = match structural {
+        false => None,
+        true => {
             let cfg = StructuredConfig {
-                ffn_drop_pct: pct,
+                ffn_drop_pct: args.prune_ffn.unwrap_or(0),
+                heads_drop_pct: args.prune_heads.unwrap_or(0),
                 allocation: match args.prune_allocation {
                     AllocationArg::Uniform => Allocation::Uniform,
                     AllocationArg::Global => Allocation::Global,
@@ -429,8 +441,8 @@ pub fn run(
                 },
             };
             let cal = data.as_ref().map(|d| &d.calibration);
-            let report =
-                prune_ffn(model, cal, &cfg).map_err(|e| anyhow::anyhow!("--prune-ffn: {e}"))?;
+            let report = prune_structured(model, cal, &cfg)
+                .map_err(|e| anyhow::anyhow!("structured pruning: {e}"))?;
             // The statistics downstream of the pruned channels changed.
             if let (Some(d), Some(text), true) = (data.as_mut(), &text, schemes.is_some()) {
                 d.calibration = calibrate(model, &kind, tok()?, text, args)?;
@@ -540,13 +552,14 @@ fn pareto(
     Ok((m, report))
 }
 
-/// Print what `--prune-ffn` did.
+/// Print what `--prune-ffn` / `--prune-heads` did.
 pub fn print_structured(r: &StructuredReport) {
     let rows: Vec<Vec<String>> = r
         .groups
         .iter()
         .map(|g| {
             vec![
+                format!("{:?}", g.kind).to_lowercase(),
                 g.hidden.clone(),
                 g.before.to_string(),
                 g.after.to_string(),
@@ -563,12 +576,12 @@ pub fn print_structured(r: &StructuredReport) {
     print!(
         "{}",
         table(
-            &["FFN hidden", "channels before", "after", "score", "fit"],
+            &["group", "reducer input", "before", "after", "score", "fit"],
             &rows
         )
     );
     println!(
-        "  prune-ffn: {} groups, {:.2}M -> {:.2}M parameters; {:.2} MB -> {:.2} MB of constants ({:.1} s)",
+        "  structured pruning: {} groups, {:.2}M -> {:.2}M parameters; {:.2} MB -> {:.2} MB of constants ({:.1} s)",
         r.groups.len(),
         r.params_before as f64 / 1e6,
         r.params_after as f64 / 1e6,

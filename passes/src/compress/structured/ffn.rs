@@ -198,7 +198,7 @@ impl FfnGroup {
 }
 
 /// Set the last dimension of `o`'s static type to `width`.
-fn narrow(g: &mut Graph, o: OutletId, width: usize) {
+pub fn narrow(g: &mut Graph, o: OutletId, width: usize) {
     let info = &mut g.node_mut(o.node).outputs[o.slot];
     if let ValueType::Tensor(t) = &mut info.ty {
         if let Some(Shape(dims)) = &mut t.shape {

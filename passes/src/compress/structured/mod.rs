@@ -1,13 +1,17 @@
-//! Structured pruning: whole FFN channels go, and every tensor that holds
-//! them shrinks, so the model is smaller and faster with the ordinary dense
-//! kernels (no sparse format, no mask).
+//! Structured pruning: whole FFN channels and query heads go, and every
+//! tensor that holds them shrinks, so the model is smaller and faster with
+//! the ordinary dense kernels (no sparse format, no mask).
 //!
-//! The pass finds each FFN channel group ([`ffn`]), scores its channels by
-//! the output power their removal adds ([`score`]: calibrated fluctuation
-//! with the mean folded into the reducer's bias, or weight magnitude
-//! without calibration), chooses how many each group keeps (the same share
-//! everywhere, or a global ranking of standardised scores), and rewrites the
-//! products, per-channel constants and value types ([`linear`]).
+//! The pass finds each FFN channel group ([`ffn`]) and each grouped-query
+//! attention's query heads ([`heads`]), scores channels by the output power
+//! their removal adds to the product that reduces them ([`score`]:
+//! calibrated fluctuation, or weight magnitude without calibration; a head
+//! scores the sum of its channels), chooses how many each group keeps (for
+//! FFNs the same share everywhere or a global ranking of standardised
+//! scores; for heads the same number per key/value group), lets the reducer
+//! make up for the loss ([`refit`], or the mean alone), and rewrites the
+//! products, per-channel constants, reshapes, head counts and value types
+//! ([`linear`]).
 //!
 //! Unlike the other families this is a graph pass, not an e-graph
 //! alternative: removing a channel changes the shapes of three weights and
@@ -16,6 +20,7 @@
 //! sees the narrower weights (`egret optimize --prune-ffn 25 --quantize …`).
 
 pub mod ffn;
+pub mod heads;
 pub mod linear;
 pub mod refit;
 pub mod score;
@@ -56,8 +61,11 @@ pub enum Fit {
 /// Settings of a structured pruning run.
 #[derive(Clone, Copy, Debug)]
 pub struct StructuredConfig {
-    /// Share of FFN channels to drop, in percent (0–99).
+    /// Share of FFN channels to drop, in percent (0–99; 0 = none).
     pub ffn_drop_pct: u8,
+    /// Share of query heads to drop, in percent (0–99; 0 = none), rounded
+    /// per key/value group (at least one head each stays).
+    pub heads_drop_pct: u8,
     /// How the share is spread over the layers.
     pub allocation: Allocation,
     /// Kept counts are multiples of this ([`CHANNEL_ALIGN`]).
@@ -66,14 +74,26 @@ pub struct StructuredConfig {
     pub fit: Fit,
 }
 
+/// What a group is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// FFN hidden channels.
+    Ffn,
+    /// Query heads.
+    Heads,
+}
+
 /// One group in the report.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GroupReport {
-    /// The hidden activation's name.
+    /// FFN channels or query heads.
+    pub kind: GroupKind,
+    /// The reducer's input (the FFN hidden activation, the attention output).
     pub hidden: String,
-    /// Channels before.
+    /// Channels (FFN) or heads before.
     pub before: usize,
-    /// Channels after.
+    /// And after.
     pub after: usize,
     /// Whether the scores came from calibration (fluctuation) or from the
     /// weights (magnitude).
@@ -101,16 +121,112 @@ pub struct StructuredReport {
     pub seconds: f64,
 }
 
-/// Drop `cfg.ffn_drop_pct` % of the FFN channels of `model`, scored with
-/// `calibration` when it has the hidden activations' statistics.
-pub fn prune_ffn(
+/// Drop `cfg.heads_drop_pct` % of the query heads and `cfg.ffn_drop_pct` %
+/// of the FFN channels of `model`, scored with `calibration` when it has the
+/// statistics of the reducers' inputs.
+pub fn prune_structured(
     model: &mut Model,
     calibration: Option<&Calibration>,
     cfg: &StructuredConfig,
 ) -> Result<StructuredReport, String> {
     let start = std::time::Instant::now();
-    let model_bytes_before = crate::quantize::model_bytes(model);
-    let g = &mut model.graph;
+    let mut report = StructuredReport {
+        groups: Vec::new(),
+        params_before: 0,
+        params_after: 0,
+        model_bytes_before: crate::quantize::model_bytes(model),
+        model_bytes_after: 0,
+        seconds: 0.0,
+    };
+    if cfg.heads_drop_pct > 0 {
+        prune_heads(&mut model.graph, calibration, cfg, &mut report)?;
+    }
+    if cfg.ffn_drop_pct > 0 {
+        prune_ffn(&mut model.graph, calibration, cfg, &mut report)?;
+    }
+    crate::pass::dce(&mut model.graph);
+    report.model_bytes_after = crate::quantize::model_bytes(model);
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The per-channel mean and mean square of activation `name`, if the
+/// calibration has them at `width` channels.
+fn moments_of(
+    calibration: Option<&Calibration>,
+    name: &str,
+    width: usize,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let m = calibration?.stats.get(name)?.moments()?;
+    (m.0.len() == width).then_some(m)
+}
+
+/// The reducer's second moments, if the calibration has them.
+fn hessian_of(calibration: Option<&Calibration>, name: &str) -> Option<Vec<f64>> {
+    calibration?.stats.get(name)?.hessian()
+}
+
+/// `bias + offset`, where either may be absent.
+fn offset_bias(bias: &Option<Vec<f32>>, offset: Option<Vec<f32>>) -> Option<Vec<f32>> {
+    match (bias, offset) {
+        (b, None) => b.clone(),
+        (None, Some(d)) => Some(d),
+        (Some(b), Some(d)) => Some(b.iter().zip(&d).map(|(a, b)| a + b).collect()),
+    }
+}
+
+/// The query-head part of [`prune_structured`].
+fn prune_heads(
+    g: &mut egret_ir::Graph,
+    calibration: Option<&Calibration>,
+    cfg: &StructuredConfig,
+    report: &mut StructuredReport,
+) -> Result<(), String> {
+    let groups = heads::groups(g);
+    if groups.is_empty() {
+        return Err("no query heads to prune: that needs grouped-query attention \
+                    (q_num_heads > kv_num_heads) between two matrix products"
+            .into());
+    }
+    let drop = f64::from(cfg.heads_drop_pct.min(99)) / 100.0;
+    for grp in &groups {
+        let (q, o) = (&grp.query, &grp.output);
+        let m = moments_of(calibration, &grp.hidden, o.k);
+        let channel_scores = match &m {
+            Some((mean, ms)) => score::fluctuation(&o.w, o.k, mean, ms),
+            None => score::magnitude(&o.w, o.k, &[(&q.w, q.k)]),
+        };
+        let r = grp.heads / grp.kv_heads;
+        let per_group = ((r as f64 * (1.0 - drop)).round() as usize).clamp(1, r);
+        let keep = grp.keep(&grp.head_scores(&channel_scores), per_group);
+        let channels = grp.channels(&keep);
+        let hessian = hessian_of(calibration, &grp.hidden);
+        let (w, offset, fit) = fit_reducer(o, &channels, m.as_ref(), hessian, cfg.fit);
+        if keep.len() < grp.heads {
+            grp.apply(g, &keep, w, offset_bias(&o.bias, offset))?;
+        }
+        let per_channel = q.k + o.n;
+        report.params_before += per_channel * o.k;
+        report.params_after += per_channel * channels.len();
+        report.groups.push(GroupReport {
+            kind: GroupKind::Heads,
+            hidden: grp.hidden.clone(),
+            before: grp.heads,
+            after: keep.len(),
+            calibrated: m.is_some(),
+            fit,
+        });
+    }
+    Ok(())
+}
+
+/// The FFN part of [`prune_structured`].
+fn prune_ffn(
+    g: &mut egret_ir::Graph,
+    calibration: Option<&Calibration>,
+    cfg: &StructuredConfig,
+    report: &mut StructuredReport,
+) -> Result<(), String> {
     let mut claimed: HashSet<NodeId> = HashSet::new();
     let groups: Vec<ffn::FfnGroup> = ffn::groups(g)?
         .into_iter()
@@ -134,11 +250,7 @@ pub fn prune_ffn(
     }
     let moments: Vec<Option<(Vec<f64>, Vec<f64>)>> = groups
         .iter()
-        .map(|grp| {
-            let s = calibration?.stats.get(&grp.hidden)?;
-            let m = s.moments()?;
-            (m.0.len() == grp.width).then_some(m)
-        })
+        .map(|grp| moments_of(calibration, &grp.hidden, grp.width))
         .collect();
     let scores: Vec<Vec<f64>> = groups
         .iter()
@@ -169,31 +281,17 @@ pub fn prune_ffn(
             .collect(),
         Allocation::Global => score::global_keep(&scores, drop, cfg.align),
     };
-    let mut report = StructuredReport {
-        groups: Vec::new(),
-        params_before: 0,
-        params_after: 0,
-        model_bytes_before,
-        model_bytes_after: 0,
-        seconds: 0.0,
-    };
     for ((grp, s), (m, &keep)) in groups.iter().zip(&scores).zip(moments.iter().zip(&keeps)) {
         let kept = score::top(s, keep);
-        let hessian = calibration
-            .and_then(|c| c.stats.get(&grp.hidden))
-            .and_then(|s| s.hessian());
+        let hessian = hessian_of(calibration, &grp.hidden);
         let (w, offset, fit) = fit_reducer(&grp.reducer, &kept, m.as_ref(), hessian, cfg.fit);
-        let bias = match (&grp.reducer.bias, offset) {
-            (b, None) => b.clone(),
-            (None, Some(d)) => Some(d),
-            (Some(b), Some(d)) => Some(b.iter().zip(&d).map(|(a, b)| a + b).collect()),
-        };
-        grp.apply(g, &kept, w, bias)?;
+        grp.apply(g, &kept, w, offset_bias(&grp.reducer.bias, offset))?;
         let r = &grp.reducer;
         let per_channel = r.n + grp.producers.iter().map(|p| p.k).sum::<usize>();
         report.params_before += per_channel * grp.width;
         report.params_after += per_channel * keep;
         report.groups.push(GroupReport {
+            kind: GroupKind::Ffn,
             hidden: grp.hidden.clone(),
             before: grp.width,
             after: keep,
@@ -201,10 +299,7 @@ pub fn prune_ffn(
             fit,
         });
     }
-    crate::pass::dce(g);
-    report.model_bytes_after = crate::quantize::model_bytes(model);
-    report.seconds = start.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
 }
 
 /// The reducer's kept columns (`[n, kept]`) and bias offset after dropping
