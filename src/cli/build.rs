@@ -197,8 +197,10 @@ pub fn main(args: &BuildArgs) -> Result<()> {
         }
         None => (in_place, args.dims.clone()),
     };
+    let inputs = gather_inputs(&graph, &args.inputs, Some(0), &dims)?;
+    // Each If becomes the branch the example inputs take, its condition a guard.
+    let graph = c::specialize_ifs(&graph, &inputs).context("specialising If nodes")?;
     let g = &graph;
-    let inputs = gather_inputs(g, &args.inputs, Some(0), &dims)?;
     let tr = trace(g, inputs).context(
         "tracing the model on the example inputs (inputs not given with --input are random, \
          with every unnamed dim 1 and named dims from --dim: give a real input with --input NAME=FILE)",

@@ -23,6 +23,7 @@ mod call;
 mod ctype;
 mod expr;
 mod files;
+mod ifs;
 mod kernels;
 mod strided;
 
@@ -33,6 +34,7 @@ use std::collections::BTreeSet;
 pub use blocks::read_blocks_in_place;
 pub use cache::{fixed_cache, CACHE_MASK, CACHE_MASK_DIMS};
 pub use files::{Files, Target, TARGETS};
+pub use ifs::{specialize_ifs, IfError};
 pub use kernels::Kernel;
 
 /// Why a program could not be emitted as C.
