@@ -117,8 +117,14 @@ fn conditions(
     ifs.iter()
         .map(|&id| match seen.get(&cond(id)?) {
             Some(Some(b)) => Ok((id, *b)),
-            Some(None) => Err(invalid(g.node(id).label(), "the condition is not one number")),
-            None => Err(invalid(g.node(id).label(), "the condition was not computed")),
+            Some(None) => Err(invalid(
+                g.node(id).label(),
+                "the condition is not one number",
+            )),
+            None => Err(invalid(
+                g.node(id).label(),
+                "the condition was not computed",
+            )),
         })
         .collect()
 }
@@ -155,7 +161,10 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
     let attr_err = |e: egret_ir::IrError| invalid(&scope, e.to_string());
     let branch = if taken { "then_branch" } else { "else_branch" };
     let body = call.attrs.graph(branch).map_err(attr_err)?.clone();
-    let ncap = call.attrs.int_or("egret.num_captures", 0).map_err(attr_err)?;
+    let ncap = call
+        .attrs
+        .int_or("egret.num_captures", 0)
+        .map_err(attr_err)?;
     let caps = usize::try_from(ncap)
         .ok()
         .and_then(|n| node.inputs().len().checked_sub(n))
@@ -164,7 +173,10 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
         .ok_or_else(|| invalid(&scope, format!("{ncap} captures for {branch}")))?;
     let mut map: HashMap<OutletId, OutletId> = HashMap::new();
     for (&b, cap) in body.inputs.iter().zip(caps) {
-        map.insert(b, cap.ok_or_else(|| invalid(&scope, "a capture is absent"))?);
+        map.insert(
+            b,
+            cap.ok_or_else(|| invalid(&scope, "a capture is absent"))?,
+        );
     }
     let mut names = value_names(g);
     let order = body.topo_order().map_err(attr_err)?;
@@ -194,7 +206,9 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
                         ty: o.ty.clone(),
                     })
                     .collect();
-                let nid = g.add_node(&bn.name, bn.op.clone(), ins, outs).map_err(attr_err)?;
+                let nid = g
+                    .add_node(&bn.name, bn.op.clone(), ins, outs)
+                    .map_err(attr_err)?;
                 created.insert(nid);
                 for slot in 0..bn.outputs.len() {
                     map.insert(OutletId::new(bid, slot), OutletId::new(nid, slot));
@@ -205,7 +219,11 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
     if body.outputs.len() < node.outputs.len() {
         return Err(invalid(
             &scope,
-            format!("{branch} has {} outputs, the node {}", body.outputs.len(), node.outputs.len()),
+            format!(
+                "{branch} has {} outputs, the node {}",
+                body.outputs.len(),
+                node.outputs.len()
+            ),
         ));
     }
     let mut renamed: HashSet<OutletId> = HashSet::new();
@@ -221,7 +239,9 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
         } else if g.outputs.contains(&old) {
             // A graph output keeps its name through an Identity.
             let ident = OpCall::new("Identity");
-            new = g.call(&info.name, ident, &[Some(new)], 1).map_err(attr_err)?[0];
+            new = g
+                .call(&info.name, ident, &[Some(new)], 1)
+                .map_err(attr_err)?[0];
             g.node_mut(new.node).outputs[0].name = info.name.clone();
         }
         g.replace_uses(old, new).map_err(attr_err)?;
@@ -233,8 +253,13 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
                 ..OpCall::new("Guard")
             }
             .with("value", Attr::Int(i64::from(taken)));
-            g.add_node(&format!("{scope}.guard"), Op::Call(guard), vec![Some(cond)], vec![])
-                .map_err(attr_err)?;
+            g.add_node(
+                &format!("{scope}.guard"),
+                Op::Call(guard),
+                vec![Some(cond)],
+                vec![],
+            )
+            .map_err(attr_err)?;
         }
     }
     g.remove_node(id);
@@ -245,6 +270,9 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
 fn unmade(node: &str, body: &Graph, o: OutletId) -> IfError {
     invalid(
         node,
-        format!("branch value `{}` is read before it is made", body.value_name(o)),
+        format!(
+            "branch value `{}` is read before it is made",
+            body.value_name(o)
+        ),
     )
 }

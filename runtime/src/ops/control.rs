@@ -107,7 +107,9 @@ fn guard_kernel(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Val
     let want = ctx.attrs().int_or("value", 1)? != 0;
     let got = truthy(cond, "Guard condition")?;
     if got != want {
-        bail!("the condition is {got}, but the graph was specialised to the {want} branch of an If");
+        bail!(
+            "the condition is {got}, but the graph was specialised to the {want} branch of an If"
+        );
     }
     Ok(Vec::new())
 }
