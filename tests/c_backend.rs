@@ -1333,17 +1333,26 @@ fn write_inputs(dir: &Path, case: &common::RealCase) -> Vec<(String, PathBuf)> {
 }
 
 /// The largest scaled error of `got` against the interpreter's outputs on
-/// `case`'s inputs.
-fn silero_error(case: &common::RealCase, got: &[Tensor]) -> f64 {
+/// `case`'s inputs, printed with the largest absolute error as `what`.
+fn silero_error(case: &common::RealCase, got: &[Tensor], what: &str) -> f64 {
     let want = egret_runtime::Interpreter::for_model(&case.model)
         .unwrap()
         .run(case.inputs.clone())
         .unwrap();
     assert_eq!(got.len(), want.len(), "{}", case.name);
-    got.iter()
-        .zip(&want)
-        .map(|(g, w)| scaled_error(g, w.as_tensor().unwrap()))
-        .fold(0.0, f64::max)
+    let (mut scaled, mut abs) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(&want) {
+        let w = w.as_tensor().unwrap();
+        scaled = scaled.max(scaled_error(g, w));
+        let (a, b) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
+        abs = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(abs, f64::max);
+    }
+    println!("{what}: C vs interpreter, max abs {abs:.1e}, scaled {scaled:.1e}");
+    scaled
 }
 
 /// Every silero-vad variant built by `egret build` for the host matches the
@@ -1360,10 +1369,10 @@ fn egret_build_silero_vad_matches_the_interpreter() {
         let report = egret_build(&case.path, &inputs, c::Target::Host, &dir.join("build"));
         let files: Vec<PathBuf> = inputs.iter().map(|(_, p)| p.clone()).collect();
         let got = run(&dir.join("build"), None, &files, case.want.len()).unwrap();
-        let err = silero_error(&case, &got);
+        let err = silero_error(&case, &got, name);
         println!(
-            "{name}: C vs interpreter {err:.1e}; steps {}, model.o {}",
-            report["steps"], report["model_o"]
+            "{name}: steps {}, model.o {}, arena {}, weights {}",
+            report["steps"], report["model_o"], report["arena_bytes"], report["weights_bytes"]
         );
         assert!(err <= SILERO_TOL, "{name}: {err}");
     }
@@ -1443,7 +1452,7 @@ fn silero_vad_is_clean_under_address_and_undefined_behaviour_sanitizers() {
         let files = write(&dir, &e, &case.inputs).unwrap();
         compile(&dir, &Toolchain::sanitized()).unwrap();
         let got = run(&dir, None, &files, case.want.len()).unwrap();
-        let err = silero_error(&case, &got);
+        let err = silero_error(&case, &got, &format!("{name} (ASan, UBSan)"));
         assert!(err <= SILERO_TOL, "{name}: {err}");
     }
 }
@@ -1470,12 +1479,8 @@ fn egret_build_silero_vad_runs_under_qemu() {
             let out = dir.join(t.name());
             let report = egret_build(&case.path, &inputs, *t, &out);
             let got = run(&out, tc.qemu, &files, case.want.len()).unwrap();
-            let err = silero_error(&case, &got);
-            println!(
-                "{name} {}: C vs interpreter {err:.1e}; model.o {}",
-                t.name(),
-                report["model_o"]
-            );
+            let err = silero_error(&case, &got, &format!("{name} {}", t.name()));
+            println!("{name} {}: model.o {}", t.name(), report["model_o"]);
             assert!(err <= SILERO_TOL, "{name} {}: {err}", t.name());
         }
     }

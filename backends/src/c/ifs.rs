@@ -178,44 +178,7 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
             cap.ok_or_else(|| invalid(&scope, "a capture is absent"))?,
         );
     }
-    let mut names = value_names(g);
-    let order = body.topo_order().map_err(attr_err)?;
-    let mut created: HashSet<NodeId> = HashSet::new();
-    for bid in order {
-        let bn = body.node(bid);
-        match &bn.op {
-            Op::Input => {}
-            Op::Const(t) => {
-                let o = g.add_const(&fresh(&mut names, &scope, &bn.outputs[0].name), t.clone());
-                map.insert(OutletId::new(bid, 0), o);
-            }
-            Op::Call(_) => {
-                let ins = bn
-                    .inputs()
-                    .iter()
-                    .map(|i| {
-                        i.map(|o| map.get(&o).copied().ok_or_else(|| unmade(&scope, &body, o)))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let outs = bn
-                    .outputs
-                    .iter()
-                    .map(|o| ValueInfo {
-                        name: fresh(&mut names, &scope, &o.name),
-                        ty: o.ty.clone(),
-                    })
-                    .collect();
-                let nid = g
-                    .add_node(&bn.name, bn.op.clone(), ins, outs)
-                    .map_err(attr_err)?;
-                created.insert(nid);
-                for slot in 0..bn.outputs.len() {
-                    map.insert(OutletId::new(bid, slot), OutletId::new(nid, slot));
-                }
-            }
-        }
-    }
+    let created = copy_nodes(g, &body, &mut map, &scope)?;
     if body.outputs.len() < node.outputs.len() {
         return Err(invalid(
             &scope,
@@ -264,6 +227,56 @@ fn inline(g: &mut Graph, id: NodeId, taken: bool) -> Result<(), IfError> {
     }
     g.remove_node(id);
     Ok(())
+}
+
+/// Copy the nodes of `body` into `g` (inputs through `map`, which gets
+/// every copied value); the new nodes that compute something.
+fn copy_nodes(
+    g: &mut Graph,
+    body: &Graph,
+    map: &mut HashMap<OutletId, OutletId>,
+    scope: &str,
+) -> Result<HashSet<NodeId>, IfError> {
+    let mut names = value_names(g);
+    let attr_err = |e: egret_ir::IrError| invalid(scope, e.to_string());
+    let order = body.topo_order().map_err(attr_err)?;
+    let mut created: HashSet<NodeId> = HashSet::new();
+    for bid in order {
+        let bn = body.node(bid);
+        match &bn.op {
+            Op::Input => {}
+            Op::Const(t) => {
+                let o = g.add_const(&fresh(&mut names, scope, &bn.outputs[0].name), t.clone());
+                map.insert(OutletId::new(bid, 0), o);
+            }
+            Op::Call(_) => {
+                let ins = bn
+                    .inputs()
+                    .iter()
+                    .map(|i| {
+                        i.map(|o| map.get(&o).copied().ok_or_else(|| unmade(scope, body, o)))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let outs = bn
+                    .outputs
+                    .iter()
+                    .map(|o| ValueInfo {
+                        name: fresh(&mut names, scope, &o.name),
+                        ty: o.ty.clone(),
+                    })
+                    .collect();
+                let nid = g
+                    .add_node(&bn.name, bn.op.clone(), ins, outs)
+                    .map_err(attr_err)?;
+                created.insert(nid);
+                for slot in 0..bn.outputs.len() {
+                    map.insert(OutletId::new(bid, slot), OutletId::new(nid, slot));
+                }
+            }
+        }
+    }
+    Ok(created)
 }
 
 /// The error for a branch value read before it is made.
