@@ -7,7 +7,9 @@
 //! int8, W8A8) match the interpreter on unit shapes and in quantized MiniLM
 //! (host, and Q4_0 under qemu-aarch64); SmolLM2 Q4_1 decodes the
 //! interpreter's greedy ids through one fixed-cache program (host and
-//! qemu-aarch64).
+//! qemu-aarch64); every silero-vad variant (`If` specialised to the taken
+//! branch, LSTM) matches the interpreter on the host, statefully over
+//! chunks, under ASan/UBSan, and under qemu-aarch64/arm/riscv64.
 
 mod common;
 #[allow(dead_code)] // the conformance runner's own entry points are not used here
@@ -1316,8 +1318,10 @@ const SILERO: [&str; 7] = [
 ];
 
 /// Largest |C − interpreter| / (1 + |interpreter|) of silero-vad's outputs
-/// allowed (f32 sums in another order through 6 convolutions and an LSTM).
-const SILERO_TOL: f64 = 1e-5;
+/// allowed: f32 sums in another order through the STFT convolution (256
+/// taps), 4 more convolutions and an LSTM; measured at most 9.2e-6 (the
+/// opset-18 export), 2.5e-6 for the 16 kHz model.
+const SILERO_TOL: f64 = 5e-5;
 
 /// `case`'s inputs written into `dir` as `input_<name>.npy`, with their names.
 fn write_inputs(dir: &Path, case: &common::RealCase) -> Vec<(String, PathBuf)> {
