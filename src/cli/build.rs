@@ -40,7 +40,10 @@ pub enum CompileArg {
 #[command(after_help = "\
 The program is specialised to the shapes of the example inputs: --input files,
 else deterministic pseudo-random data (symbolic dims from --dim, else 1). It
-runs for inputs of exactly those shapes.
+runs for inputs of exactly those shapes. Each If runs the branch the example
+inputs take (silero-vad's sr picks the 8 or 16 kHz network): egret_model
+returns 1 when a run-time condition picks the other, so build one program per
+branch.
 
 DIR gets model.c (one static arena, the weights, the kernels, the entry
 function egret_model), model.h (the I/O names, dtypes and shapes), main.c (a

@@ -16,6 +16,10 @@
 //! lowered by [`call`] into a strided loop or a kernel call with the node's
 //! attributes and traced shapes as constants. An op without a C lowering is
 //! an [`EmitError::Unsupported`] naming it.
+//!
+//! Two graph rewrites run before lowering: [`read_blocks_in_place`] (block
+//! weights stay blocks) and [`specialize_ifs`] (each `If` becomes the branch
+//! the example inputs take, its condition a run-time guard).
 
 mod blocks;
 mod cache;
