@@ -7,7 +7,9 @@
 //! int8, W8A8) match the interpreter on unit shapes and in quantized MiniLM
 //! (host, and Q4_0 under qemu-aarch64); SmolLM2 Q4_1 decodes the
 //! interpreter's greedy ids through one fixed-cache program (host and
-//! qemu-aarch64).
+//! qemu-aarch64); every silero-vad variant (`If` specialised to the taken
+//! branch, LSTM) matches the interpreter on the host, statefully over
+//! chunks, under ASan/UBSan, and under qemu-aarch64/arm/riscv64.
 
 mod common;
 #[allow(dead_code)] // the conformance runner's own entry points are not used here
@@ -43,9 +45,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Lower `g` for `inputs` and emit C; `Ok(None)` when the lowering or the
-/// emitter does not support the graph (with the reason).
+/// Specialise `g`'s `If`s to `inputs` (as `egret build` does), lower it
+/// for `inputs` and emit C; `Err` when the lowering or the emitter does
+/// not support the graph (with the reason).
 fn emit(g: &Graph, inputs: &[Value], opts: &c::Options) -> Result<Emitted, String> {
+    let g = &c::specialize_ifs(g, inputs).map_err(|e| format!("If: {e}"))?;
     let tr = trace(g, inputs.to_vec()).map_err(|e| format!("trace: {e}"))?;
     let p = lower(g, &tr).map_err(|e| format!("lower: {e}"))?;
     c::emit(g, &p, opts).map_err(|e| match e {
@@ -86,6 +90,23 @@ impl Toolchain {
             cc: "cc",
             flags: STRICT.to_vec(),
             qemu: None,
+        }
+    }
+
+    /// The host compiler with AddressSanitizer and UndefinedBehaviorSanitizer,
+    /// any report fatal.
+    fn sanitized() -> Toolchain {
+        Toolchain {
+            name: "host-asan",
+            flags: vec![
+                "-std=c99",
+                "-O1",
+                "-g",
+                "-fno-strict-aliasing",
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=all",
+            ],
+            ..Toolchain::host()
         }
     }
 
@@ -356,9 +377,14 @@ fn scaled_error(got: &Tensor, want: &Tensor) -> f64 {
 }
 
 /// Runs `egret build --compile always --json --target T -o OUT MODEL
-/// --input x=X` and returns its JSON report, panicking with egret's stderr
-/// if it fails.
-fn egret_build(model: &Path, x: &Path, t: c::Target, out: &Path) -> serde_json::Value {
+/// --input NAME=FILE...` and returns its JSON report, panicking with
+/// egret's stderr if it fails.
+fn egret_build(
+    model: &Path,
+    inputs: &[(String, PathBuf)],
+    t: c::Target,
+    out: &Path,
+) -> serde_json::Value {
     let run = Command::new(env!("CARGO_BIN_EXE_egret"))
         .args([
             "build",
@@ -371,8 +397,11 @@ fn egret_build(model: &Path, x: &Path, t: c::Target, out: &Path) -> serde_json::
         ])
         .arg(out)
         .arg(model)
-        .arg("--input")
-        .arg(format!("x={}", x.display()))
+        .args(
+            inputs
+                .iter()
+                .flat_map(|(n, f)| ["--input".into(), format!("{n}={}", f.display())]),
+        )
         .output()
         .unwrap();
     assert!(
@@ -392,7 +421,12 @@ fn egret_build_makes_a_malloc_free_ppocr_cls_that_matches_the_interpreter() {
     let dir = scratch("ppocr_cls");
     let x = dir.join("x.npy");
     npy::write(&x, case.inputs[0].as_tensor().unwrap()).unwrap();
-    let report = egret_build(&path, &x, c::Target::Host, &dir.join("build"));
+    let report = egret_build(
+        &path,
+        &[("x".into(), x.clone())],
+        c::Target::Host,
+        &dir.join("build"),
+    );
     assert_eq!(report["compiled"], true, "{report}");
     let text = report["model_o"]["text"].as_u64().unwrap();
     let bss = report["model_o"]["bss"].as_u64().unwrap();
@@ -434,18 +468,7 @@ fn ppocr_cls_is_clean_under_address_and_undefined_behaviour_sanitizers() {
     let dir = scratch("ppocr_cls_asan");
     let e = emit(&case.model.graph, &case.inputs, &c::Options::default()).unwrap();
     let files = write(&dir, &e, &case.inputs).unwrap();
-    let tc = Toolchain {
-        flags: vec![
-            "-std=c99",
-            "-O1",
-            "-g",
-            "-fno-strict-aliasing",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
-        ],
-        ..Toolchain::host()
-    };
-    compile(&dir, &tc).unwrap();
+    compile(&dir, &Toolchain::sanitized()).unwrap();
     let got = run(&dir, None, &files, 1).unwrap();
     let err = scaled_error(&got[0], case.want[0].as_tensor().unwrap());
     assert!(err <= 1e-4, "{err} vs onnxruntime");
@@ -534,7 +557,7 @@ fn ppocr_cls_builds_for_every_installed_cross_target() {
             continue;
         }
         let out_dir = dir.join(t.name());
-        let report = egret_build(&path, &x, t, &out_dir);
+        let report = egret_build(&path, &[("x".into(), x.clone())], t, &out_dir);
         println!("ppocr_cls {}: model.o {}", t.name(), report["model_o"]);
         let Some(qemu) = t.qemu() else {
             assert!(out_dir.join("model.o").exists());
@@ -1278,4 +1301,191 @@ fn egret_build_kv_cache_writes_one_decode_step() {
         "{h}"
     );
     assert!(h.contains("`cache_mask`: bool [1, 9]"), "{h}");
+}
+
+/// The silero-vad fixtures the C tests build (`tests/fixtures/real`): the
+/// 16 kHz and 8 kHz paths of the `If`-based model (one `sr` input picks the
+/// branch), its opset-15 and half-precision exports, the opset-18 export,
+/// and the two LSTM exports (a whole sequence; OpenVINO's 16 kHz).
+const SILERO: [&str; 7] = [
+    "silero_vad_16k",
+    "silero_vad_8k",
+    "silero_vad_16k_op15",
+    "silero_vad_half",
+    "silero_vad_op18_ifless",
+    "silero_vad_16k_sequence",
+    "silero_vad_openvino_16k",
+];
+
+/// Largest |C − interpreter| / (1 + |interpreter|) of silero-vad's outputs
+/// allowed: f32 sums in another order through the STFT convolution (256
+/// taps), 4 more convolutions and an LSTM; measured at most 9.2e-6 (the
+/// opset-18 export), 2.5e-6 for the 16 kHz model.
+const SILERO_TOL: f64 = 5e-5;
+
+/// `case`'s inputs written into `dir` as `input_<name>.npy`, with their names.
+fn write_inputs(dir: &Path, case: &common::RealCase) -> Vec<(String, PathBuf)> {
+    case.input_names
+        .iter()
+        .zip(&case.inputs)
+        .map(|(n, v)| {
+            let path = dir.join(format!("input_{n}.npy"));
+            npy::write(&path, v.as_tensor().unwrap()).unwrap();
+            (n.clone(), path)
+        })
+        .collect()
+}
+
+/// The largest scaled error of `got` against the interpreter's outputs on
+/// `case`'s inputs, printed with the largest absolute error as `what`.
+fn silero_error(case: &common::RealCase, got: &[Tensor], what: &str) -> f64 {
+    let want = egret_runtime::Interpreter::for_model(&case.model)
+        .unwrap()
+        .run(case.inputs.clone())
+        .unwrap();
+    assert_eq!(got.len(), want.len(), "{}", case.name);
+    let (mut scaled, mut abs) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(&want) {
+        let w = w.as_tensor().unwrap();
+        scaled = scaled.max(scaled_error(g, w));
+        let (a, b) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
+        abs = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(abs, f64::max);
+    }
+    println!("{what}: C vs interpreter, max abs {abs:.1e}, scaled {scaled:.1e}");
+    scaled
+}
+
+/// Every silero-vad variant built by `egret build` for the host matches the
+/// interpreter; the 16 kHz program, specialised to `sr = 16000`, refuses
+/// (exit status 1) `sr = 8000`, whose branch it does not contain.
+#[test]
+fn egret_build_silero_vad_matches_the_interpreter() {
+    for name in SILERO {
+        let Some(case) = common::real_case(name) else {
+            continue;
+        };
+        let dir = scratch(&format!("{name}_cli"));
+        let inputs = write_inputs(&dir, &case);
+        let report = egret_build(&case.path, &inputs, c::Target::Host, &dir.join("build"));
+        let files: Vec<PathBuf> = inputs.iter().map(|(_, p)| p.clone()).collect();
+        let got = run(&dir.join("build"), None, &files, case.want.len()).unwrap();
+        let err = silero_error(&case, &got, name);
+        println!(
+            "{name}: steps {}, model.o {}, arena {}, weights {}",
+            report["steps"], report["model_o"], report["arena_bytes"], report["weights_bytes"]
+        );
+        assert!(err <= SILERO_TOL, "{name}: {err}");
+    }
+    let (Some(k16), Some(k8)) = (
+        common::real_case("silero_vad_16k"),
+        common::real_case("silero_vad_8k"),
+    ) else {
+        return;
+    };
+    let dir = scratch("silero_vad_guard");
+    let files = write(
+        &dir,
+        &emit(&k16.model.graph, &k16.inputs, &c::Options::default()).unwrap(),
+        &k16.inputs,
+    )
+    .unwrap();
+    compile(&dir, &Toolchain::host()).unwrap();
+    let sr8 = dir.join("sr8k.npy");
+    npy::write(&sr8, k8.inputs[2].as_tensor().unwrap()).unwrap();
+    let err = run(&dir, None, &[files[0].clone(), files[1].clone(), sr8], 2).unwrap_err();
+    assert!(err.contains("egret_model failed"), "{err}");
+}
+
+/// silero-vad 16 kHz as a streaming detector: one program, eight chunks of
+/// a synthetic signal, the state output of each chunk fed back as the next
+/// state input; every chunk's probability and state match the
+/// interpreter's run of the same chain.
+#[test]
+fn silero_vad_state_carried_over_chunks_matches_the_interpreter() {
+    let Some(case) = common::real_case("silero_vad_16k") else {
+        return;
+    };
+    let dir = scratch("silero_vad_chunks");
+    let e = emit(&case.model.graph, &case.inputs, &c::Options::default()).unwrap();
+    write(&dir, &e, &case.inputs).unwrap();
+    compile(&dir, &Toolchain::host()).unwrap();
+    let interp = egret_runtime::Interpreter::for_model(&case.model).unwrap();
+    let shape = case.inputs[0].as_tensor().unwrap().shape().to_vec();
+    let (mut c_state, mut i_state) = (case.inputs[1].clone(), case.inputs[1].clone());
+    let mut worst: f64 = 0.0;
+    for chunk in 0..8 {
+        let audio = Value::Tensor(wave(&shape, chunk + 11));
+        let c_in = [audio.clone(), c_state, case.inputs[2].clone()];
+        let files: Vec<PathBuf> = c_in
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = dir.join(format!("chunk{i}.npy"));
+                npy::write(&p, v.as_tensor().unwrap()).unwrap();
+                p
+            })
+            .collect();
+        let got = run(&dir, None, &files, 2).unwrap();
+        let want = interp
+            .run(vec![audio, i_state, case.inputs[2].clone()])
+            .unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            worst = worst.max(scaled_error(g, w.as_tensor().unwrap()));
+        }
+        c_state = Value::Tensor(got[1].clone());
+        i_state = want[1].clone();
+    }
+    println!("silero_vad_16k over 8 chunks: C vs interpreter {worst:.1e}");
+    assert!(worst <= SILERO_TOL, "{worst}");
+}
+
+/// silero-vad (16 kHz through the If; the LSTM sequence export) is clean
+/// under ASan and UBSan and matches the interpreter.
+#[test]
+fn silero_vad_is_clean_under_address_and_undefined_behaviour_sanitizers() {
+    for name in ["silero_vad_16k", "silero_vad_16k_sequence"] {
+        let Some(case) = common::real_case(name) else {
+            continue;
+        };
+        let dir = scratch(&format!("{name}_asan"));
+        let e = emit(&case.model.graph, &case.inputs, &c::Options::default()).unwrap();
+        let files = write(&dir, &e, &case.inputs).unwrap();
+        compile(&dir, &Toolchain::sanitized()).unwrap();
+        let got = run(&dir, None, &files, case.want.len()).unwrap();
+        let err = silero_error(&case, &got, &format!("{name} (ASan, UBSan)"));
+        assert!(err <= SILERO_TOL, "{name}: {err}");
+    }
+}
+
+/// silero-vad 16 kHz, 8 kHz and the LSTM sequence export built by
+/// `egret build` for aarch64, armv7 and riscv64 and run under qemu-user
+/// match the interpreter (targets whose compiler or qemu is missing are
+/// skipped with the reason).
+#[test]
+fn egret_build_silero_vad_runs_under_qemu() {
+    let targets = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
+    let chains: Vec<(c::Target, Toolchain)> = targets
+        .into_iter()
+        .filter_map(|t| Some((t, Toolchain::cross(t)?)))
+        .collect();
+    for name in ["silero_vad_16k", "silero_vad_8k", "silero_vad_16k_sequence"] {
+        let Some(case) = common::real_case(name) else {
+            continue;
+        };
+        let dir = scratch(&format!("{name}_qemu"));
+        let inputs = write_inputs(&dir, &case);
+        let files: Vec<PathBuf> = inputs.iter().map(|(_, p)| p.clone()).collect();
+        for (t, tc) in &chains {
+            let out = dir.join(t.name());
+            let report = egret_build(&case.path, &inputs, *t, &out);
+            let got = run(&out, tc.qemu, &files, case.want.len()).unwrap();
+            let err = silero_error(&case, &got, &format!("{name} {}", t.name()));
+            println!("{name} {}: model.o {}", t.name(), report["model_o"]);
+            assert!(err <= SILERO_TOL, "{name} {}: {err}", t.name());
+        }
+    }
 }

@@ -40,7 +40,10 @@ pub enum CompileArg {
 #[command(after_help = "\
 The program is specialised to the shapes of the example inputs: --input files,
 else deterministic pseudo-random data (symbolic dims from --dim, else 1). It
-runs for inputs of exactly those shapes.
+runs for inputs of exactly those shapes. Each If runs the branch the example
+inputs take (silero-vad's sr picks the 8 or 16 kHz network): egret_model
+returns 1 when a run-time condition picks the other, so build one program per
+branch.
 
 DIR gets model.c (one static arena, the weights, the kernels, the entry
 function egret_model), model.h (the I/O names, dtypes and shapes), main.c (a
@@ -197,8 +200,10 @@ pub fn main(args: &BuildArgs) -> Result<()> {
         }
         None => (in_place, args.dims.clone()),
     };
+    let inputs = gather_inputs(&graph, &args.inputs, Some(0), &dims)?;
+    // Each If becomes the branch the example inputs take, its condition a guard.
+    let graph = c::specialize_ifs(&graph, &inputs).context("specialising If nodes")?;
     let g = &graph;
-    let inputs = gather_inputs(g, &args.inputs, Some(0), &dims)?;
     let tr = trace(g, inputs).context(
         "tracing the model on the example inputs (inputs not given with --input are random, \
          with every unnamed dim 1 and named dims from --dim: give a real input with --input NAME=FILE)",

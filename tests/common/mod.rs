@@ -108,6 +108,8 @@ pub fn node_cases() -> impl Iterator<Item = NodeCase> {
 pub struct RealCase {
     /// The fixture's folder name, e.g. `silero_vad_16k`.
     pub name: String,
+    /// The model file.
+    pub path: PathBuf,
     /// The imported model.
     pub model: egret_ir::Model,
     /// The graph input names, as the fixture recorded them.
@@ -154,6 +156,7 @@ pub fn real_case(name: &str) -> Option<RealCase> {
         .collect();
     Some(RealCase {
         name: name.to_string(),
+        path,
         model,
         input_names: m.inputs,
         inputs,

@@ -32,6 +32,8 @@ pub enum Kernel {
     MatMulBlocks,
     /// `egret_attention_f32`: ONNX Attention (masks, heads, KV cache).
     Attention,
+    /// `egret_lstm_f32`: ONNX LSTM (directions, layouts, peepholes).
+    Lstm,
 }
 
 impl Kernel {
@@ -51,6 +53,7 @@ impl Kernel {
             Kernel::Blocks => include_str!("kernels/blocks.c"),
             Kernel::MatMulBlocks => include_str!("kernels/matmul_blocks.c"),
             Kernel::Attention => include_str!("kernels/attention.c"),
+            Kernel::Lstm => include_str!("kernels/lstm.c"),
         }
     }
 }

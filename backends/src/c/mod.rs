@@ -16,6 +16,10 @@
 //! lowered by [`call`] into a strided loop or a kernel call with the node's
 //! attributes and traced shapes as constants. An op without a C lowering is
 //! an [`EmitError::Unsupported`] naming it.
+//!
+//! Two graph rewrites run before lowering: [`read_blocks_in_place`] (block
+//! weights stay blocks) and [`specialize_ifs`] (each `If` becomes the branch
+//! the example inputs take, its condition a run-time guard).
 
 mod blocks;
 mod cache;
@@ -23,6 +27,7 @@ mod call;
 mod ctype;
 mod expr;
 mod files;
+mod ifs;
 mod kernels;
 mod strided;
 
@@ -33,6 +38,7 @@ use std::collections::BTreeSet;
 pub use blocks::read_blocks_in_place;
 pub use cache::{fixed_cache, CACHE_MASK, CACHE_MASK_DIMS};
 pub use files::{Files, Target, TARGETS};
+pub use ifs::{specialize_ifs, IfError};
 pub use kernels::Kernel;
 
 /// Why a program could not be emitted as C.

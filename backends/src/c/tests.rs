@@ -173,3 +173,91 @@ fn an_unsupported_op_is_a_typed_error_naming_it() {
     let EmitError::Unsupported { op, .. } = &err;
     assert_eq!(op, "TopK", "{err}");
 }
+
+/// `y = If(c > 0, then: x + 1, else: If(c < -5, then: x · 2, else: x))`:
+/// a condition computed from an input, and an `If` nested in a branch,
+/// both reading `x` as a capture.
+fn if_graph() -> Graph {
+    use std::sync::Arc;
+    let branch = |name: &str, op: Option<(&str, f32)>| {
+        let mut b = Graph::new(name);
+        let x = input(&mut b, "x_cap", DType::F32, &[3]);
+        let y = match op {
+            Some((op, k)) => {
+                let k = b.add_const(&format!("{name}_k"), Tensor::scalar(k));
+                b.call1(&format!("{name}_y"), OpCall::new(op), &[x, k])
+                    .unwrap()
+            }
+            None => b
+                .call1(&format!("{name}_y"), OpCall::new("Identity"), &[x])
+                .unwrap(),
+        };
+        b.outputs.push(y);
+        b
+    };
+    let if_call = |then: Graph, els: Graph| {
+        OpCall::new("If")
+            .with("then_branch", Attr::Graph(Arc::new(then)))
+            .with("else_branch", Attr::Graph(Arc::new(els)))
+            .with("egret.num_captures", Attr::Int(1))
+    };
+    // The inner If, inside the outer else branch.
+    let mut inner_else = Graph::new("outer_else");
+    let x = input(&mut inner_else, "x_cap", DType::F32, &[3]);
+    let c = input(&mut inner_else, "c_cap", DType::F32, &[]);
+    let m5 = inner_else.add_const("m5", Tensor::scalar(-5.0f32));
+    let lt = inner_else
+        .call1("lt", OpCall::new("Less"), &[c, m5])
+        .unwrap();
+    let inner = if_call(branch("twice", Some(("Mul", 2.0))), branch("same", None));
+    let y = inner_else.call1("inner", inner, &[lt, x]).unwrap();
+    inner_else.outputs.push(y);
+
+    let mut g = Graph::new("ifs");
+    let x = input(&mut g, "x", DType::F32, &[3]);
+    let c = input(&mut g, "c", DType::F32, &[]);
+    let zero = g.add_const("zero", Tensor::scalar(0.0f32));
+    let gt = g.call1("gt", OpCall::new("Greater"), &[c, zero]).unwrap();
+    // Both outer branches take (x, c); the then branch ignores c.
+    let mut plus = branch("plus", Some(("Add", 1.0)));
+    input(&mut plus, "c_cap", DType::F32, &[]);
+    let outer = if_call(plus, inner_else).with("egret.num_captures", Attr::Int(2));
+    let y = g.call1("y", outer, &[gt, x, c]).unwrap();
+    g.outputs.push(y);
+    g
+}
+
+#[test]
+fn ifs_become_the_taken_branch_with_guards() {
+    use egret_runtime::Interpreter;
+    let g = if_graph();
+    let x = Value::Tensor(f32s(vec![3], |i| i as f32));
+    let with_c = |c: f32| vec![x.clone(), Value::Tensor(Tensor::scalar(c))];
+    for (c, want) in [
+        (1.0, [1.0, 2.0, 3.0]),
+        (-9.0, [0.0, 2.0, 4.0]),
+        (-1.0, [0.0, 1.0, 2.0]),
+    ] {
+        let s = super::specialize_ifs(&g, &with_c(c)).unwrap();
+        let ops: Vec<&str> = s
+            .node_ids()
+            .filter_map(|id| s.node(id).op.as_call().map(|c| c.op_type.as_str()))
+            .collect();
+        assert!(!ops.contains(&"If"), "{ops:?}");
+        let guards = ops.iter().filter(|&&o| o == "Guard").count();
+        assert_eq!(guards, if c > 0.0 { 1 } else { 2 }, "{ops:?}");
+        assert_eq!(s.value_name(s.outputs[0]), "y");
+        let interp = Interpreter::new(&s).unwrap();
+        let got = interp.run(with_c(c)).unwrap();
+        assert_eq!(got[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), want);
+        // Another branch's condition fails the guard.
+        let other = if c > 0.0 { -1.0 } else { 1.0 };
+        assert!(interp.run(with_c(other)).is_err());
+        // The C program checks it.
+        let c_code = build(&s, with_c(c), &Options::default())
+            .unwrap()
+            .files
+            .model_c;
+        assert!(c_code.contains("!= 0) != "), "no guard in the C code");
+    }
+}

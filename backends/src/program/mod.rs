@@ -221,11 +221,18 @@ where
     (dims, st)
 }
 
-/// The nodes the outputs need, in topological order (folded values and
-/// constants need none).
+/// The nodes the outputs need, and every node without outputs (it runs for
+/// its effect: an `egret::Guard` may fail the run), with what they read, in
+/// topological order (folded values and constants need none).
 fn live_nodes(g: &Graph, trace: &Trace) -> Result<Vec<NodeId>, LowerError> {
     let mut needed: HashSet<NodeId> = HashSet::new();
     let mut stack: Vec<OutletId> = g.outputs.clone();
+    for id in g.node_ids() {
+        let node = g.node(id);
+        if node.outputs.is_empty() && matches!(node.op, Op::Call(_)) && needed.insert(id) {
+            stack.extend(node.inputs().iter().flatten());
+        }
+    }
     while let Some(o) = stack.pop() {
         if trace.folded.contains_key(&o) || !matches!(g.node(o.node).op, Op::Call(_)) {
             continue;

@@ -23,6 +23,11 @@
 //!   for f32 `x [..., K]`, f32 `w [K, N]` (ONNX `MatMul` layout) and an f32
 //!   scalar `threshold` (shape `[]` or `[1]`): activation sparsity. Output
 //!   `[..., N]`.
+//! * `egret::Guard(cond)`, attr `value` (0 or 1): no outputs. Fails unless the
+//!   one-element `cond` (any numeric dtype, nonzero = true) has the truth value
+//!   `value`. A graph specialised to one branch of an `If` keeps its condition
+//!   as a guard (`egret_backends::c::specialize_ifs`); the C backend makes a
+//!   failing guard return 1 from `egret_model`.
 
 use super::common::{tensor, R};
 use super::{InferCtx, InferFn};
@@ -41,6 +46,7 @@ pub(super) fn rule(op: &str) -> Option<InferFn> {
         "MatMulInt8" => matmul_int8,
         "MatMulSparse" => matmul_sparse,
         "MatMulActSparse" => matmul_act_sparse,
+        "Guard" => guard,
         _ => return None,
     })
 }
@@ -250,6 +256,10 @@ fn matmul_sparse(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {
         }
     }
     Ok(vec![tensor(DType::F32, with_last(xd, n))])
+}
+
+fn guard(_: &InferCtx<'_>) -> R<Vec<ValueType>> {
+    Ok(Vec::new())
 }
 
 fn matmul_act_sparse(ctx: &InferCtx<'_>) -> R<Vec<ValueType>> {

@@ -1,4 +1,5 @@
-//! Kernels: If, Loop, Scan (latest opset semantics).
+//! Kernels: If, Loop, Scan (latest opset semantics), and `egret::Guard`, the
+//! condition an `If` specialised to one branch keeps.
 //!
 //! Bodies run through [`KernelCtx::runner`]. Following egret's capture
 //! convention (see `egret_ir::graph`), the node's last `egret.num_captures`
@@ -15,6 +16,7 @@ use crate::kernels::strided::{concat, take_range, Elem};
 use crate::kernels::{checked_len, norm_axis};
 use crate::registry::{KernelCtx, Registry};
 use crate::{bail, for_any_dtype};
+use egret_ir::infer::egret_ops::DOMAIN;
 use egret_ir::{Attr, DType, Graph, Tensor, Value, ValueType};
 
 /// Register this family's kernels.
@@ -22,6 +24,7 @@ pub fn register(r: &mut Registry) {
     r.add("If", if_kernel);
     r.add("Loop", loop_kernel);
     r.add("Scan", scan_kernel);
+    r.add_domain(DOMAIN, "Guard", guard_kernel);
 }
 
 /// Split the node's inputs into its formal ONNX inputs and the captured values.
@@ -92,6 +95,23 @@ fn if_kernel(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>
         "else_branch"
     };
     run_body(ctx, body(ctx, branch)?, caps, ctx.num_outputs())
+}
+
+/// `egret::Guard(cond)`: no outputs; fails unless `cond`'s truth value is the
+/// attribute `value` (the branch the graph was specialised to).
+fn guard_kernel(ctx: &KernelCtx<'_>, inputs: &[Option<Value>]) -> Result<Vec<Value>> {
+    let cond = inputs
+        .first()
+        .and_then(Option::as_ref)
+        .ok_or_else(|| RuntimeError::msg("Guard needs a condition"))?;
+    let want = ctx.attrs().int_or("value", 1)? != 0;
+    let got = truthy(cond, "Guard condition")?;
+    if got != want {
+        bail!(
+            "the condition is {got}, but the graph was specialised to the {want} branch of an If"
+        );
+    }
+    Ok(Vec::new())
 }
 
 /// Stack equal-shaped tensors along a new axis `axis` (in `0..=rank`).

@@ -2,12 +2,14 @@
 //! nest or a kernel call, with its attributes and traced shapes baked in.
 
 mod attention;
+mod control;
 mod indexed;
 mod movement;
 mod nn;
 mod quant;
 mod reduce;
 mod resize;
+mod rnn;
 mod rotary;
 
 use super::strided::{nest, Operand};
@@ -118,6 +120,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
             "MatMulInt8" => quant::matmul_int8(cx, &n),
             "MatMulBlocks" => quant::matmul_blocks(cx, &n),
             "GatherBlocks" => quant::gather_blocks(cx, &n),
+            "Guard" => control::guard(cx, &n),
             op => Err(EmitError::unsupported(op, "no C lowering of this egret op")),
         };
     }
@@ -147,6 +150,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, c: &Call) -> Result<String, EmitError> {
         "Softmax" | "LogSoftmax" | "Hardmax" => nn::softmax(cx, &n),
         "LayerNormalization" | "RMSNormalization" => nn::layernorm(cx, &n),
         "Attention" => attention::attention(cx, &n),
+        "LSTM" => rnn::lstm(cx, &n),
         "RotaryEmbedding" => rotary::rotary(cx, &n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, &n),
         "Range" => indexed::range(cx, &n),
