@@ -268,14 +268,15 @@ fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
 }
 
 /// What calibration must gather for the flags: second moments for GPTQ,
-/// AWQ's search and SparseGPT; row samples for activation sparsity.
+/// AWQ's search, SparseGPT and the Kronecker refit; row samples for
+/// activation sparsity.
 fn gather(args: &QuantizeArgs) -> Gather {
     let sparsegpt = args
         .prune
         .as_deref()
         .is_some_and(|p| p.contains("sparsegpt"));
     Gather {
-        gram: args.gptq || args.awq || sparsegpt,
+        gram: args.gptq || args.awq || sparsegpt || args.kronecker.is_some(),
         samples: args.act_sparsity.is_some(),
     }
 }
