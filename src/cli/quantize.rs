@@ -363,7 +363,8 @@ fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
 }
 
 /// What calibration must gather for the flags: second moments for GPTQ,
-/// AWQ's search and SparseGPT; row samples for activation sparsity.
+/// AWQ's search, SparseGPT and the Kronecker refit; row samples for
+/// activation sparsity.
 fn gather(args: &QuantizeArgs) -> Gather {
     let sparsegpt = args
         .prune
@@ -372,7 +373,7 @@ fn gather(args: &QuantizeArgs) -> Gather {
     let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
     let refit = structural && matches!(args.prune_fit, FitArg::Refit);
     Gather {
-        gram: args.gptq || args.awq || sparsegpt || refit,
+        gram: args.gptq || args.awq || sparsegpt || refit || args.kronecker.is_some(),
         samples: args.act_sparsity.is_some(),
     }
 }

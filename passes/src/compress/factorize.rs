@@ -16,6 +16,7 @@
 //!   `T = X·Bcat` holds every `X·Bᵣᵀ` and `Acat · [T₁; …; T_R] = Σᵣ Aᵣ·X·Bᵣᵀ`
 //!   is the row's output as `n1 × n2`.
 
+use super::kron_refit;
 use super::kronecker::{nearest_kronecker, Factors, Kronecker};
 use super::svd::{matmul, truncated_svd};
 
@@ -88,12 +89,25 @@ pub fn low_rank_dense(p: &[f32], q: &[f32], n: usize, k: usize) -> Vec<f32> {
 /// A Kronecker plan for an `n × k` matrix at `keep_pct` % of its parameters:
 /// candidate factor shapes (`n2`, `k2` divisors of `n`, `k` near their square
 /// roots, and twice or half that), each with as many terms as the budget
-/// allows, scored by their Frobenius error; the best wins. `None` when no
-/// shape leaves room for a term.
-pub fn kronecker(w: &[f32], n: usize, k: usize, keep_pct: u8) -> Option<Kronecker> {
+/// allows, scored by their error; the best wins. `None` when no shape leaves
+/// room for a term.
+///
+/// With `h`, the second moments `E[xᵀx]` (`k × k`) of the layer's input,
+/// the error is the output error `tr((W − Ŵ)·H·(W − Ŵ)ᵀ)` and the winner is
+/// refit to it ([`kron_refit::refit`]); otherwise it is the Frobenius error
+/// and Van Loan's factors are kept.
+pub fn kronecker(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    keep_pct: u8,
+    h: Option<&[f64]>,
+) -> Option<Kronecker> {
     if w.len() != n * k {
         return None;
     }
+    let h = h.filter(|h| h.len() == k * k);
+    let h32: Option<Vec<f32>> = h.map(|h| h.iter().map(|&v| v as f32).collect());
     let budget = n * k * usize::from(keep_pct) / 100;
     let mut best: Option<(f64, Kronecker)> = None;
     for n2 in near_root_divisors(n) {
@@ -110,13 +124,24 @@ pub fn kronecker(w: &[f32], n: usize, k: usize, keep_pct: u8) -> Option<Kronecke
                 continue;
             }
             let found = nearest_kronecker(w, f, terms);
-            let err = sq_dist(&found.dense(), w);
+            let approx = found.dense();
+            let err = match &h32 {
+                Some(h) => {
+                    let d: Vec<f32> = w.iter().zip(&approx).map(|(a, b)| a - b).collect();
+                    kron_refit::output_error(&d, h, k)
+                }
+                None => sq_dist(w, &approx),
+            };
             if best.as_ref().is_none_or(|(e, _)| err < *e) {
                 best = Some((err, found));
             }
         }
     }
-    best.map(|(_, k)| k)
+    let (_, found) = best?;
+    Some(match h {
+        Some(h) => kron_refit::refit(w, h, &found),
+        None => found,
+    })
 }
 
 /// Divisors of `n` nearest `√n`, and those nearest twice and half of it
@@ -252,7 +277,7 @@ mod tests {
     fn kronecker_layout_round_trips_and_computes_the_product() {
         let (n, k) = (24, 16);
         let w = values(n * k, 4);
-        let kr = kronecker(&w, n, k, 40).unwrap();
+        let kr = kronecker(&w, n, k, 40, None).unwrap();
         assert!(kr.params() <= n * k * 40 / 100);
         let (acat, bcat) = kronecker_layout(&kr);
         let back = kronecker_from_layout(&acat, &bcat, kr.shape).unwrap();

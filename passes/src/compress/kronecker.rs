@@ -53,19 +53,36 @@ pub struct Kronecker {
 
 /// `R(W)` as above, `n1·k1 × n2·k2` row-major.
 pub fn rearrange(w: &[f32], f: Factors) -> Vec<f32> {
+    let mut r = vec![0f32; w.len()];
+    for_each_run(f, |ri, wi| {
+        r[ri..ri + f.k2].copy_from_slice(&w[wi..wi + f.k2])
+    });
+    r
+}
+
+/// The inverse of [`rearrange`]: `W` (`n × k` row-major) from `R(W)`.
+pub fn unrearrange(r: &[f32], f: Factors) -> Vec<f32> {
+    let mut w = vec![0f32; r.len()];
+    for_each_run(f, |ri, wi| {
+        w[wi..wi + f.k2].copy_from_slice(&r[ri..ri + f.k2])
+    });
+    w
+}
+
+/// Calls `visit(r_offset, w_offset)` for each run of `k2` values that is
+/// contiguous in both `R(W)` and `W`: row `(i1, j1)`, columns `(i2, ·)` of
+/// `R(W)` are row `i1·n2 + i2`, columns `j1·k2 ..` of `W`.
+fn for_each_run(f: Factors, mut visit: impl FnMut(usize, usize)) {
     let Factors { n1, k1, n2, k2 } = f;
     let k = k1 * k2;
-    let mut r = vec![0f32; n1 * k1 * n2 * k2];
     for i1 in 0..n1 {
         for j1 in 0..k1 {
             let row = (i1 * k1 + j1) * n2 * k2;
             for i2 in 0..n2 {
-                let src = (i1 * n2 + i2) * k + j1 * k2;
-                r[row + i2 * k2..row + i2 * k2 + k2].copy_from_slice(&w[src..src + k2]);
+                visit(row + i2 * k2, (i1 * n2 + i2) * k + j1 * k2);
             }
         }
     }
-    r
 }
 
 /// The best `terms`-term Kronecker approximation of the `n × k` row-major

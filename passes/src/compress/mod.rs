@@ -1,7 +1,8 @@
 //! The tensor transforms of the compression families beyond quantization: a
 //! truncated SVD ([`svd`], the low-rank family and the engine of the next
 //! one), Van Loan's nearest Kronecker product ([`kronecker`]) with the
-//! factored product that never forms the dense matrix, and pruning masks
+//! factored product that never forms the dense matrix, its calibration-aware
+//! refit on the layer's outputs ([`kron_refit`]), and pruning masks
 //! ([`prune`]: magnitude, Wanda, 2:4). [`factorize`] puts the low-rank and
 //! Kronecker factors in the layouts the rewrites compute with; the
 //! quantization pass offers them as e-graph alternatives
@@ -14,6 +15,7 @@
 //! fraction of a full SVD's time, without another large dependency.
 
 pub mod factorize;
+pub mod kron_refit;
 pub mod kronecker;
 pub mod prune;
 pub mod structured;

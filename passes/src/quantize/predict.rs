@@ -18,9 +18,9 @@ use super::awq::scale_columns;
 use super::rules::{kronecker_geometry, Made, SourceStats};
 use super::scheme::Scheme;
 use super::site::oriented_f32;
+use crate::compress::kron_refit::output_error;
 use crate::egraph::EGraph;
 use egret_ir::{blocks, DType, Tensor};
-use egret_runtime::kernels::gemm::sgemm;
 use std::collections::{HashMap, HashSet};
 
 /// Default per-token int8 activation noise when nothing was calibrated: a
@@ -46,17 +46,6 @@ pub(crate) fn rel_err(a: &[f32], b: &[f32], imp: Option<&[f32]>) -> f64 {
     }
 }
 
-/// `Σ_rows r H rᵀ` for the rows `r` (width `k`) of `m`, through the GEMM.
-fn quadratic_form(m: &[f32], h: &[f32], k: usize) -> f64 {
-    let n = m.len() / k;
-    let mut mh = vec![0f32; n * k];
-    sgemm(n, k, k, m, h, &mut mh);
-    mh.iter()
-        .zip(m)
-        .map(|(&a, &b)| f64::from(a) * f64::from(b))
-        .sum()
-}
-
 /// `tr(D H Dᵀ) / tr(W H Wᵀ)`, `D = a − b`, rows of width `k`.
 pub(crate) fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Option<f64> {
     if k == 0 || h.len() != k * k || a.len() != b.len() || !a.len().is_multiple_of(k) {
@@ -64,9 +53,9 @@ pub(crate) fn hessian_rel_err(a: &[f32], b: &[f32], h: &[f64], k: usize) -> Opti
     }
     let h32: Vec<f32> = h.iter().map(|&v| v as f32).collect();
     let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let den = quadratic_form(a, &h32, k);
+    let den = output_error(a, &h32, k);
     Some(if den > 0.0 {
-        (quadratic_form(&d, &h32, k) / den).max(0.0)
+        (output_error(&d, &h32, k) / den).max(0.0)
     } else {
         0.0
     })

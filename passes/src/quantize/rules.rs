@@ -193,7 +193,8 @@ pub fn quantized(
 /// The factors of `s`'s weight under a factorization scheme
 /// ([`crate::compress::factorize`]), made on first use: low rank `[P, Q]`,
 /// Kronecker `[Acat, Bcat]`. Low rank is activation-aware where calibration
-/// gave the input's mean squares.
+/// gave the input's mean squares; Kronecker is refit to the layer's outputs
+/// where it gave their second moments.
 fn factorized(
     eg: &EGraph,
     s: &Site,
@@ -220,7 +221,8 @@ fn factorized(
                 )
             }
             Scheme::Kronecker(p) => {
-                let kr = factorize::kronecker(w, n, k, p)?;
+                let h = stats.hessians.get(&s.source).map(|h| h.as_slice());
+                let kr = factorize::kronecker(w, n, k, p, h)?;
                 let f = kr.shape;
                 let terms = kr.terms();
                 let (acat, bcat) = factorize::kronecker_layout(&kr);
