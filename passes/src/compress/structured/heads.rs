@@ -193,7 +193,13 @@ fn set_attr(g: &mut Graph, id: NodeId, name: &str, value: Attr) {
 fn retarget_reshape(g: &mut Graph, id: NodeId, width: usize) -> Result<(), String> {
     let label = g.node(id).label().to_string();
     let err = || format!("the target shape of {label} is not a constant or a Concat of one");
-    let shape = g.node(id).inputs().get(1).copied().flatten().ok_or_else(err)?;
+    let shape = g
+        .node(id)
+        .inputs()
+        .get(1)
+        .copied()
+        .flatten()
+        .ok_or_else(err)?;
     let with_width = |t: &Tensor| -> Option<Tensor> {
         let mut v = t.as_slice::<i64>().ok()?.to_vec();
         *v.last_mut()? = width as i64;
@@ -205,8 +211,15 @@ fn retarget_reshape(g: &mut Graph, id: NodeId, width: usize) -> Result<(), Strin
         return g.set_input(id, 1, Some(c)).map_err(|e| e.to_string());
     }
     let concat = g.node(shape.node).clone();
-    let is_concat = matches!(&concat.op, Op::Call(c) if c.domain.is_empty() && c.op_type == "Concat");
-    let last = concat.inputs().last().copied().flatten().filter(|_| is_concat).ok_or_else(err)?;
+    let is_concat =
+        matches!(&concat.op, Op::Call(c) if c.domain.is_empty() && c.op_type == "Concat");
+    let last = concat
+        .inputs()
+        .last()
+        .copied()
+        .flatten()
+        .filter(|_| is_concat)
+        .ok_or_else(err)?;
     let tail = g.const_value(last).and_then(with_width).ok_or_else(err)?;
     let tail = g.add_const(&format!("{label}.width"), tail);
     let mut inputs = concat.inputs().to_vec();

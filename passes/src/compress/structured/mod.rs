@@ -184,9 +184,11 @@ fn prune_heads(
 ) -> Result<(), String> {
     let groups = heads::groups(g);
     if groups.is_empty() {
-        return Err("no query heads to prune: that needs grouped-query attention \
+        return Err(
+            "no query heads to prune: that needs grouped-query attention \
                     (q_num_heads > kv_num_heads) between two matrix products"
-            .into());
+                .into(),
+        );
     }
     let drop = f64::from(cfg.heads_drop_pct.min(99)) / 100.0;
     for grp in &groups {
