@@ -4,12 +4,12 @@
 //! no allocator, matches the interpreter, and passes ASan/UBSan; PP-OCRv4
 //! det/rec and MiniLM run with a weights blob; Attention's variants match the
 //! interpreter on small shapes; egret's quantized ops (every block format,
-//! int8, W8A8) match the interpreter on unit shapes and in quantized MiniLM
-//! (host, and Q4_0 under qemu-aarch64); SmolLM2 Q4_1 decodes the
-//! interpreter's greedy ids through one fixed-cache program (host and
-//! qemu-aarch64); every silero-vad variant (`If` specialised to the taken
-//! branch, LSTM) matches the interpreter on the host, statefully over
-//! chunks, under ASan/UBSan, and under qemu-aarch64/arm/riscv64.
+//! int8, W8A8) match the interpreter on unit shapes and in quantized MiniLM;
+//! MiniLM (f32, int8, Q4_0) and SmolLM2 Q4_1's greedy ids through one
+//! fixed-cache program match the interpreter on the host and under
+//! qemu-aarch64/arm/riscv64; every silero-vad variant (`If` specialised to
+//! the taken branch, LSTM) matches the interpreter on the host, statefully
+//! over chunks, under ASan/UBSan, and under qemu-aarch64/arm/riscv64.
 
 mod common;
 #[allow(dead_code)] // the conformance runner's own entry points are not used here
@@ -151,6 +151,18 @@ impl Toolchain {
 
 /// The script that installs the cross compilers and qemu-user.
 const CROSS_SETUP: &str = "scripts/setup-cross.sh";
+
+/// The Linux cross targets that run under qemu-user.
+const QEMU_TARGETS: [c::Target; 3] = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
+
+/// Each of `QEMU_TARGETS` with its toolchain; a target whose compiler or
+/// qemu is missing is left out (after `Toolchain::cross`'s SKIP line).
+fn qemu_toolchains() -> Vec<(c::Target, Toolchain)> {
+    QEMU_TARGETS
+        .into_iter()
+        .filter_map(|t| Some((t, Toolchain::cross(t)?)))
+        .collect()
+}
 
 /// `CC FLAGS -o DIR/model DIR/main.c DIR/model.c -lm`.
 fn compile(dir: &Path, tc: &Toolchain) -> Result<(), String> {
@@ -893,11 +905,10 @@ fn block_and_int8_ops_match_the_interpreter() {
         .unwrap()
         .run(inputs.clone())
         .unwrap();
-    let cross = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
     let chains = [Some(Toolchain::host()), Toolchain::host_avx2()]
         .into_iter()
         .flatten()
-        .chain(cross.into_iter().filter_map(Toolchain::cross));
+        .chain(qemu_toolchains().into_iter().map(|(_, tc)| tc));
     for tc in chains {
         let dir = scratch(&format!("blocks-{}", tc.name));
         let files = write(&dir, &e, &inputs).unwrap();
@@ -950,15 +961,19 @@ fn quantized_minilm(
     quantize(m, &cfg, None).unwrap().0
 }
 
-/// Largest scaled error of the C outputs against the interpreter's.
-fn error_against_interpreter(m: &egret_ir::Model, inputs: &[Value], got: &[Tensor]) -> f64 {
-    let want = egret_runtime::Interpreter::for_model(m)
+/// The interpreter's outputs of `m` on `inputs`.
+fn interpreter_outputs(m: &egret_ir::Model, inputs: &[Value]) -> Vec<Value> {
+    egret_runtime::Interpreter::for_model(m)
         .unwrap()
         .run(inputs.to_vec())
-        .unwrap();
+        .unwrap()
+}
+
+/// Largest scaled error of the C outputs against the interpreter's.
+fn max_error(got: &[Tensor], want: &[Value]) -> f64 {
     assert_eq!(got.len(), want.len());
     got.iter()
-        .zip(&want)
+        .zip(want)
         .map(|(a, b)| scaled_error(a, b.as_tensor().unwrap()))
         .fold(0.0, f64::max)
 }
@@ -996,7 +1011,7 @@ fn quantized_minilm_matches_the_interpreter() {
         let name = format!("minilm_{scheme:?}").replace(['(', ')'], "_");
         let (e, got) = build_and_run_with(&name, &q.graph, &inputs, &weights_bin());
         assert!(e.kernels.contains(&kernel), "{scheme:?}: {:?}", e.kernels);
-        let err = error_against_interpreter(&q, &inputs, &got);
+        let err = max_error(&got, &interpreter_outputs(&q, &inputs));
         println!(
             "minilm {scheme:?}: C backend vs interpreter, max scaled error {err:.1e}, weights {} bytes",
             e.weights_bytes
@@ -1005,26 +1020,41 @@ fn quantized_minilm_matches_the_interpreter() {
     }
 }
 
-/// MiniLM quantized Q4_0 (`MatMulBlocks` through the NEON dot product, and
-/// `GatherBlocks`), cross-compiled for aarch64 with `--weights bin` and run
-/// under qemu-aarch64, matches the interpreter within 1e-4 (as on the host).
+/// MiniLM f32, quantized int8 per channel (`MatMulInt8`) and Q4_0
+/// (`MatMulBlocks`, `GatherBlocks`), each emitted once with `--weights bin`
+/// for one sentence (T = 8), cross-compiled for every qemu target (NEON
+/// tiles and row dots on aarch64, the portable C on armv7 and riscv64) and
+/// run under qemu-user, match the interpreter within 1e-4 scaled, the host
+/// MiniLM tests' tolerance (the same f32 values summed in another order).
 #[test]
-fn quantized_minilm_runs_under_qemu_aarch64() {
+fn minilm_runs_under_qemu() {
     use egret_passes::quantize::Scheme;
-    let Some(tc) = Toolchain::cross(c::Target::Aarch64) else {
+    let chains = qemu_toolchains();
+    if chains.is_empty() {
         return;
-    };
+    }
     let Some(m) = minilm_model() else { return };
-    let q = quantized_minilm(&m, Scheme::Blocks(egret_ir::BlockFormat::Q4_0));
     let inputs = minilm_sentence();
-    let dir = scratch("minilm_q4_0_aarch64");
-    let e = emit(&q.graph, &inputs, &weights_bin()).unwrap();
-    let files = write(&dir, &e, &inputs).unwrap();
-    compile(&dir, &tc).unwrap();
-    let got = run(&dir, tc.qemu, &files, q.graph.outputs.len()).unwrap();
-    let err = error_against_interpreter(&q, &inputs, &got);
-    println!("minilm Q4_0 on aarch64 (qemu): C backend vs interpreter, max scaled error {err:.1e}");
-    assert!(err <= 1e-4, "{err}");
+    let int8 = quantized_minilm(&m, Scheme::Int8);
+    let q4_0 = quantized_minilm(&m, Scheme::Blocks(egret_ir::BlockFormat::Q4_0));
+    for (name, model) in [("f32", &m), ("int8", &int8), ("Q4_0", &q4_0)] {
+        let e = emit(&model.graph, &inputs, &weights_bin()).unwrap();
+        let want = interpreter_outputs(model, &inputs);
+        for (t, tc) in &chains {
+            let start = Instant::now();
+            let dir = scratch(&format!("minilm_{name}_{}", t.name()));
+            let files = write(&dir, &e, &inputs).unwrap();
+            compile(&dir, tc).unwrap();
+            let got = run(&dir, tc.qemu, &files, model.graph.outputs.len()).unwrap();
+            let err = max_error(&got, &want);
+            println!(
+                "minilm {name} on {} (qemu): C backend vs interpreter, max scaled error {err:.1e}, {:.1} s to compile and run",
+                t.name(),
+                start.elapsed().as_secs_f64()
+            );
+            assert!(err <= 1e-4, "{name} on {}: {err}", t.name());
+        }
+    }
 }
 
 /// SmolLM2-135M-Instruct Q4_1 (GGUF) from the cache, or `None`.
@@ -1211,6 +1241,9 @@ fn interpreter_greedy(
 /// The prompt of the SmolLM2 tests (token ids).
 const SMOLLM2_PROMPT: [i64; 5] = [504, 3575, 282, 4649, 314];
 
+/// The interpreter's first 3 greedy ids after `SMOLLM2_PROMPT`.
+const SMOLLM2_IDS: [i64; 3] = [7042, 30, 198];
+
 /// SmolLM2 Q4_1 (GGUF: `MatMulBlocks` Q4_1, the Q8_0 embedding through
 /// `GatherBlocks` and the tied LM head, RotaryEmbedding, grouped-query
 /// Attention with a KV cache) built once with a fixed cache of 8 slots
@@ -1224,11 +1257,7 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
     let Some(model) = smollm2_model() else { return };
     let tokens = 4;
     let (want, want_logits) = interpreter_greedy(&model, &SMOLLM2_PROMPT, tokens);
-    assert_eq!(
-        want[..3],
-        [7042, 30, 198],
-        "the interpreter's reference ids"
-    );
+    assert_eq!(want[..3], SMOLLM2_IDS, "the interpreter's reference ids");
     // With AVX2 the Q4_1/Q8_0 products of one row read the blocks directly.
     let tc = Toolchain::host_avx2().unwrap_or_else(Toolchain::host);
     let mut dec = CDecoder::build(&model, 8, scratch("smollm2"), &tc);
@@ -1254,20 +1283,35 @@ fn smollm2_greedy_tokens_with_a_kv_cache_match_the_interpreter() {
     assert!(err <= 1e-3, "{err}");
 }
 
-/// The SmolLM2 decoder of the host test cross-compiled for aarch64 and run
-/// under qemu-aarch64 (NEON row dots on the blocks): the same greedy ids as the
-/// interpreter for the prompt and 3 tokens (8 steps of the program).
+/// The SmolLM2 decoder of the host test cross-compiled for every qemu
+/// target (NEON row dots on the blocks on aarch64, the portable C on armv7
+/// and riscv64) and run under qemu-user: the interpreter's greedy ids
+/// `SMOLLM2_IDS` for the prompt and 3 tokens (7 steps of the program), 2 on
+/// riscv64 (6 steps), where qemu-user emulates every float operation in a
+/// helper call and one step takes about 8 s (3 s on the others).
 #[test]
-fn smollm2_greedy_tokens_under_qemu_aarch64() {
-    let Some(tc) = Toolchain::cross(c::Target::Aarch64) else {
+fn smollm2_greedy_tokens_under_qemu() {
+    let chains = qemu_toolchains();
+    if chains.is_empty() {
         return;
-    };
+    }
     let Some(model) = smollm2_model() else { return };
-    let (want, _) = interpreter_greedy(&model, &SMOLLM2_PROMPT, 3);
-    let mut dec = CDecoder::build(&model, 8, scratch("smollm2_aarch64"), &tc);
-    let (got, _) = dec.greedy(&SMOLLM2_PROMPT, 3, tc.qemu);
-    println!("smollm2 on aarch64 (qemu): C greedy ids {got:?}, interpreter {want:?}");
-    assert_eq!(got, want);
+    let (want, _) = interpreter_greedy(&model, &SMOLLM2_PROMPT, SMOLLM2_IDS.len());
+    assert_eq!(want, SMOLLM2_IDS, "the interpreter's reference ids");
+    for (t, tc) in &chains {
+        let tokens = if *t == c::Target::Riscv64 { 2 } else { 3 };
+        let start = Instant::now();
+        let dir = scratch(&format!("smollm2_{}", t.name()));
+        let mut dec = CDecoder::build(&model, 8, dir, tc);
+        let (got, _) = dec.greedy(&SMOLLM2_PROMPT, tokens, tc.qemu);
+        println!(
+            "smollm2 on {} (qemu): C greedy ids {got:?}, interpreter {:?}, {:.1} s to build and decode",
+            t.name(),
+            &want[..tokens],
+            start.elapsed().as_secs_f64()
+        );
+        assert_eq!(got, want[..tokens], "{}", t.name());
+    }
 }
 
 /// `egret build --kv-cache 8 --weights bin --compile never` on the SmolLM2
@@ -1467,11 +1511,7 @@ fn silero_vad_is_clean_under_address_and_undefined_behaviour_sanitizers() {
 /// skipped with the reason).
 #[test]
 fn egret_build_silero_vad_runs_under_qemu() {
-    let targets = [c::Target::Aarch64, c::Target::Armv7, c::Target::Riscv64];
-    let chains: Vec<(c::Target, Toolchain)> = targets
-        .into_iter()
-        .filter_map(|t| Some((t, Toolchain::cross(t)?)))
-        .collect();
+    let chains = qemu_toolchains();
     for name in ["silero_vad_16k", "silero_vad_8k", "silero_vad_16k_sequence"] {
         let Some(case) = common::real_case(name) else {
             continue;
