@@ -251,25 +251,26 @@ fn encoder_sentences(text: &str) -> Result<Vec<String>> {
     Ok(sentences)
 }
 
-/// Calibrate `model` (of kind `kind`) on `text`.
+/// Calibrate `model` (of kind `kind`) on `text`, gathering `what`.
 fn calibrate(
     model: &Model,
     kind: &Kind,
     tokenizer: &str,
     text: &str,
     args: &QuantizeArgs,
+    what: Gather,
 ) -> Result<Calibration> {
     match kind {
         Kind::Decoder => {
             let [cal, _] = decoder_windows(tokenizer, text, args)?;
             let win = args.calibration_window as usize;
             let chunks: Vec<&[i64]> = cal.chunks(win).collect();
-            calibrate_decoder(model, &chunks, gather(args)).map_err(anyhow::Error::msg)
+            calibrate_decoder(model, &chunks, what).map_err(anyhow::Error::msg)
         }
         Kind::Encoder => {
             let sentences = encoder_sentences(text)?;
             let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-            calibrate_encoder(model, tokenizer, &refs, gather(args)).map_err(anyhow::Error::msg)
+            calibrate_encoder(model, tokenizer, &refs, what).map_err(anyhow::Error::msg)
         }
         Kind::Other => bail!(NOT_CALIBRATABLE),
     }
@@ -280,7 +281,7 @@ const NOT_CALIBRATABLE: &str = "--calibration works on language models (input_id
     past_key_values) and embedding models (input_ids + attention_mask); this model is neither";
 
 fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
-    let calibration = calibrate(model, &Kind::Decoder, tokenizer, text, args)?;
+    let calibration = calibrate(model, &Kind::Decoder, tokenizer, text, args, gather(args))?;
     let metric = "relative perplexity increase";
     if !measured(args) {
         return Ok(Data {
@@ -305,7 +306,7 @@ fn decoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs)
 }
 
 fn encoder_data(model: &Model, tokenizer: &str, text: &str, args: &QuantizeArgs) -> Result<Data> {
-    let calibration = calibrate(model, &Kind::Encoder, tokenizer, text, args)?;
+    let calibration = calibrate(model, &Kind::Encoder, tokenizer, text, args, gather(args))?;
     let sentences = encoder_sentences(text)?;
     let metric = "1 − mean cosine to the original embeddings";
     if !measured(args) {
@@ -366,16 +367,22 @@ fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
 /// AWQ's search, SparseGPT and the Kronecker refit; row samples for
 /// activation sparsity.
 fn gather(args: &QuantizeArgs) -> Gather {
+    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
+    let refit = structural && matches!(args.prune_fit, FitArg::Refit);
+    Gather {
+        gram: quantize_gram(args) || refit,
+        samples: args.act_sparsity.is_some(),
+    }
+}
+
+/// Whether the per-weight choice needs second moments: GPTQ, AWQ's search,
+/// SparseGPT and the Kronecker refit.
+fn quantize_gram(args: &QuantizeArgs) -> bool {
     let sparsegpt = args
         .prune
         .as_deref()
         .is_some_and(|p| p.contains("sparsegpt"));
-    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
-    let refit = structural && matches!(args.prune_fit, FitArg::Refit);
-    Gather {
-        gram: args.gptq || args.awq || sparsegpt || refit || args.kronecker.is_some(),
-        samples: args.act_sparsity.is_some(),
-    }
+    args.gptq || args.awq || sparsegpt || args.kronecker.is_some()
 }
 
 /// Compress `model` in place as the flags say.
@@ -444,9 +451,14 @@ pub fn run(
             let cal = data.as_ref().map(|d| &d.calibration);
             let report = prune_structured(model, cal, &cfg)
                 .map_err(|e| anyhow::anyhow!("structured pruning: {e}"))?;
-            // The statistics downstream of the pruned channels changed.
+            // The statistics downstream of the pruned channels changed; the
+            // refit's second moments are no longer needed.
             if let (Some(d), Some(text), true) = (data.as_mut(), &text, schemes.is_some()) {
-                d.calibration = calibrate(model, &kind, tok()?, text, args)?;
+                let what = Gather {
+                    gram: quantize_gram(args),
+                    ..gather(args)
+                };
+                d.calibration = calibrate(model, &kind, tok()?, text, args, what)?;
             }
             Some(report)
         }

@@ -212,7 +212,8 @@ pub fn kronecker_from_layout(acat: &[f32], bcat: &[f32], f: Factors) -> Option<K
     Some(Kronecker { shape: f, a, b })
 }
 
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// The `rows × cols` row-major matrix `m`, transposed.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];
     for (i, row) in m.chunks_exact(cols.max(1)).enumerate() {
         for (j, &v) in row.iter().enumerate() {
@@ -226,11 +227,7 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::compress::test_values as values;
 
     fn rel(a: &[f32], b: &[f32]) -> f64 {
         (sq_dist(a, b) / b.iter().map(|&y| f64::from(y).powi(2)).sum::<f64>()).sqrt()

@@ -458,11 +458,7 @@ mod tests {
     use super::super::kronecker::nearest_kronecker;
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::compress::test_values as values;
 
     /// `tr(D·H·Dᵀ)` by the definition, in f64.
     fn dense_objective(w: &[f32], approx: &[f32], h: &[f64], k: usize) -> f64 {

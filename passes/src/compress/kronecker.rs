@@ -189,11 +189,7 @@ impl Kronecker {
 mod tests {
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::compress::test_values as values;
 
     fn rel(a: &[f32], b: &[f32]) -> f64 {
         let d: f64 = a

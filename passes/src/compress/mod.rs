@@ -20,3 +20,12 @@ pub mod kronecker;
 pub mod prune;
 pub mod structured;
 pub mod svd;
+
+/// Deterministic test matrices with values in `[-1, 1)`, shared by the
+/// factorization tests.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}

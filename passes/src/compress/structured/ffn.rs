@@ -164,15 +164,11 @@ impl FfnGroup {
         reducer_w: Vec<f32>,
         reducer_bias: Option<Vec<f32>>,
     ) -> Result<(), String> {
-        use super::linear::{replace_const, select_rows};
+        use super::linear::replace_const;
         let r = &self.reducer;
         r.write(g, reducer_w, r.n, keep.len(), reducer_bias)?;
         for p in &self.producers {
-            let bias = p
-                .bias
-                .as_ref()
-                .map(|b| keep.iter().map(|&c| b[c]).collect());
-            p.write(g, select_rows(&p.w, p.k, keep), keep.len(), p.k, bias)?;
+            p.keep_rows(g, keep)?;
         }
         for &(node, slot) in &self.per_channel {
             let Some(c) = g.node(node).inputs()[slot] else {

@@ -14,7 +14,7 @@
 //! ending in a constant width) get new constants; the ones the builders
 //! share with other reshapes are left alone.
 
-use super::linear::{select_rows, Linear};
+use super::linear::Linear;
 use egret_ir::{Attr, Graph, NodeId, Op, OutletId, Tensor};
 
 /// One attention's query heads.
@@ -158,12 +158,7 @@ impl HeadGroup {
     ) -> Result<(), String> {
         let channels = self.channels(keep);
         let width = channels.len();
-        let q = &self.query;
-        let bias = q
-            .bias
-            .as_ref()
-            .map(|b| channels.iter().map(|&c| b[c]).collect());
-        q.write(g, select_rows(&q.w, q.k, &channels), width, q.k, bias)?;
+        self.query.keep_rows(g, &channels)?;
         let o = &self.output;
         o.write(g, output_w, o.n, width, output_bias)?;
         for &r in &self.reshapes {

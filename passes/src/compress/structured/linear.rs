@@ -120,13 +120,7 @@ impl Linear {
         bias: Option<Vec<f32>>,
     ) -> Result<(), String> {
         let tensor = if self.transposed {
-            let mut t = vec![0f32; n * k];
-            for (i, row) in w.chunks_exact(k).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    t[j * n + i] = v;
-                }
-            }
-            Tensor::from_vec(vec![k, n], t)
+            Tensor::from_vec(vec![k, n], crate::compress::factorize::transpose(&w, n, k))
         } else {
             Tensor::from_vec(vec![n, k], w)
         }
@@ -170,6 +164,37 @@ impl Linear {
         g.replace_uses(y, sum).map_err(|e| e.to_string())?;
         // `replace_uses` also redirected the Add's own input.
         g.set_input(add, 0, Some(y)).map_err(|e| e.to_string())
+    }
+}
+
+impl Linear {
+    /// Keep only output channels `rows` (increasing): their weight rows and
+    /// bias entries.
+    pub fn keep_rows(&self, g: &mut Graph, rows: &[usize]) -> Result<(), String> {
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| rows.iter().map(|&c| b[c]).collect());
+        let w = select_rows(&self.w, self.k, rows);
+        self.write(g, w, rows.len(), self.k, bias)
+    }
+
+    /// Each input channel's score (see [`super::score`]): the calibrated
+    /// fluctuation when `moments` (mean, mean square) are given, else the
+    /// magnitude of this weight's columns and of the `producers`' rows.
+    pub fn channel_scores(
+        &self,
+        moments: Option<&(Vec<f64>, Vec<f64>)>,
+        producers: &[&Linear],
+    ) -> Vec<f64> {
+        match moments {
+            Some((mean, ms)) => super::score::fluctuation(&self.w, self.k, mean, ms),
+            None => {
+                let p: Vec<(&[f32], usize)> =
+                    producers.iter().map(|p| (p.w.as_slice(), p.k)).collect();
+                super::score::magnitude(&self.w, self.k, &p)
+            }
+        }
     }
 }
 

@@ -194,10 +194,7 @@ fn prune_heads(
     for grp in &groups {
         let (q, o) = (&grp.query, &grp.output);
         let m = moments_of(calibration, &grp.hidden, o.k);
-        let channel_scores = match &m {
-            Some((mean, ms)) => score::fluctuation(&o.w, o.k, mean, ms),
-            None => score::magnitude(&o.w, o.k, &[(&q.w, q.k)]),
-        };
+        let channel_scores = o.channel_scores(m.as_ref(), &[q]);
         let r = grp.heads / grp.kv_heads;
         let per_group = ((r as f64 * (1.0 - drop)).round() as usize).clamp(1, r);
         let keep = grp.keep(&grp.head_scores(&channel_scores), per_group);
@@ -258,18 +255,8 @@ fn prune_ffn(
         .iter()
         .zip(&moments)
         .map(|(grp, m)| {
-            let r = &grp.reducer;
-            match m {
-                Some((mean, ms)) => score::fluctuation(&r.w, r.k, mean, ms),
-                None => {
-                    let p: Vec<(&[f32], usize)> = grp
-                        .producers
-                        .iter()
-                        .map(|p| (p.w.as_slice(), p.k))
-                        .collect();
-                    score::magnitude(&r.w, r.k, &p)
-                }
-            }
+            let producers: Vec<&linear::Linear> = grp.producers.iter().collect();
+            grp.reducer.channel_scores(m.as_ref(), &producers)
         })
         .collect();
     let drop = f64::from(cfg.ffn_drop_pct.min(99)) / 100.0;
