@@ -210,6 +210,68 @@ fn failures_are_clear_errors() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// `--prune-ffn 0,25` with `--budget`: both shares are tried under the same
+/// per-weight choice, each is reported with its measured error, and the one
+/// chosen is the smallest within the budget, the size of the model written.
+#[test]
+fn optimize_chooses_a_structured_share_under_a_budget() {
+    let model = cache().join("models/minilm");
+    if !available(&model, "scripts/fetch-models.sh minilm") {
+        return;
+    }
+    let pairs = fixtures().join("../similarity-pairs.tsv");
+    let out = scratch("structured").join("m.egret");
+    let args = [
+        "optimize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--prune-ffn",
+        "0,25",
+        "--budget",
+        "1%",
+        "--calibration",
+        pairs.to_str().unwrap(),
+        "--json",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&stdout(&egret(&args))).unwrap();
+    let tried = v["structure_candidates"].as_array().unwrap();
+    let shares: Vec<u64> = tried
+        .iter()
+        .map(|c| c["ffn_drop_pct"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shares, [0, 25]);
+    let within: Vec<&serde_json::Value> = tried
+        .iter()
+        .filter(|c| c["within_budget"] == true)
+        .collect();
+    for c in &within {
+        assert!(c["measured_err"].as_f64().unwrap() <= 0.01, "{c}");
+    }
+    let smallest = within
+        .iter()
+        .min_by_key(|c| c["model_bytes"].as_u64())
+        .unwrap();
+    assert_eq!(smallest["chosen"], true, "{tried:?}");
+    assert_eq!(tried.iter().filter(|c| c["chosen"] == true).count(), 1);
+    assert_eq!(v["quantize"]["model_bytes_after"], smallest["model_bytes"]);
+    // Pruning 25 % of the FFN channels leaves a smaller model.
+    assert!(tried[1]["model_bytes"].as_u64() < tried[0]["model_bytes"].as_u64());
+    fails(
+        &[
+            "optimize",
+            "tiny.onnx",
+            "-o",
+            "x.egret",
+            "--prune-ffn",
+            "10,25",
+        ],
+        "candidates for --budget",
+    );
+}
+
 #[test]
 fn help_and_version() {
     for sub in [

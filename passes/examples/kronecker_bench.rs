@@ -14,7 +14,7 @@
 //! Run with `scripts/bench-kronecker.sh` (a release build, one thread).
 
 use egret_passes::compress::kronecker::Factors;
-use egret_runtime::kernels::gemm::{sgemm, sgemm_strided};
+use egret_runtime::kernels::gemm::{gemm_strided, sgemm};
 use std::time::Instant;
 
 /// Best wall time of `f` over enough runs to fill ~0.1 s, in seconds.
@@ -49,7 +49,7 @@ fn factored(x: &[f32], m: usize, f: Factors, r: usize, acat: &[f32], bcat: &[f32
         let tm = &t[row * k1 * r * n2..];
         out.fill(0.0);
         for q in 0..r {
-            sgemm_strided(
+            gemm_strided(
                 n1,
                 n2,
                 k1,
@@ -97,7 +97,7 @@ fn main() {
             let mut y = vec![0f32; m * n];
             // Dense: x [M, k] · Wᵀ, W stored [n, k] (read transposed).
             let dense = best_of(|| {
-                sgemm_strided(
+                gemm_strided(
                     m, n, k, &x, k as isize, 1, &w, 1, k as isize, &mut y, 1.0, 0.0,
                 )
             });

@@ -11,6 +11,8 @@
 //!   verifier between passes.
 //! * [`quantize`]: quantization as rewrites, with calibration and
 //!   accuracy-budgeted extraction.
+//! * [`compress`]: pruning, low rank, Kronecker and structured pruning;
+//!   [`linalg`]: the dense f64 linear algebra they share.
 //! * [`check`]: differential checking through the interpreter;
 //!   [`soundness`]: the public rule-soundness harness built on it.
 //!
@@ -72,6 +74,7 @@ pub mod compress;
 pub mod egraph;
 pub mod extract;
 pub mod kv_segment;
+pub mod linalg;
 pub mod pass;
 pub mod quantize;
 pub mod rules;

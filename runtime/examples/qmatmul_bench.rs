@@ -10,7 +10,7 @@
 //! sets the thread count).
 
 use egret_ir::{blocks, BlockFormat, DType, Tensor};
-use egret_runtime::kernels::gemm::sgemm_strided;
+use egret_runtime::kernels::gemm::gemm_strided;
 use egret_runtime::kernels::qmatmul::{self, Isa, Weight};
 use std::time::Instant;
 
@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let x = values(m * k);
             let mut out = vec![0f32; m * n];
             let f32_secs = best_of(|| {
-                sgemm_strided(
+                gemm_strided(
                     m, n, k, &x, k as isize, 1, &wf, 1, k as isize, &mut out, 1.0, 0.0,
                 )
             });

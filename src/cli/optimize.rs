@@ -33,13 +33,18 @@ Examples:
       --calibration ~/.cache/egret/texts/devils_dictionary.txt
   egret optimize ~/.cache/egret/models/minilm -o minilm-mix.egret --quantize int8,q4_0 \
       --lowrank 50,25 --kronecker 50 --budget 2% --calibration pairs.tsv
+  egret optimize ~/.cache/egret/models/minilm -o minilm-pruned.egret --quantize int8,q4_0 \
+      --prune-ffn 0,25 --prune-heads 0,25 --budget 1% --calibration pairs.tsv
 
 With --quantize, weights of MatMul/Gemm/embedding Gather are quantized after the
 pass pipeline; norms, softmax and residuals stay f32. auto chooses a scheme per
 layer: the smallest model whose error, predicted from calibration statistics and
 then measured on the calibration text, is within --budget. --lowrank and
 --kronecker add factorized alternatives (f32 factors holding the given
-percentages of each weight's parameters) to the same per-layer choice.")]
+percentages of each weight's parameters) to the same per-layer choice. Lists of
+--prune-ffn / --prune-heads shares with --budget make each (FFN, heads) pair a
+candidate: the per-layer choice runs on each pruned model, and the smallest
+result within the budget wins.")]
 pub struct OptimizeArgs {
     /// The model file.
     pub model: PathBuf,

@@ -61,22 +61,29 @@ pub struct QuantizeArgs {
     /// (the same weights under a plain MatMul).
     #[arg(long, value_name = "PCTS")]
     pub act_sparsity: Option<String>,
-    /// Structured pruning: drop this percentage (1–90) of every FFN's hidden
+    /// Structured pruning: drop this percentage (0–90) of every FFN's hidden
     /// channels (rows of gate/up, columns of down), so the weights shrink
     /// and stay dense. With --calibration, channels are ranked by the output
     /// variance they carry and their mean moves into the down projection's
     /// bias; without, by weight magnitude. Runs before the per-weight choice
-    /// (which recalibrates on the pruned model) and may be used alone.
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=90))]
-    pub prune_ffn: Option<u8>,
-    /// Structured pruning of grouped-query attention: drop this percentage
-    /// (1–90) of the query heads, the same number from every key/value
-    /// group (rounded; one head per group stays), with the rows of the query
-    /// projection and the columns of the output projection they own. The
-    /// keys, values and KV cache are untouched. Scored and refit like
-    /// --prune-ffn.
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=90))]
-    pub prune_heads: Option<u8>,
+    /// (which recalibrates on the pruned model) and may be used alone. With
+    /// --budget, a list (`0,10,25`) makes each share a candidate: the
+    /// per-weight choice runs on each pruned model and the smallest result
+    /// within the budget wins.
+    #[arg(long, value_name = "PCTS", value_delimiter = ',',
+          value_parser = clap::value_parser!(u8).range(0..=90))]
+    pub prune_ffn: Vec<u8>,
+    /// Structured pruning of attention heads: drop this percentage (1–90)
+    /// of each layer's heads, with the rows of the query projection and the
+    /// columns of the output projection they own. Grouped-query attention
+    /// loses the same number of query heads from every key/value group
+    /// (rounded; one per group stays) and keeps its keys, values and KV
+    /// cache; multi-head attention without a cache (BERT-style encoders)
+    /// drops the heads' key and value rows too. Scored and refit like
+    /// --prune-ffn, and like it a list of candidates with --budget.
+    #[arg(long, value_name = "PCTS", value_delimiter = ',',
+          value_parser = clap::value_parser!(u8).range(0..=90))]
+    pub prune_heads: Vec<u8>,
     /// How --prune-ffn spreads the channels it drops over the layers:
     /// the same share everywhere, or one global ranking of each layer's
     /// standardised scores.
@@ -150,10 +157,46 @@ pub enum FitArg {
 /// What `--quantize` and the other compression flags did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Compressed {
-    /// `--prune-ffn`.
+    /// `--prune-ffn` / `--prune-heads`.
     pub structured: Option<StructuredReport>,
     /// The per-weight choice.
     pub quantize: Option<QuantizeReport>,
+    /// With lists of structured shares and `--budget`: every share tried
+    /// (the chosen one included).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub structure_candidates: Vec<StructureCandidate>,
+}
+
+/// One structured-pruning setting tried under `--budget`, and how the
+/// per-weight choice on top of it came out.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StructureCandidate {
+    /// FFN channels dropped, percent.
+    pub ffn_drop_pct: u8,
+    /// Attention heads dropped, percent.
+    pub heads_drop_pct: u8,
+    /// Bytes of constants of the result.
+    pub model_bytes: usize,
+    /// Its measured error.
+    pub measured_err: Option<f64>,
+    /// Whether it meets the budget.
+    pub within_budget: bool,
+    /// Whether it was chosen.
+    pub chosen: bool,
+}
+
+/// The structured shares to try, `(FFN %, heads %)`: every pair of the two
+/// lists (a missing list is `0`); empty without structured pruning.
+fn structures(args: &QuantizeArgs) -> Vec<(u8, u8)> {
+    if args.prune_ffn.is_empty() && args.prune_heads.is_empty() {
+        return Vec::new();
+    }
+    let or_none = |l: &[u8]| if l.is_empty() { vec![0] } else { l.to_vec() };
+    let heads = or_none(&args.prune_heads);
+    or_none(&args.prune_ffn)
+        .into_iter()
+        .flat_map(|f| heads.iter().map(move |&h| (f, h)))
+        .collect()
 }
 
 /// `--objective`.
@@ -367,7 +410,7 @@ fn schemes(args: &QuantizeArgs) -> Result<Option<Vec<Scheme>>> {
 /// AWQ's search, SparseGPT and the Kronecker refit; row samples for
 /// activation sparsity.
 fn gather(args: &QuantizeArgs) -> Gather {
-    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
+    let structural = !structures(args).is_empty();
     let refit = structural && matches!(args.prune_fit, FitArg::Refit);
     Gather {
         gram: quantize_gram(args) || refit,
@@ -394,8 +437,8 @@ pub fn run(
     cost: egret_passes::extract::CostModel,
 ) -> Result<Compressed> {
     let schemes = schemes(args)?;
-    let structural = args.prune_ffn.is_some() || args.prune_heads.is_some();
-    if schemes.is_none() && !structural {
+    let structures = structures(args);
+    if schemes.is_none() && structures.is_empty() {
         if args.budget.is_some()
             || args.calibration.is_some()
             || args.gptq
@@ -412,6 +455,13 @@ pub fn run(
     if args.quantize.as_deref() == Some("auto") && args.budget.is_none() {
         bail!("--quantize auto needs --budget (e.g. --budget 1%)");
     }
+    if structures.len() > 1 && (args.budget.is_none() || schemes.is_none() || args.pareto.is_some())
+    {
+        bail!(
+            "several --prune-ffn / --prune-heads shares are candidates for --budget: give \
+             --budget and a per-weight choice (--quantize, --prune, --lowrank, …), without --pareto"
+        );
+    }
     let kind = kind(model);
     let text = match &args.calibration {
         None => None,
@@ -424,7 +474,7 @@ pub fn run(
         tokenizer
             .context("calibration needs the model's tokenizer (tokenizer.json or GGUF vocabulary)")
     };
-    let mut data = match &text {
+    let data = match &text {
         None => None,
         Some(text) => Some(match kind {
             Kind::Decoder => decoder_data(model, tok()?, text, args)?,
@@ -432,52 +482,102 @@ pub fn run(
             Kind::Other => bail!(NOT_CALIBRATABLE),
         }),
     };
-    let structured = match structural {
-        false => None,
-        true => {
-            let cfg = StructuredConfig {
-                ffn_drop_pct: args.prune_ffn.unwrap_or(0),
-                heads_drop_pct: args.prune_heads.unwrap_or(0),
-                allocation: match args.prune_allocation {
-                    AllocationArg::Uniform => Allocation::Uniform,
-                    AllocationArg::Global => Allocation::Global,
-                },
-                align: CHANNEL_ALIGN,
-                fit: match args.prune_fit {
-                    FitArg::Refit => Fit::Refit,
-                    FitArg::Mean => Fit::Mean,
-                },
-            };
-            let cal = data.as_ref().map(|d| &d.calibration);
-            let report = prune_structured(model, cal, &cfg)
-                .map_err(|e| anyhow::anyhow!("structured pruning: {e}"))?;
-            // The statistics downstream of the pruned channels changed; the
-            // refit's second moments are no longer needed.
-            if let (Some(d), Some(text), true) = (data.as_mut(), &text, schemes.is_some()) {
-                let what = Gather {
-                    gram: quantize_gram(args),
-                    ..gather(args)
-                };
-                d.calibration = calibrate(model, &kind, tok()?, text, args, what)?;
+    if schemes.is_some() {
+        check_needs(args, data.is_some())?;
+    }
+    let (calibration, mut meter, metric) = match data {
+        Some(d) => (Some(d.calibration), d.meter, d.metric),
+        None => (None, None, "predicted error"),
+    };
+    let mut step = Step {
+        schemes: schemes.as_deref(),
+        calibration: calibration.as_ref(),
+        meter: meter.as_mut(),
+        metric,
+        text: text.as_deref(),
+        tokenizer,
+        kind: &kind,
+        args,
+        limits,
+        cost,
+    };
+    if structures.len() <= 1 {
+        return step.compress(model, structures.first().copied());
+    }
+    // Each structured share is a candidate; the per-weight choice runs on
+    // each, and the smallest result within the budget wins (the least error
+    // when none is).
+    let mut best: Option<(Model, Compressed, (u8, u8))> = None;
+    let mut tried = Vec::new();
+    for &s in &structures {
+        let mut m = model.clone();
+        let c = step.compress(&mut m, Some(s))?;
+        let q = c
+            .quantize
+            .as_ref()
+            .context("the per-weight choice made no report")?;
+        eprintln!(
+            "  structured FFN −{}% heads −{}%: {:.2} MB, measured {}{}",
+            s.0,
+            s.1,
+            q.model_bytes_after as f64 / 1e6,
+            q.measured_err
+                .map_or("-".into(), |e| format!("{:.4}%", 100.0 * e)),
+            if q.within_budget {
+                ""
+            } else {
+                " (over budget)"
             }
-            Some(report)
-        }
-    };
-    let Some(schemes) = schemes else {
-        return Ok(Compressed {
-            structured,
-            quantize: None,
+        );
+        tried.push(StructureCandidate {
+            ffn_drop_pct: s.0,
+            heads_drop_pct: s.1,
+            model_bytes: q.model_bytes_after,
+            measured_err: q.measured_err,
+            within_budget: q.within_budget,
+            chosen: false,
         });
-    };
-    if args.gptq && data.is_none() {
+        if best
+            .as_ref()
+            .is_none_or(|(_, b, _)| better(q, b.quantize.as_ref()))
+        {
+            best = Some((m, c, s));
+        }
+    }
+    let (m, mut c, chosen) = best.context("no structured candidate")?;
+    for t in &mut tried {
+        t.chosen = (t.ffn_drop_pct, t.heads_drop_pct) == chosen;
+    }
+    c.structure_candidates = tried;
+    *model = m;
+    Ok(c)
+}
+
+/// Whether result `a` beats `b` under a budget: within it and smaller, or,
+/// when neither is within it, of less measured error.
+fn better(a: &QuantizeReport, b: Option<&QuantizeReport>) -> bool {
+    let Some(b) = b else { return true };
+    match (a.within_budget, b.within_budget) {
+        (true, false) => true,
+        (false, true) => false,
+        (true, true) => a.model_bytes_after < b.model_bytes_after,
+        (false, false) => {
+            a.measured_err.unwrap_or(f64::INFINITY) < b.measured_err.unwrap_or(f64::INFINITY)
+        }
+    }
+}
+
+/// The flags' requirements on calibration, checked before any work.
+fn check_needs(args: &QuantizeArgs, calibrated: bool) -> Result<()> {
+    if args.gptq && !calibrated {
         bail!(
             "--gptq needs --calibration: it compensates errors along the calibration's activations"
         );
     }
-    if args.awq && data.is_none() {
+    if args.awq && !calibrated {
         bail!("--awq needs --calibration: it scales channels by the calibration's activations");
     }
-    if data.is_none() {
+    if !calibrated {
         if args
             .act_sparsity
             .as_deref()
@@ -487,43 +587,110 @@ pub fn run(
                 "--act-sparsity needs --calibration: its thresholds are set on the calibration's activations"
             );
         }
-        if gather(args).gram && !args.gptq && !args.awq {
+        if args
+            .prune
+            .as_deref()
+            .is_some_and(|p| p.contains("sparsegpt"))
+        {
             bail!("--prune sparsegpt needs --calibration: it compensates along the calibration's activations");
         }
     }
-    if args.budget.is_some() && data.is_none() {
+    if args.budget.is_some() && !calibrated {
         bail!("--budget needs --calibration: the budget is checked by measuring the error on it");
     }
-    let (calibration, mut meter, metric) = match data {
-        Some(d) => (Some(d.calibration), d.meter, d.metric),
-        None => (None, None, "predicted error"),
-    };
-    let cfg = QuantizeConfig {
-        schemes,
-        budget: args.budget,
-        objective: match args.objective {
-            ObjectiveArg::Size => Objective::Size,
-            ObjectiveArg::Latency => Objective::Latency,
-        },
-        calibration,
-        gptq: args.gptq,
-        awq: args.awq,
-        limits,
-        cost,
-        ..QuantizeConfig::default()
-    };
-    let measure = meter
-        .as_mut()
-        .map(|f| f.as_mut() as &mut dyn FnMut(&Model) -> Result<f64, String>);
-    let (m, report) = match &args.pareto {
-        None => quantize(model, &cfg, measure).map_err(anyhow::Error::msg)?,
-        Some(dir) => pareto(model, &cfg, measure, args, dir, tokenizer, metric)?,
-    };
-    *model = m;
-    Ok(Compressed {
-        structured,
-        quantize: Some(report),
-    })
+    Ok(())
+}
+
+/// Everything one structured share and the per-weight choice on top of it
+/// need.
+struct Step<'a> {
+    schemes: Option<&'a [Scheme]>,
+    /// The calibration of the unpruned model.
+    calibration: Option<&'a Calibration>,
+    meter: Option<&'a mut Meter>,
+    metric: &'static str,
+    text: Option<&'a str>,
+    tokenizer: Option<&'a str>,
+    kind: &'a Kind,
+    args: &'a QuantizeArgs,
+    limits: Limits,
+    cost: egret_passes::extract::CostModel,
+}
+
+impl Step<'_> {
+    /// Prune `model` to `structure` (`(FFN %, heads %)`, if any), then run
+    /// the per-weight choice on it, recalibrated.
+    fn compress(&mut self, model: &mut Model, structure: Option<(u8, u8)>) -> Result<Compressed> {
+        let args = self.args;
+        let mut recalibrated = None;
+        let structured = match structure {
+            None | Some((0, 0)) => None,
+            Some((ffn, heads)) => {
+                let cfg = StructuredConfig {
+                    ffn_drop_pct: ffn,
+                    heads_drop_pct: heads,
+                    allocation: match args.prune_allocation {
+                        AllocationArg::Uniform => Allocation::Uniform,
+                        AllocationArg::Global => Allocation::Global,
+                    },
+                    align: CHANNEL_ALIGN,
+                    fit: match args.prune_fit {
+                        FitArg::Refit => Fit::Refit,
+                        FitArg::Mean => Fit::Mean,
+                    },
+                };
+                let report = prune_structured(model, self.calibration, &cfg)
+                    .map_err(|e| anyhow::anyhow!("structured pruning: {e}"))?;
+                // The statistics downstream of the pruned channels changed;
+                // the refit's second moments are no longer needed.
+                if let (Some(text), Some(_)) = (self.text, self.schemes) {
+                    let what = Gather {
+                        gram: quantize_gram(args),
+                        ..gather(args)
+                    };
+                    let tok = self
+                        .tokenizer
+                        .context("calibration needs the model's tokenizer")?;
+                    recalibrated = Some(calibrate(model, self.kind, tok, text, args, what)?);
+                }
+                Some(report)
+            }
+        };
+        let Some(schemes) = self.schemes else {
+            return Ok(Compressed {
+                structured,
+                ..Compressed::default()
+            });
+        };
+        let cfg = QuantizeConfig {
+            schemes: schemes.to_vec(),
+            budget: args.budget,
+            objective: match args.objective {
+                ObjectiveArg::Size => Objective::Size,
+                ObjectiveArg::Latency => Objective::Latency,
+            },
+            calibration: recalibrated.or_else(|| self.calibration.cloned()),
+            gptq: args.gptq,
+            awq: args.awq,
+            limits: self.limits,
+            cost: self.cost,
+            ..QuantizeConfig::default()
+        };
+        let measure = self
+            .meter
+            .as_deref_mut()
+            .map(|f| f.as_mut() as &mut dyn FnMut(&Model) -> Result<f64, String>);
+        let (m, report) = match &args.pareto {
+            None => quantize(model, &cfg, measure).map_err(anyhow::Error::msg)?,
+            Some(dir) => pareto(model, &cfg, measure, args, dir, self.tokenizer, self.metric)?,
+        };
+        *model = m;
+        Ok(Compressed {
+            structured,
+            quantize: Some(report),
+            ..Compressed::default()
+        })
+    }
 }
 
 /// The run with a `--pareto` sweep into `dir`.

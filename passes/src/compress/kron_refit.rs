@@ -62,7 +62,8 @@
 //! returned, so the refit is never worse than Van Loan's.
 
 use super::kronecker::{rearrange, unrearrange, Factors, Kronecker};
-use egret_runtime::kernels::gemm::{sgemm, sgemm_strided};
+use crate::linalg::spd_inverse;
+use egret_runtime::kernels::gemm::{gemm_strided, sgemm};
 use rayon::prelude::*;
 
 /// Alternating sweeps (an `𝐀` step and a `𝐁` step each) at most.
@@ -231,7 +232,7 @@ impl<'a> Problem<'a> {
         };
         let mut m = vec![0f32; ra * rb];
         // 𝐁ᵀ is 𝐁 read with swapped strides.
-        sgemm_strided(ra, rb, self.r, a, r, 1, b, 1, r, &mut m, 1.0, 0.0);
+        gemm_strided(ra, rb, self.r, a, r, 1, b, 1, r, &mut m, 1.0, 0.0);
         m
     }
 
@@ -244,7 +245,7 @@ impl<'a> Problem<'a> {
             Side::B => (1, rows as isize),
         };
         let mut out = vec![0f32; rows * self.r];
-        sgemm_strided(
+        gemm_strided(
             rows,
             self.r,
             inner,
@@ -355,7 +356,7 @@ impl Preconditioner {
                 }
                 let mut g = vec![0f32; r * r];
                 let ri = r as isize;
-                sgemm_strided(r, r, inner, &fs, 1, ri, &fs, ri, 1, &mut g, 1.0, 0.0);
+                gemm_strided(r, r, inner, &fs, 1, ri, &fs, ri, 1, &mut g, 1.0, 0.0);
                 g.into_iter().map(f64::from).collect()
             })
             .collect();
@@ -368,7 +369,7 @@ impl Preconditioner {
             .into_par_iter()
             .flat_map_iter(|mut g| {
                 (0..r).for_each(|i| g[i * r + i] += ridge);
-                spd_inverse(g, r).into_iter().map(|v| v as f32)
+                spd_inverse(&g, r).into_iter().map(|v| v as f32)
             })
             .collect();
         Preconditioner {
@@ -388,7 +389,7 @@ impl Preconditioner {
         for b in 0..m.min(rows) {
             let count = (rows - b).div_ceil(m);
             // Block b's rows are b, b + m, …: a strided view of `res`.
-            sgemm_strided(
+            gemm_strided(
                 count,
                 r,
                 r,
@@ -409,48 +410,6 @@ impl Preconditioner {
         }
         z
     }
-}
-
-/// The inverse of the symmetric positive definite `r × r` matrix `g` by
-/// Cholesky (`g = L·Lᵀ`, `g⁻¹ = L⁻ᵀ·L⁻¹`); a pivot that is not positive
-/// (`g` singular despite the ridge) is replaced by the largest diagonal so
-/// the result stays finite.
-fn spd_inverse(mut g: Vec<f64>, r: usize) -> Vec<f64> {
-    let top = (0..r)
-        .map(|i| g[i * r + i])
-        .fold(f64::MIN_POSITIVE, f64::max);
-    // In-place lower Cholesky.
-    for j in 0..r {
-        let s = g[j * r + j] - (0..j).map(|m| g[j * r + m].powi(2)).sum::<f64>();
-        let d = if s > 0.0 && s.is_finite() {
-            s.sqrt()
-        } else {
-            top.sqrt()
-        };
-        g[j * r + j] = d;
-        for i in j + 1..r {
-            let s = g[i * r + j] - (0..j).map(|m| g[i * r + m] * g[j * r + m]).sum::<f64>();
-            g[i * r + j] = s / d;
-        }
-    }
-    // X = L⁻¹ (lower), by forward substitution column by column.
-    let mut x = vec![0f64; r * r];
-    for c in 0..r {
-        for i in c..r {
-            let s: f64 = (c..i).map(|m| g[i * r + m] * x[m * r + c]).sum();
-            x[i * r + c] = (f64::from(u8::from(i == c)) - s) / g[i * r + i];
-        }
-    }
-    // g⁻¹ = Xᵀ·X.
-    let mut inv = vec![0f64; r * r];
-    for i in 0..r {
-        for j in 0..=i {
-            let v: f64 = (i..r).map(|m| x[m * r + i] * x[m * r + j]).sum();
-            inv[i * r + j] = v;
-            inv[j * r + i] = v;
-        }
-    }
-    inv
 }
 
 #[cfg(test)]
@@ -578,18 +537,6 @@ mod tests {
             let before = dense_objective(&w, &start.dense(), &h, k);
             let after = dense_objective(&w, &refit(&w, &h, &start).dense(), &h, k);
             assert!(after <= before && after >= optimum * (1.0 - 1e-6));
-        }
-    }
-
-    #[test]
-    fn spd_inverse_inverts() {
-        let g = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
-        let inv = spd_inverse(g.to_vec(), 3);
-        for i in 0..3 {
-            for j in 0..3 {
-                let v: f64 = (0..3).map(|m| g[i * 3 + m] * inv[m * 3 + j]).sum();
-                assert!((v - f64::from(u8::from(i == j))).abs() < 1e-12);
-            }
         }
     }
 }

@@ -13,7 +13,7 @@
 //! `k1·k2·n2 + n1·k1·n2` multiply-adds per term instead of `n·k`.
 
 use super::svd::{matmul, truncated_svd};
-use egret_runtime::kernels::gemm::sgemm_strided;
+use egret_runtime::kernels::gemm::gemm_strided;
 
 /// The factor shapes of one Kronecker approximation of an `n × k` matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,25 +123,18 @@ impl Kronecker {
     }
 
     /// `Σᵢ Aᵢ ⊗ Bᵢ` as a dense `n × k` row-major matrix (for tests and
-    /// error measurement).
+    /// error measurement): one GEMM, `R(Ŵ) = 𝐀·𝐁ᵀ` (`𝐀` holding `vec(Aᵢ)`
+    /// in column `i`, as [`Kronecker::a`] stores its transpose), then
+    /// [`unrearrange`].
     pub fn dense(&self) -> Vec<f32> {
-        let Factors { n1, k1, n2, k2 } = self.shape;
-        let k = k1 * k2;
-        let mut w = vec![0f32; n1 * n2 * k];
-        for (a, b) in self.a.chunks(n1 * k1).zip(self.b.chunks(n2 * k2)) {
-            for i1 in 0..n1 {
-                for j1 in 0..k1 {
-                    let av = a[i1 * k1 + j1];
-                    for i2 in 0..n2 {
-                        let dst = (i1 * n2 + i2) * k + j1 * k2;
-                        for (o, &bv) in w[dst..dst + k2].iter_mut().zip(&b[i2 * k2..i2 * k2 + k2]) {
-                            *o += av * bv;
-                        }
-                    }
-                }
-            }
-        }
-        w
+        let f = self.shape;
+        let (rows, cols, r) = (f.n1 * f.k1, f.n2 * f.k2, self.terms());
+        let mut flat = vec![0f32; rows * cols];
+        let (ri, ci) = (rows as isize, cols as isize);
+        gemm_strided(
+            rows, cols, r, &self.a, 1, ri, &self.b, ci, 1, &mut flat, 1.0, 0.0,
+        );
+        unrearrange(&flat, f)
     }
 
     /// `y = x·Wᵀ` for the `rows × k` row-major `x` (a Linear layer's
@@ -160,7 +153,7 @@ impl Kronecker {
         let mut yr = vec![0f32; n];
         for (a, b) in self.a.chunks(n1 * k1).zip(self.b.chunks(n2 * k2)) {
             // T = X·Bᵀ: X is (rows·k1) × k2; Bᵀ is B (n2 × k2) read transposed.
-            sgemm_strided(
+            gemm_strided(
                 rows * k1,
                 n2,
                 k2,

@@ -9,7 +9,7 @@
 use egret_ir::{Graph, Model, NodeId, Op, OutletId, Value};
 use egret_runtime::eval::Embedder;
 use egret_runtime::generate::Decoder;
-use egret_runtime::kernels::gemm::sgemm_strided;
+use egret_runtime::kernels::gemm::gemm_strided;
 use std::collections::HashMap;
 
 /// Statistics of one activation over the rows (tokens) seen.
@@ -198,7 +198,7 @@ fn add_gram(acc: &mut [f64], x: &[f32], width: usize) {
     let mut g = vec![0f32; width * width];
     let w = width as isize;
     // Xᵀ is X read with swapped strides.
-    sgemm_strided(width, width, rows, x, 1, w, x, w, 1, &mut g, 1.0, 0.0);
+    gemm_strided(width, width, rows, x, 1, w, x, w, 1, &mut g, 1.0, 0.0);
     for (a, &v) in acc.iter_mut().zip(&g) {
         *a += f64::from(v);
     }

@@ -18,6 +18,7 @@
 //! (zero diagonal) gets a unit diagonal, as in the reference implementation.
 
 use crate::compress::prune::{Pattern, SPARSEGPT_BLOCK};
+use crate::linalg::{cholesky_in_place, lower_inverse};
 use egret_ir::blocks::{quantize_into, BlockGrid};
 use egret_ir::{BlockFormat, IrError};
 use rayon::prelude::*;
@@ -26,24 +27,6 @@ use rayon::prelude::*;
 const DAMP: f64 = 0.01;
 /// Weight rows compensated together (they share each row of `U`).
 const TILE_ROWS: usize = 8;
-
-/// `Σ a_i b_i`, in four lanes so it vectorises.
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
 
 /// The upper Cholesky factor `U` (row-major `[k, k]`, f32) of the inverse of
 /// the damped second-moment matrix `h` (`[k, k]`), or `None` if `h` is not
@@ -69,25 +52,7 @@ pub fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
     if !cholesky_in_place(&mut l, k) {
         return None;
     }
-    // X = L⁻¹, row i = −(Σ_{m<i} L_im X_m) / L_ii, X_ii = 1 / L_ii.
-    let mut x = vec![0f64; k * k];
-    let mut acc = vec![0f64; k];
-    for i in 0..k {
-        acc[..i].fill(0.0);
-        for m in 0..i {
-            let c = l[i * k + m];
-            if c != 0.0 {
-                for (a, &v) in acc[..=m].iter_mut().zip(&x[m * k..m * k + m + 1]) {
-                    *a += c * v;
-                }
-            }
-        }
-        let d = l[i * k + i];
-        for (o, &a) in x[i * k..i * k + i].iter_mut().zip(&acc[..i]) {
-            *o = -a / d;
-        }
-        x[i * k + i] = 1.0 / d;
-    }
+    let x = lower_inverse(&l, k);
     // U = P X P: U_ab = X_{k-1-a, k-1-b}.
     let mut u = vec![0f32; k * k];
     for a in 0..k {
@@ -96,32 +61,6 @@ pub fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
         }
     }
     Some(u)
-}
-
-/// Factor the symmetric positive definite `a` (`[k, k]` row-major, lower
-/// triangle read) into `L·Lᵀ` in place, row by row (`L` in the lower
-/// triangle). False if `a` is not positive definite.
-pub fn cholesky_in_place(l: &mut [f64], k: usize) -> bool {
-    for i in 0..k {
-        let (before, rest) = l.split_at_mut(i * k);
-        let li = &mut rest[..k];
-        for j in 0..=i {
-            let s = if j < i {
-                li[j] - dot(&li[..j], &before[j * k..j * k + j])
-            } else {
-                li[i] - dot(&li[..i], &li[..i])
-            };
-            if j == i {
-                if s <= 0.0 || !s.is_finite() {
-                    return false;
-                }
-                li[i] = s.sqrt();
-            } else {
-                li[j] = s / before[j * k + j];
-            }
-        }
-    }
-    true
 }
 
 /// How one row's elements are rounded while the walk goes on.

@@ -16,34 +16,67 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// The element types the GEMM takes: `f32` (the kernels) and `f64` (the
+/// compression passes' linear algebra).
+pub trait Scalar: Copy + 'static + std::ops::MulAssign + sealed::Sealed {}
+impl Scalar for f32 {}
+impl Scalar for f64 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// `C[m×n] = alpha·A[m×k]·B[k×n] + beta·C` with arbitrary row/column strides
-/// (in elements). `beta == 0` ignores C's old contents.
+/// (in elements) for `A` and `B`; `C` is contiguous row-major. `beta == 0`
+/// ignores C's old contents.
+///
+/// Panics if a slice does not cover every index the strides reach.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_strided(
+pub fn gemm_strided<T: Scalar + PartialEq + Default>(
     m: usize,
     n: usize,
     k: usize,
-    a: &[f32],
+    a: &[T],
     a_rs: isize,
     a_cs: isize,
-    b: &[f32],
+    b: &[T],
     b_rs: isize,
     b_cs: isize,
-    c: &mut [f32],
-    alpha: f32,
-    beta: f32,
+    c: &mut [T],
+    alpha: T,
+    beta: T,
 ) {
     if m == 0 || n == 0 {
         return;
     }
+    let reach = |rows: usize, cols: usize, rs: isize, cs: isize| {
+        (rows - 1) as isize * rs.max(0) + (cols - 1) as isize * cs.max(0)
+    };
+    assert!(c.len() >= m * n, "gemm: C holds {} of {m}×{n}", c.len());
+    let read_c = beta != T::default();
     if k == 0 {
         for x in c[..m * n].iter_mut() {
-            *x *= beta;
+            if read_c {
+                *x *= beta;
+            } else {
+                *x = T::default();
+            }
         }
         return;
     }
-    // SAFETY: callers pass slices covering every strided index of an m×k, k×n
-    // and m×n (row-major, contiguous) matrix.
+    assert!(
+        a_rs >= 0 && a_cs >= 0 && b_rs >= 0 && b_cs >= 0,
+        "gemm: negative strides are not supported"
+    );
+    assert!(
+        (reach(m, k, a_rs, a_cs) as usize) < a.len()
+            && (reach(k, n, b_rs, b_cs) as usize) < b.len(),
+        "gemm: A or B is shorter than its strides reach"
+    );
+    // SAFETY: every strided index of A (m×k), B (k×n) and C (m×n,
+    // contiguous) was checked to lie inside its slice above.
     unsafe {
         gemm(
             m,
@@ -52,7 +85,7 @@ pub fn sgemm_strided(
             c.as_mut_ptr(),
             1,
             n as isize,
-            beta != 0.0,
+            read_c,
             a.as_ptr(),
             a_cs,
             a_rs,
@@ -71,44 +104,7 @@ pub fn sgemm_strided(
 
 /// Row-major `C = A·B` for contiguous f32 matrices.
 pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    sgemm_strided(m, n, k, a, k as isize, 1, b, n as isize, 1, c, 1.0, 0.0);
-}
-
-/// Row-major `C = A·B` for contiguous f64 matrices.
-pub fn dgemm(m: usize, n: usize, k: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: bounds asserted above; all three matrices are contiguous row-major.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
-    }
+    gemm_strided(m, n, k, a, k as isize, 1, b, n as isize, 1, c, 1.0, 0.0);
 }
 
 #[cfg(test)]

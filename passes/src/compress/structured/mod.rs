@@ -1,14 +1,17 @@
-//! Structured pruning: whole FFN channels and query heads go, and every
+//! Structured pruning: whole FFN channels and attention heads go, and every
 //! tensor that holds them shrinks, so the model is smaller and faster with
 //! the ordinary dense kernels (no sparse format, no mask).
 //!
-//! The pass finds each FFN channel group ([`ffn`]) and each grouped-query
-//! attention's query heads ([`heads`]), scores channels by the output power
+//! The pass finds each FFN channel group ([`ffn`]) and each attention's
+//! heads ([`heads`]: query heads within each key/value group under
+//! grouped-query attention, whole query/key/value heads under multi-head
+//! attention without a cache), scores channels by the output power
 //! their removal adds to the product that reduces them ([`score`]:
 //! calibrated fluctuation, or weight magnitude without calibration; a head
 //! scores the sum of its channels), chooses how many each group keeps (for
 //! FFNs the same share everywhere or a global ranking of standardised
-//! scores; for heads the same number per key/value group), lets the reducer
+//! scores; for heads the same share in every layer, and under grouped-query
+//! attention the same number per key/value group), lets the reducer
 //! make up for the loss ([`refit`], or the mean alone), and rewrites the
 //! products, per-channel constants, reshapes, head counts and value types
 //! ([`linear`]).
@@ -63,8 +66,9 @@ pub enum Fit {
 pub struct StructuredConfig {
     /// Share of FFN channels to drop, in percent (0–99; 0 = none).
     pub ffn_drop_pct: u8,
-    /// Share of query heads to drop, in percent (0–99; 0 = none), rounded
-    /// per key/value group (at least one head each stays).
+    /// Share of attention heads to drop, in percent (0–99; 0 = none),
+    /// rounded per layer, or per key/value group under grouped-query
+    /// attention (at least one head each stays).
     pub heads_drop_pct: u8,
     /// How the share is spread over the layers.
     pub allocation: Allocation,
@@ -185,26 +189,25 @@ fn prune_heads(
     let groups = heads::groups(g);
     if groups.is_empty() {
         return Err(
-            "no query heads to prune: that needs grouped-query attention \
-                    (q_num_heads > kv_num_heads) between two matrix products"
+            "no attention heads to prune: that needs an Attention between \
+                    two matrix products, either grouped-query (q_num_heads > \
+                    kv_num_heads) or multi-head without a KV cache"
                 .into(),
         );
     }
     let drop = f64::from(cfg.heads_drop_pct.min(99)) / 100.0;
     for grp in &groups {
-        let (q, o) = (&grp.query, &grp.output);
+        let (q, o) = (grp.query(), &grp.output);
         let m = moments_of(calibration, &grp.hidden, o.k);
         let channel_scores = o.channel_scores(m.as_ref(), &[q]);
-        let r = grp.heads / grp.kv_heads;
-        let per_group = ((r as f64 * (1.0 - drop)).round() as usize).clamp(1, r);
-        let keep = grp.keep(&grp.head_scores(&channel_scores), per_group);
+        let keep = grp.keep(&grp.head_scores(&channel_scores), grp.keep_count(drop));
         let channels = grp.channels(&keep);
         let hessian = hessian_of(calibration, &grp.hidden);
         let (w, offset, fit) = fit_reducer(o, &channels, m.as_ref(), hessian, cfg.fit);
         if keep.len() < grp.heads {
             grp.apply(g, &keep, w, offset_bias(&o.bias, offset))?;
         }
-        let per_channel = q.k + o.n;
+        let per_channel = grp.params_per_channel();
         report.params_before += per_channel * o.k;
         report.params_after += per_channel * channels.len();
         report.groups.push(GroupReport {

@@ -13,7 +13,7 @@
 //! ridge pulls towards the original weights, not towards zero, which is what
 //! keeps a refit from a few thousand calibration rows from overfitting.
 
-use crate::quantize::gptq::{cholesky_in_place, dot};
+use crate::linalg::{cholesky_in_place, cholesky_solve, dot};
 
 /// The ridge `λ` as a fraction of the mean diagonal of `H_KK`. Measured
 /// out of sample (calibration and evaluation on different text): on SmolLM2
@@ -67,26 +67,11 @@ pub fn refit(
             *r = dot(&dropped, col);
         }
         rhs[m] = dot(&dropped, mean);
-        solve_in_place(&a, a_dim, &mut rhs);
+        cholesky_solve(&a, a_dim, &mut rhs);
         weights.extend(keep.iter().zip(&rhs).map(|(&c, &d)| row[c] + d as f32));
         offsets.push(rhs[m] as f32);
     }
     Some((weights, offsets))
-}
-
-/// Solve `L·Lᵀ·x = b` in place (`l` from [`cholesky_in_place`]).
-fn solve_in_place(l: &[f64], n: usize, b: &mut [f64]) {
-    for i in 0..n {
-        let s = dot(&l[i * n..i * n + i], &b[..i]);
-        b[i] = (b[i] - s) / l[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for j in i + 1..n {
-            s -= l[j * n + i] * b[j];
-        }
-        b[i] = s / l[i * n + i];
-    }
 }
 
 #[cfg(test)]
