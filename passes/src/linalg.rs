@@ -314,43 +314,49 @@ fn tridiagonal_ql(d: &mut [f64], e: &mut [f64], vt: &mut [f64], n: usize) {
 /// Orthonormalise the columns of the `[m, l]` row-major `y` in place, so
 /// they span the same space.
 ///
-/// Cholesky QR, twice (CholQR2: `R = chol(YᵀY)`, `Y ← Y·R⁻¹`), which is
-/// all GEMMs and accurate to working precision whenever `Y`'s condition
-/// number is below about `10⁶`, as it is for sketches orthonormalised after
-/// every product. When a pass finds `YᵀY` numerically singular (a range of
-/// fewer than `l` dimensions, or a column of zeros) it falls back to
-/// modified Gram–Schmidt, twice, which zeroes the columns that fall to
-/// round-off level after projection.
+/// Cholesky QR (`R = chol(YᵀY)`, `Y ← Y·R⁻¹`): all GEMMs, and orthogonal to
+/// about `κ(Y)²·ε`. A second pass (CholQR2) runs when the first one's
+/// condition estimate (the ratio of `R`'s largest to smallest diagonal) puts
+/// that above `10⁻¹²`; sketches orthonormalised after every product, as in
+/// the randomized SVD, rarely need it. When a pass finds `YᵀY` numerically
+/// singular (condition above `10⁶`: a range of fewer than `l` dimensions, or
+/// a column of zeros) it falls back to modified Gram–Schmidt, twice, which
+/// zeroes the columns that fall to round-off level after projection.
 pub fn orthonormalize(y: &mut [f64], m: usize, l: usize) {
     if m == 0 || l == 0 {
         return;
     }
     for _pass in 0..2 {
-        if !cholesky_qr_step(y, m, l) {
-            gram_schmidt(y, m, l);
-            return;
+        match cholesky_qr_step(y, m, l) {
+            None => return gram_schmidt(y, m, l),
+            Some(condition) if condition * condition * f64::EPSILON < 1e-12 => return,
+            Some(_) => {}
         }
     }
 }
 
-/// One Cholesky QR step; false (and `y` untouched) when `YᵀY` is singular to
-/// within `10⁻¹²` of its largest diagonal (condition number above `10⁶`).
-fn cholesky_qr_step(y: &mut [f64], m: usize, l: usize) -> bool {
+/// One Cholesky QR step, returning the condition estimate of `Y` (largest
+/// over smallest diagonal of `R`); `None` (and `y` untouched) when `YᵀY` is
+/// singular to within `10⁻¹²` of its largest diagonal (condition above
+/// `10⁶`).
+fn cholesky_qr_step(y: &mut [f64], m: usize, l: usize) -> Option<f64> {
     let li = l as isize;
     let mut gram = vec![0f64; l * l];
     gemm_strided(l, l, m, y, 1, li, y, li, 1, &mut gram, 1.0, 0.0);
     let top = (0..l).map(|i| gram[i * l + i]).fold(0f64, f64::max);
-    if !cholesky_in_place(&mut gram, l) || top <= 0.0 {
-        return false;
+    if top <= 0.0 || !cholesky_in_place(&mut gram, l) {
+        return None;
     }
-    if (0..l).any(|i| gram[i * l + i].powi(2) < 1e-12 * top) {
-        return false;
+    let pivots = (0..l).map(|i| gram[i * l + i]);
+    let (small, large) = pivots.fold((f64::INFINITY, 0f64), |(s, b), p| (s.min(p), b.max(p)));
+    if small * small < 1e-12 * top {
+        return None;
     }
     // Y·R⁻¹ = Y·L⁻ᵀ = Y·Xᵀ with X = L⁻¹.
     let x = lower_inverse(&gram, l);
     let before = y.to_vec();
     gemm_strided(m, l, l, &before, li, 1, &x, 1, li, y, 1.0, 0.0);
-    true
+    Some(large / small)
 }
 
 /// Modified Gram–Schmidt, twice, on columns copied out contiguous.

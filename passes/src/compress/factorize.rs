@@ -19,6 +19,7 @@
 use super::kron_refit;
 use super::kronecker::{nearest_kronecker, Factors, Kronecker};
 use super::svd::{matmul, truncated_svd};
+use rayon::prelude::*;
 
 /// The rank whose two factors hold `keep_pct` % of an `n × k` matrix's
 /// parameters (0 when not even rank 1 fits).
@@ -109,7 +110,7 @@ pub fn kronecker(
     let h = h.filter(|h| h.len() == k * k);
     let h32: Option<Vec<f32>> = h.map(|h| h.iter().map(|&v| v as f32).collect());
     let budget = n * k * usize::from(keep_pct) / 100;
-    let mut best: Option<(f64, Kronecker)> = None;
+    let mut shapes = Vec::new();
     for n2 in near_root_divisors(n) {
         for k2 in near_root_divisors(k) {
             let f = Factors {
@@ -120,9 +121,16 @@ pub fn kronecker(
             };
             let terms = budget / f.params_per_term();
             // R(W) is n1·k1 × n2·k2: beyond its rank a term adds nothing.
-            if terms == 0 || terms >= (f.n1 * f.k1).min(f.n2 * f.k2) {
-                continue;
+            if terms > 0 && terms < (f.n1 * f.k1).min(f.n2 * f.k2) {
+                shapes.push((f, terms));
             }
+        }
+    }
+    // The shapes are scored in parallel: the SVD's small dense steps
+    // (Cholesky, the eigensolver) run on one core each.
+    let best = shapes
+        .into_par_iter()
+        .map(|(f, terms)| {
             let found = nearest_kronecker(w, f, terms);
             let approx = found.dense();
             let err = match &h32 {
@@ -132,11 +140,12 @@ pub fn kronecker(
                 }
                 None => sq_dist(w, &approx),
             };
-            if best.as_ref().is_none_or(|(e, _)| err < *e) {
-                best = Some((err, found));
-            }
-        }
-    }
+            (err, found)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        // The first of equal errors, whatever the threads' timing.
+        .reduce(|a, b| if b.0 < a.0 { b } else { a });
     let (_, found) = best?;
     Some(match h {
         Some(h) => kron_refit::refit(w, h, &found),

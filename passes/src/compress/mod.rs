@@ -9,10 +9,11 @@
 //! ([`crate::quantize::Scheme::LowRank`], [`crate::quantize::Scheme::Kronecker`]).
 //!
 //! They are written here rather than taken from a linear-algebra crate
-//! because the passes only need the top few singular triplets of matrices of
-//! a few thousand rows: a randomized range finder over the `gemm` crate
-//! (already a dependency) plus a small Jacobi eigensolver does that in a
-//! fraction of a full SVD's time, without another large dependency.
+//! because the passes only need the top singular triplets of matrices of a
+//! few thousand rows: a randomized range finder over the `gemm` crate
+//! (already a dependency) plus the small dense routines of
+//! [`crate::linalg`] (Cholesky QR, a tridiagonal-QL eigensolver) does that
+//! in a fraction of a full SVD's time, without another large dependency.
 
 pub mod factorize;
 pub mod kron_refit;

@@ -20,7 +20,10 @@
 //! alternative: removing a channel changes the shapes of three weights and
 //! every value between them at once, so the e-graph's per-weight choice
 //! cannot express it. It runs before the quantization selection, which then
-//! sees the narrower weights (`egret optimize --prune-ffn 25 --quantize …`).
+//! sees the narrower weights (`egret optimize --prune-ffn 25 --quantize …`);
+//! under a budget the CLI makes several shares candidates, one selection run
+//! each (`--prune-ffn 0,25 --budget 1%`), and keeps the smallest result
+//! within the budget.
 
 pub mod ffn;
 pub mod heads;
@@ -84,7 +87,7 @@ pub struct StructuredConfig {
 pub enum GroupKind {
     /// FFN hidden channels.
     Ffn,
-    /// Query heads.
+    /// Attention heads.
     Heads,
 }
 
