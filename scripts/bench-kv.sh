@@ -10,7 +10,7 @@
 # Needs scripts/fetch-models.sh smollm2 and scripts/fetch-texts.sh.
 #
 #   scripts/bench-kv.sh                     # first 8192 tokens, chunks of 16
-#   TOKENS=0 scripts/bench-kv.sh            # the whole text (~95k tokens; hours)
+#   TOKENS=0 scripts/bench-kv.sh            # the whole text (~95k tokens; 15–25 min per policy)
 #   TOKENS=16384 CHUNK=1 scripts/bench-kv.sh
 #   EGRET=target/release/egret scripts/bench-kv.sh   # no build
 set -euo pipefail
