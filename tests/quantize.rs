@@ -6,6 +6,9 @@ mod common;
 
 use common::{available, cache};
 use egret_ir::{Attr, DType, Graph, Model, Op, OpCall, Tensor, TensorType, Value, ValueType};
+use egret_passes::compress::structured::{
+    prune_structured, Allocation, Fit, StructuredConfig, StructuredReport, CHANNEL_ALIGN,
+};
 use egret_passes::quantize::calibrate::{
     calibrate_decoder, calibrate_encoder, Calibration, Gather,
 };
@@ -610,9 +613,6 @@ fn minilm_awq_folds_into_norms_and_beats_plain_q4_0() {
 /// weight magnitude. (On held-out sentences: docs/sparsity.md.)
 #[test]
 fn minilm_ffn_pruning_shrinks_the_layers() {
-    use egret_passes::compress::structured::{
-        prune_structured, Allocation, Fit, StructuredConfig, CHANNEL_ALIGN,
-    };
     let Some((m, tok)) = minilm() else { return };
     let sentences = fixture_sentences();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
@@ -630,15 +630,7 @@ fn minilm_ffn_pruning_shrinks_the_layers() {
     let reference = embed(&m);
     let mut cosines = Vec::new();
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
-        let cfg = StructuredConfig {
-            ffn_drop_pct: 25,
-            heads_drop_pct: 0,
-            allocation: Allocation::Uniform,
-            align: CHANNEL_ALIGN,
-            fit,
-        };
-        let mut p = m.clone();
-        let r = prune_structured(&mut p, (fit != Fit::None).then_some(&cal), &cfg).unwrap();
+        let (p, r) = pruned(&m, &cal, [25, 0], CHANNEL_ALIGN, fit);
         assert_eq!(r.groups.len(), 6);
         assert!(r.groups.iter().all(|g| (g.before, g.after) == (1536, 1152)));
         // Each channel is a row of the intermediate weight (384) and a
@@ -653,6 +645,28 @@ fn minilm_ffn_pruning_shrinks_the_layers() {
         "{cosines:?}"
     );
     assert!(cosines[2] > 0.95, "{cosines:?}");
+}
+
+/// `m` with `ffn` % of its FFN channels and `heads` % of its attention
+/// heads pruned, fit with `fit` (on `cal` unless `Fit::None`), kept channel
+/// counts multiples of `align`; and the report.
+fn pruned(
+    m: &Model,
+    cal: &Calibration,
+    [ffn, heads]: [u8; 2],
+    align: usize,
+    fit: Fit,
+) -> (Model, StructuredReport) {
+    let cfg = StructuredConfig {
+        ffn_drop_pct: ffn,
+        heads_drop_pct: heads,
+        allocation: Allocation::Uniform,
+        align,
+        fit,
+    };
+    let mut p = m.clone();
+    let r = prune_structured(&mut p, (fit != Fit::None).then_some(cal), &cfg).unwrap();
+    (p, r)
 }
 
 /// The constant whose name ends in `suffix`.
@@ -676,7 +690,6 @@ fn constant_ending(m: &Model, suffix: &str) -> (String, Tensor) {
 /// below 1e-5 on the embeddings); with calibration the fits keep it closer.
 #[test]
 fn minilm_head_pruning_drops_keys_and_values_too() {
-    use egret_passes::compress::structured::{prune_structured, Allocation, Fit, StructuredConfig};
     let Some((m, tok)) = minilm() else { return };
     let sentences = fixture_sentences();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
@@ -694,15 +707,7 @@ fn minilm_head_pruning_drops_keys_and_values_too() {
     let reference = embed(&m);
     let mut cosines = Vec::new();
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
-        let cfg = StructuredConfig {
-            ffn_drop_pct: 0,
-            heads_drop_pct: 50,
-            allocation: Allocation::Uniform,
-            align: 1,
-            fit,
-        };
-        let mut p = m.clone();
-        let r = prune_structured(&mut p, (fit != Fit::None).then_some(&cal), &cfg).unwrap();
+        let (p, r) = pruned(&m, &cal, [0, 50], 1, fit);
         assert_eq!(r.groups.len(), 6);
         assert!(r.groups.iter().all(|g| (g.before, g.after) == (12, 6)));
         // A channel is a row of the query, key and value weights and a
@@ -867,7 +872,6 @@ fn minilm_auto_meets_a_measured_budget() {
 /// independent hidden channels it has nothing to generalise).
 #[test]
 fn structured_pruning_removes_whole_hidden_channels() {
-    use egret_passes::compress::structured::{prune_structured, Allocation, Fit, StructuredConfig};
     let m = mlp();
     let inputs = mlp_inputs(5);
     let want = run(&m, &inputs)[0].clone();
@@ -876,16 +880,7 @@ fn structured_pruning_removes_whole_hidden_channels() {
     let w1 = w1.as_slice::<f32>().unwrap();
     let mut errs = Vec::new();
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
-        let cfg = StructuredConfig {
-            ffn_drop_pct: 50,
-            heads_drop_pct: 0,
-            allocation: Allocation::Uniform,
-            align: 16,
-            fit,
-        };
-        let mut p = m.clone();
-        let calibrated = (fit != Fit::None).then_some(&cal);
-        let report = prune_structured(&mut p, calibrated, &cfg).unwrap();
+        let (p, report) = pruned(&m, &cal, [50, 0], 16, fit);
         assert_eq!(report.groups.len(), 1);
         assert_eq!((report.groups[0].before, report.groups[0].after), (128, 64));
         assert_eq!(report.groups[0].fit, fit);
@@ -1000,7 +995,6 @@ fn gqa() -> Model {
 /// compensation's.
 #[test]
 fn head_pruning_keeps_the_grouped_query_mapping() {
-    use egret_passes::compress::structured::{prune_structured, Allocation, Fit, StructuredConfig};
     let m = gqa();
     let inputs = |seed: u64| {
         let mut s = seed;
@@ -1020,15 +1014,7 @@ fn head_pruning_keeps_the_grouped_query_mapping() {
     }
     let mut fitted = Vec::new();
     for fit in [Fit::None, Fit::Mean, Fit::Refit] {
-        let cfg = StructuredConfig {
-            ffn_drop_pct: 0,
-            heads_drop_pct: 50,
-            allocation: Allocation::Uniform,
-            align: 1,
-            fit,
-        };
-        let mut p = m.clone();
-        let r = prune_structured(&mut p, (fit != Fit::None).then_some(&cal), &cfg).unwrap();
+        let (p, r) = pruned(&m, &cal, [0, 50], 1, fit);
         assert_eq!((r.groups[0].before, r.groups[0].after), (4, 2));
         assert_eq!(constant(&p, "q.weight").shape(), [8, 16]);
         assert_eq!(constant(&p, "o.weight").shape(), [16, 8]);

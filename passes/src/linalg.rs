@@ -392,15 +392,11 @@ fn gram_schmidt(y: &mut [f64], m: usize, l: usize) {
 mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random `[rows, cols]` matrix in [-1, 1).
-    fn noise(len: usize, mut s: u64) -> Vec<f64> {
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-            })
+    /// Deterministic values in [-1, 1), in f64.
+    fn noise(len: usize, seed: u32) -> Vec<f64> {
+        crate::compress::test_values(len, seed)
+            .into_iter()
+            .map(f64::from)
             .collect()
     }
 
